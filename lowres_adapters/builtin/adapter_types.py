@@ -1,0 +1,1 @@
+"""Built-in adapter types (filled in by its module owner)."""

@@ -1,0 +1,1 @@
+"""Built-in data sources (filled in by its module owner)."""

