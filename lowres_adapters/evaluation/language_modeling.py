@@ -1,0 +1,194 @@
+"""Language-modelling scores: perplexity, bits per character and bits per byte.
+
+Bits per character divides the total negative log-likelihood (in bits) by the number of characters
+scored, so it is comparable across tokenizers (an extended vocabulary changes the token count, not
+the character count) and does not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Sequence
+
+from lowres_adapters.errors import LowresError
+
+OBJECTIVES = ("clm", "mlm")
+
+
+@dataclass(frozen=True)
+class LanguageModelScores:
+    """Totals of a language-modelling evaluation.
+
+    Attributes:
+        nll_nats: Summed negative log-likelihood (pseudo-log-likelihood for ``mlm``), in nats.
+        tokens: Number of tokens scored.
+        chars: Number of characters in the scored texts.
+        bytes: Number of UTF-8 bytes in the scored texts.
+        texts: Number of non-empty texts scored.
+        objective: ``"clm"`` or ``"mlm"``.
+        pseudo_perplexity: For ``mlm``: mean over texts of ``exp(-PLL / N)``; else None.
+    """
+
+    nll_nats: float
+    tokens: int
+    chars: int
+    bytes: int
+    texts: int
+    objective: str = "clm"
+    pseudo_perplexity: float | None = None
+
+    @property
+    def loss_per_token(self) -> float:
+        """Return the mean negative log-likelihood per token, in nats."""
+        return self.nll_nats / self.tokens
+
+    @property
+    def perplexity(self) -> float:
+        """Return ``exp(loss_per_token)`` (corpus-level; tokenizer-dependent)."""
+        return math.exp(self.loss_per_token)
+
+    @property
+    def bits_per_char(self) -> float:
+        """Return the total negative log-likelihood in bits divided by the number of characters."""
+        return self.nll_nats / math.log(2) / self.chars
+
+    @property
+    def bits_per_byte(self) -> float:
+        """Return the total negative log-likelihood in bits divided by the number of UTF-8 bytes."""
+        return self.nll_nats / math.log(2) / self.bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the totals and the derived figures as a JSON-ready dict."""
+        values = asdict(self)
+        if self.pseudo_perplexity is None:
+            values.pop("pseudo_perplexity")
+        values.update(loss_per_token=self.loss_per_token, perplexity=self.perplexity,
+                      bits_per_char=self.bits_per_char, bits_per_byte=self.bits_per_byte)
+        return values
+
+
+def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, objective: str = "clm",
+                batch_size: int = 8, max_length: int = 512) -> LanguageModelScores:
+    """Score ``texts`` with ``model`` and return the summed negative log-likelihood and counts.
+
+    For ``clm`` every token of each text is predicted: a BOS (or, without one, EOS) token is
+    prepended as context, and texts longer than ``max_length`` are scored in overlapping windows
+    where each token is scored exactly once with at least half a window of left context. For
+    ``mlm`` the pseudo-log-likelihood is used (see :mod:`.pseudo_perplexity`).
+
+    Args:
+        model: A causal (or masked) LM, or a wrapper whose forward takes ``input_ids`` and
+            ``attention_mask`` and returns ``.logits`` aligned with the input.
+        tokenizer: The model's tokenizer.
+        texts: Texts to score; empty ones are skipped.
+        objective: ``"clm"`` or ``"mlm"``.
+        batch_size: Number of windows (``clm``) or masked copies (``mlm``) per forward pass.
+        max_length: Longest sequence fed to the model, in tokens (special tokens included).
+
+    Returns:
+        The totals; derived figures are properties of the result.
+    """
+    if objective not in OBJECTIVES:
+        raise LowresError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if batch_size < 1 or max_length < 4:
+        raise LowresError("batch_size must be >= 1 and max_length >= 4")
+    if objective == "mlm":
+        from lowres_adapters.evaluation.pseudo_perplexity import score_texts_mlm
+
+        return score_texts_mlm(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
+    return _score_texts_clm(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
+
+
+def window_spans(length: int, max_length: int, first_target: int = 1) -> Iterator[tuple[int, int, int]]:
+    """Yield ``(start, end, first_scored)`` windows covering positions ``first_target..length-1``.
+
+    Each position is scored in exactly one window; after the first window every window keeps
+    ``max_length // 2`` positions of left context.
+    """
+    overlap = max_length // 2
+    scored_until = first_target
+    start = 0
+    while scored_until < length:
+        end = min(start + max_length, length)
+        yield start, end, scored_until
+        scored_until = end
+        start = end - overlap
+
+
+def model_device(model: Any) -> Any:
+    """Return the device of the model's first parameter (CPU when it has none)."""
+    import torch
+
+    for parameter in model.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
+def _context_token_id(tokenizer: Any) -> int:
+    """Return the token prepended so that a text's first token is predicted too."""
+    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise LowresError("the tokenizer has neither a BOS nor an EOS token to start a text with")
+
+
+def _pad_id(tokenizer: Any) -> int:
+    """Return a token id to pad with (its value never matters: padding is masked)."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    return 0
+
+
+def _score_texts_clm(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int,
+                     max_length: int) -> LanguageModelScores:
+    """Score texts with a causal LM; see :func:`score_texts`."""
+    import torch
+
+    context_id = _context_token_id(tokenizer)
+    rows: list[tuple[list[int], int]] = []  # (window ids, first scored position within the window)
+    chars = n_bytes = n_texts = 0
+    for text in texts:
+        text_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not text_ids:
+            continue
+        ids = [context_id, *text_ids]
+        n_texts += 1
+        chars += len(text)
+        n_bytes += len(text.encode("utf-8"))
+        for start, end, first_scored in window_spans(len(ids), max_length):
+            rows.append((ids[start:end], first_scored - start))
+    if not rows:
+        raise LowresError("nothing to score: every text is empty")
+
+    device = model_device(model)
+    pad_id = _pad_id(tokenizer)
+    order = sorted(range(len(rows)), key=lambda index: len(rows[index][0]))
+    nll_nats = 0.0
+    tokens = 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for offset in range(0, len(order), batch_size):
+                batch = [rows[index] for index in order[offset:offset + batch_size]]
+                width = max(len(ids) for ids, _ in batch)
+                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)  # (batch, seq)
+                scored = torch.zeros((len(batch), width), dtype=torch.bool)  # (batch, seq)
+                attention_mask = torch.zeros((len(batch), width), dtype=torch.long)  # (batch, seq)
+                for row, (ids, first_scored) in enumerate(batch):
+                    input_ids[row, :len(ids)] = torch.tensor(ids)
+                    attention_mask[row, :len(ids)] = 1
+                    scored[row, first_scored:len(ids)] = True
+                logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+                log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (batch, seq-1, vocab)
+                targets = input_ids[:, 1:].to(device)  # (batch, seq-1)
+                target_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (batch, seq-1)
+                mask = scored[:, 1:].to(device)  # (batch, seq-1)
+                nll_nats -= float(target_log_probs[mask].double().sum())
+                tokens += int(mask.sum())
+    finally:
+        model.train(was_training)
+    return LanguageModelScores(nll_nats=nll_nats, tokens=tokens, chars=chars, bytes=n_bytes,
+                               texts=n_texts, objective="clm")
