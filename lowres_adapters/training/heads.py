@@ -1,0 +1,209 @@
+"""Task heads on top of a backbone's last hidden states: sequence and token classification, extractive QA.
+
+A head is a small ``torch.nn.Module`` that maps ``(batch, seq, hidden)`` hidden states to logits
+and knows its own loss. The backbone (base model + frozen language adapter + task adapter) is
+called through :func:`last_hidden_states`, which skips the language-model head where it can, so
+a 49k-entry vocabulary projection is not computed for nothing.
+
+Heads are saved as plain tensors under :data:`HEAD_PREFIX` in ``adapter.safetensors`` next to the
+task adapter's own tensors, and rebuilt from :class:`HeadConfig` (stored in the run settings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+HEAD_PREFIX = "lowres.head."
+"""Key prefix of head tensors in ``adapter.safetensors``."""
+
+HEAD_KINDS = ("sequence_classification", "token_classification", "extractive_qa")
+POOLINGS = ("mean", "first", "last")
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Settings of a task head.
+
+    Attributes:
+        kind: One of ``sequence_classification``, ``token_classification``, ``extractive_qa``.
+        num_labels: Number of classes (or tags); 2 (start, end) for extractive QA.
+        hidden_size: Width of the backbone's hidden states.
+        pooling: How a sequence is reduced for sequence classification: ``mean`` over real tokens,
+            ``first`` token (an encoder's ``<s>``/``[CLS]``) or ``last`` real token (a decoder's summary).
+        dropout: Dropout on the hidden states before the head.
+        layers: 2 = dense + tanh + output as AdapterHub's classification head; 1 = a single linear map.
+    """
+
+    kind: str = "sequence_classification"
+    num_labels: int = 2
+    hidden_size: int = 768
+    pooling: str = "mean"
+    dropout: float = 0.1
+    layers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kind not in HEAD_KINDS:
+            raise ValueError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {self.kind!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if not (isinstance(self.num_labels, int) and self.num_labels >= 1):
+            raise ValueError(f"num_labels must be a positive integer, got {self.num_labels!r}")
+        if self.kind == "extractive_qa" and self.num_labels != 2:
+            raise ValueError("an extractive QA head has exactly 2 outputs (start, end)")
+        if not (isinstance(self.hidden_size, int) and self.hidden_size >= 1):
+            raise ValueError(f"hidden_size must be a positive integer, got {self.hidden_size!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.layers not in (1, 2):
+            raise ValueError(f"layers must be 1 or 2, got {self.layers!r}")
+
+
+def pool_sequence(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Reduce ``(batch, seq, hidden)`` states to ``(batch, hidden)`` over the real (unmasked) tokens.
+
+    Args:
+        hidden: Hidden states.
+        attention_mask: ``(batch, seq)``, 1 on real tokens; padding may be on either side.
+        pooling: ``mean``, ``first`` (first real token) or ``last`` (last real token).
+    """
+    mask = attention_mask.to(hidden.dtype)  # (batch, seq)
+    if pooling == "mean":
+        summed = (hidden * mask.unsqueeze(-1)).sum(dim=1)  # (batch, hidden)
+        return summed / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+    positions = torch.arange(hidden.shape[1], device=hidden.device).expand_as(attention_mask)  # (batch, seq)
+    real = attention_mask.bool()
+    if pooling == "first":
+        index = torch.where(real, positions, hidden.shape[1]).min(dim=1).values  # (batch,)
+    elif pooling == "last":
+        index = torch.where(real, positions, -1).max(dim=1).values  # (batch,)
+    else:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    index = index.clamp(0, hidden.shape[1] - 1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]  # (batch, hidden)
+
+
+class TaskHead(nn.Module):
+    """A task head: hidden states -> logits, with the task's loss.
+
+    Args:
+        config: The head's settings.
+    """
+
+    def __init__(self, config: HeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.dropout = nn.Dropout(config.dropout)
+        if config.layers == 2:
+            self.dense: nn.Module = nn.Sequential(nn.Linear(config.hidden_size, config.hidden_size), nn.Tanh(),
+                                                  nn.Dropout(config.dropout))
+        else:
+            self.dense = nn.Identity()
+        self.output = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Return logits: ``(batch, labels)`` for sequences, ``(batch, seq, labels)`` per token,
+        ``(batch, seq, 2)`` start/end for QA."""
+        hidden = hidden.to(self.output.weight.dtype)
+        if self.config.kind == "sequence_classification":
+            hidden = pool_sequence(hidden, attention_mask, self.config.pooling)  # (batch, hidden)
+        return self.output(self.dense(self.dropout(hidden)))
+
+    def loss(self, logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Return the task loss of ``logits`` against the labels in ``batch``.
+
+        ``batch`` holds ``labels`` (batch,) for sequences, ``labels`` (batch, seq) with -100 on
+        ignored sub-tokens for tokens, ``start_positions`` and ``end_positions`` (batch,) for QA.
+        """
+        kind = self.config.kind
+        if kind == "sequence_classification":
+            return functional.cross_entropy(logits.float(), batch["labels"])
+        if kind == "token_classification":
+            flat_logits = logits.float().reshape(-1, logits.shape[-1])  # (batch * seq, labels)
+            return functional.cross_entropy(flat_logits, batch["labels"].reshape(-1), ignore_index=IGNORE_INDEX)
+        start_logits, end_logits = qa_logits(logits, batch["attention_mask"])
+        return 0.5 * (functional.cross_entropy(start_logits, batch["start_positions"])
+                      + functional.cross_entropy(end_logits, batch["end_positions"]))
+
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        """Return the head's tensors keyed under :data:`HEAD_PREFIX`, for ``adapter.safetensors``."""
+        return {HEAD_PREFIX + key: value for key, value in self.state_dict().items()}
+
+    def load_head_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Load tensors written by :meth:`head_state_dict` (other keys are ignored)."""
+        own = {key[len(HEAD_PREFIX):]: value for key, value in tensors.items() if key.startswith(HEAD_PREFIX)}
+        self.load_state_dict(own, strict=True)
+
+
+def qa_logits(logits: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``(batch, seq, 2)`` QA logits into start and end ``(batch, seq)``, padding masked out."""
+    start_logits, end_logits = logits.float().unbind(dim=-1)  # (batch, seq) each
+    padding = ~attention_mask.bool()
+    lowest = torch.finfo(start_logits.dtype).min
+    return start_logits.masked_fill(padding, lowest), end_logits.masked_fill(padding, lowest)
+
+
+def backbone_of(module: nn.Module) -> nn.Module:
+    """Return the transformer body of an LM-headed model (no vocabulary projection), else ``module``.
+
+    Adapters that change a model in place (AdapterHub, PEFT's injected layers) live inside the body,
+    so calling the body keeps them; a wrapper (e.g. a soft prompt) is returned unchanged.
+    """
+    prefix = getattr(module, "base_model_prefix", None)
+    body = getattr(module, prefix, None) if prefix else None
+    return body if isinstance(body, nn.Module) else module
+
+
+def last_hidden_states(module: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Return ``(batch, seq, hidden)`` last-layer states of ``module`` aligned with ``input_ids``.
+
+    Args:
+        module: A transformers model, its body, or a wrapper that accepts ``output_hidden_states``.
+        input_ids: ``(batch, seq)`` token ids.
+        attention_mask: ``(batch, seq)`` mask.
+    """
+    body = backbone_of(module)
+    if body is not module:
+        return body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    outputs = module(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    hidden = outputs.last_hidden_state if getattr(outputs, "last_hidden_state", None) is not None \
+        else outputs.hidden_states[-1]
+    if hidden.shape[1] != input_ids.shape[1]:
+        raise ValueError(f"{type(module).__name__} returned {hidden.shape[1]} positions for {input_ids.shape[1]} "
+                         "input tokens; its hidden states must be aligned with the input")
+    return hidden
+
+
+def build_head(config: HeadConfig, reference: Any = None) -> TaskHead:
+    """Return a new head, on the device of ``reference`` (a module) when given."""
+    head = TaskHead(config)
+    if isinstance(reference, nn.Module):
+        parameter = next(reference.parameters(), None)
+        if parameter is not None:
+            head.to(parameter.device)
+    return head
+
+
+def head_parameter_count(head: TaskHead) -> int:
+    """Return the number of trainable parameters of ``head``."""
+    return sum(parameter.numel() for parameter in head.parameters() if parameter.requires_grad)
+
+
+def hidden_size_of(model: nn.Module) -> int:
+    """Return the hidden width of a transformers model (``config.hidden_size``)."""
+    config = getattr(model, "config", None)
+    size = getattr(config, "hidden_size", None) or getattr(config, "d_model", None)
+    if not isinstance(size, int):
+        raise ValueError(f"cannot tell the hidden size of {type(model).__name__}")
+    return size
+
+
+__all__ = [
+    "HEAD_PREFIX", "HeadConfig", "TaskHead", "backbone_of", "build_head", "head_parameter_count",
+    "hidden_size_of", "last_hidden_states", "pool_sequence", "qa_logits",
+]

@@ -1,0 +1,147 @@
+"""Task heads and their features on tiny models: shapes, pooling, span mapping, learning a toy task."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lowres_adapters.data.examples import LabeledExample
+from lowres_adapters.errors import LowresError
+from lowres_adapters.testing.tiny import tiny_model
+from lowres_adapters.training.heads import (
+    HeadConfig,
+    TaskHead,
+    backbone_of,
+    last_hidden_states,
+    pool_sequence,
+)
+from lowres_adapters.training.task_features import (
+    collate,
+    decode_qa_answer,
+    decode_token_tags,
+    encode_examples,
+    encode_qa_example,
+    encode_token_example,
+)
+
+
+def test_pooling_uses_real_tokens_only():
+    hidden = torch.arange(2 * 4 * 1, dtype=torch.float).reshape(2, 4, 1)  # (batch, seq, hidden)
+    mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])
+    assert pool_sequence(hidden, mask, "mean").squeeze(-1).tolist() == [1.0, 6.0]
+    assert pool_sequence(hidden, mask, "first").squeeze(-1).tolist() == [0.0, 5.0]
+    assert pool_sequence(hidden, mask, "last").squeeze(-1).tolist() == [2.0, 7.0]
+
+
+def test_head_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="head kind"):
+        HeadConfig(kind="regression")
+    with pytest.raises(ValueError, match="exactly 2 outputs"):
+        HeadConfig(kind="extractive_qa", num_labels=3)
+
+
+@pytest.mark.parametrize("kind", ["llama", "xlmr"])
+def test_backbone_skips_the_vocabulary_projection(kind):
+    model, tokenizer = tiny_model(kind)
+    assert backbone_of(model) is not model
+    batch = tokenizer(["Mulungu ndiye kuwala", "God is light"], padding=True, return_tensors="pt")
+    hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
+    assert hidden.shape == (2, batch["input_ids"].shape[1], model.config.hidden_size)
+    reference = model(**batch, output_hidden_states=True).hidden_states[-1]
+    torch.testing.assert_close(hidden, reference)
+
+
+def test_token_features_label_first_subtoken_of_each_word():
+    _, tokenizer = tiny_model("llama")
+    example = LabeledExample(tokens=("Mulungu", "adalenga", "kumwamba"), tags=("B-PER", "O", "B-LOC"))
+    encoded = encode_token_example(example, tokenizer, ("O", "B-PER", "B-LOC"), max_length=64)
+    labelled = [(position, label) for position, label in enumerate(encoded.targets["labels"]) if label != -100]
+    assert [label for _, label in labelled] == [1, 0, 2]
+    assert [position for position, _ in labelled] == list(encoded.word_starts)
+    for (position, _), word in zip(labelled, example.tokens):
+        start, _end = encoded.offsets[position]
+        assert encoded.text[start:].lstrip().startswith(word[0])
+
+
+def test_qa_features_map_the_answer_span_back_to_text():
+    _, tokenizer = tiny_model("llama")
+    example = LabeledExample(question="Who created the earth?",
+                             text="In the beginning God created the heaven and the earth.", answers=("God",))
+    encoded = encode_qa_example(example, tokenizer, max_length=128)
+    start, end = encoded.targets["start_positions"], encoded.targets["end_positions"]
+    assert 0 < start <= end
+    span = encoded.text[encoded.offsets[start][0]: encoded.offsets[end][1]]
+    assert span.strip() == "God"
+    sequence = len(encoded.input_ids)
+    start_logits, end_logits = torch.zeros(sequence), torch.zeros(sequence)
+    start_logits[start], end_logits[end] = 5.0, 5.0
+    assert decode_qa_answer(start_logits, end_logits, encoded) == "God"
+
+
+def test_qa_answer_missing_or_truncated_gives_no_answer_positions():
+    _, tokenizer = tiny_model("llama")
+    missing = LabeledExample(question="Who?", text="God is light.", answers=("Moses",))
+    assert encode_qa_example(missing, tokenizer, 64).targets == {"start_positions": 0, "end_positions": 0}
+    truncated = LabeledExample(question="Who?", text="God is light, and in him is no darkness at all.",
+                               answers=("darkness",))
+    assert encode_qa_example(truncated, tokenizer, 6).targets == {"start_positions": 0, "end_positions": 0}
+
+
+def test_unknown_label_is_a_user_error():
+    _, tokenizer = tiny_model("llama")
+    with pytest.raises(LowresError, match="not one of"):
+        encode_examples("sequence_classification", [LabeledExample(text="x", label="c")], tokenizer, ("a", "b"))
+
+
+@pytest.mark.parametrize("model_kind", ["llama", "xlmr"])
+def test_heads_learn_toy_tasks_on_frozen_features(model_kind):
+    """Each head must fit a small separable task on frozen features (loss falls, predictions right)."""
+    torch.manual_seed(0)
+    model, tokenizer = tiny_model(model_kind)
+    model.requires_grad_(False)
+    hidden_size = model.config.hidden_size
+    sequence = [LabeledExample(text=text, label=label) for text, label in
+                [("Mulungu ndiye kuwala", "nya"), ("God is light", "eng"),
+                 ("Pachiyambi Mulungu adalenga", "nya"), ("In the beginning", "eng")]]
+    tokens = [LabeledExample(tokens=("Mulungu", "ndiye", "kuwala"), tags=("B-PER", "O", "O")),
+              LabeledExample(tokens=("God", "is", "light"), tags=("B-PER", "O", "O"))]
+    qa = [LabeledExample(question="Who?", text="God is light.", answers=("light",)),
+          LabeledExample(question="What?", text="Mulungu ndiye kuwala.", answers=("kuwala",))]
+    cases = [("sequence_classification", sequence, ("nya", "eng"), 2),
+             ("token_classification", tokens, ("O", "B-PER"), 2),
+             ("extractive_qa", qa, (), 2)]
+    for kind, examples, labels, num_labels in cases:
+        head = TaskHead(HeadConfig(kind=kind, num_labels=num_labels, hidden_size=hidden_size, dropout=0.0))
+        encoded = encode_examples(kind, examples, tokenizer, labels)
+        batch = collate(encoded, tokenizer.pad_token_id)
+        with torch.no_grad():
+            hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
+        optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
+        first_loss = None
+        for _ in range(60):
+            loss = head.loss(head(hidden, batch["attention_mask"]), batch)
+            first_loss = first_loss if first_loss is not None else loss.item()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        assert loss.item() < 0.2 * first_loss, kind
+        logits = head(hidden, batch["attention_mask"]).detach()
+        if kind == "sequence_classification":
+            assert logits.argmax(-1).tolist() == batch["labels"].tolist()
+        elif kind == "token_classification":
+            assert [decode_token_tags(logits[row], encoded[row], labels) for row in range(2)] == \
+                [list(example.tags) for example in examples]
+        else:
+            answers = [decode_qa_answer(logits[row, :, 0], logits[row, :, 1], encoded[row]) for row in range(2)]
+            assert answers == [example.answers[0] for example in examples]
+
+
+def test_head_state_round_trip():
+    head = TaskHead(HeadConfig(num_labels=3, hidden_size=8))
+    copy = TaskHead(HeadConfig(num_labels=3, hidden_size=8))
+    tensors = head.head_state_dict()
+    assert all(key.startswith("lowres.head.") for key in tensors)
+    copy.load_head_state_dict({**tensors, "unrelated": torch.zeros(1)})
+    hidden, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.long)
+    head.eval(), copy.eval()
+    torch.testing.assert_close(head(hidden, mask), copy(hidden, mask))
