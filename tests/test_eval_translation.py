@@ -1,0 +1,75 @@
+"""BLEU/chrF/chrF++ equal sacrebleu's; generation is batched with left padding, correctly."""
+
+from __future__ import annotations
+
+import pytest
+import sacrebleu
+import torch
+
+from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.translation import (
+    evaluate_translation,
+    generate_translations,
+    plain_prompt,
+    score_translations,
+)
+from lowres_adapters.testing.tiny import tiny_model
+
+HYPOTHESES = ["Mulungu adalenga kumwamba.", "dziko lapansi linali lopanda kanthu", "God is light"]
+REFERENCES = ["Pachiyambi Mulungu adalenga kumwamba.", "Dziko lapansi linali lopanda maonekedwe.",
+              "God is light, and in him is no darkness."]
+
+
+def test_scores_equal_sacrebleus_own_corpus_functions():
+    scores = score_translations(HYPOTHESES, REFERENCES)
+    assert scores.bleu == pytest.approx(sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES]).score)
+    assert scores.chrf == pytest.approx(sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES]).score)
+    assert scores.chrf_pp == pytest.approx(
+        sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES], word_order=2).score)
+    assert scores.chrf_pp != scores.chrf
+    assert "tok:13a" in scores.bleu_signature and "nw:2" in scores.chrf_pp_signature
+    assert score_translations(REFERENCES, REFERENCES).chrf == pytest.approx(100.0)
+
+
+def test_bleu_tokenizer_is_configurable_and_in_the_signature():
+    scores = score_translations(HYPOTHESES, REFERENCES, bleu_tokenize="char")
+    assert "tok:char" in scores.bleu_signature
+    assert scores.bleu == pytest.approx(
+        sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES], tokenize="char").score)
+
+
+def test_mismatched_lengths_are_one_line_errors():
+    with pytest.raises(LowresError, match="2 hypotheses for 3 references"):
+        score_translations(HYPOTHESES[:2], REFERENCES)
+
+
+def greedy_reference(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    """Decode greedily one prompt at a time, without padding."""
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            next_id = model(input_ids=ids).logits[0, -1].argmax()
+        ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
+    text = tokenizer.decode(ids[0, -max_new_tokens:], skip_special_tokens=True)
+    return text.split("\n")[0].strip()
+
+
+def test_batched_left_padded_generation_matches_one_prompt_at_a_time():
+    model, tokenizer = tiny_model("llama")
+    model.generation_config.eos_token_id = None
+    prompt = plain_prompt("English", "Chichewa")
+    sources = ["God is light.", "And the earth was without form, and void, in the beginning."]
+    hypotheses = generate_translations(model, tokenizer, sources, prompt=prompt, num_beams=1,
+                                       max_new_tokens=6, batch_size=2, stop_at_newline=False)
+    expected = [greedy_reference(model, tokenizer, prompt(source), 6) for source in sources]
+    # the tiny tokenizer has no newline merge, so no stop tokens fire early in the reference
+    assert [h.split("\n")[0].strip() for h in hypotheses] == expected
+
+
+def test_evaluate_translation_returns_scores_and_hypotheses():
+    model, tokenizer = tiny_model("llama")
+    scores, hypotheses = evaluate_translation(model, tokenizer, ["God is light."], ["Mulungu ndiye kuwala."],
+                                              prompt=plain_prompt("English", "Chichewa"), num_beams=2,
+                                              max_new_tokens=4)
+    assert len(hypotheses) == 1 and scores.examples == 1
+    assert 0.0 <= scores.chrf <= 100.0
