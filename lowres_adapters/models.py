@@ -80,22 +80,26 @@ def model_revision(model_id: str) -> str | None:
     return None
 
 
-def load_tokenizer(model_id: str) -> Any:
+def load_tokenizer(model_id: str, revision: str | None = None) -> Any:
     """Load the tokenizer of ``model_id`` (embedded default, Hub id or folder)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_id))
+    hub_revision = {"revision": revision} if revision else {}
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_id), **hub_revision)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_base_model(model_id: str, objective: str | None = None) -> tuple[Any, Any]:
+def load_base_model(model_id: str, objective: str | None = None, *, revision: str | None = None,
+                    safetensors_only: bool = False) -> tuple[Any, Any]:
     """Load a base model with its LM head, and its tokenizer.
 
     Args:
         model_id: The embedded default, a Hub id or a local folder.
         objective: ``"clm"`` or ``"mlm"``; chosen from the architecture when None.
+        revision: Hub revision of ``model_id`` (ignored for the embedded default and folders).
+        safetensors_only: Refuse pickled (``.bin``) weights instead of unpickling them.
 
     Returns:
         ``(model, tokenizer)`` with the model in eval mode.
@@ -103,13 +107,18 @@ def load_base_model(model_id: str, objective: str | None = None) -> tuple[Any, A
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
     path = resolve_model_path(model_id)
+    hub_revision = {"revision": revision} if revision and path == model_id and not Path(path).exists() else {}
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, **hub_revision)
     except OSError as error:
         raise LowresError(f"cannot load model {model_id!r}: {str(error).splitlines()[0]}") from None
     if objective is None:
         objective = "mlm" if is_encoder(config) else "clm"
     auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
-    model = auto.from_pretrained(path)
+    extra = {"use_safetensors": True} if safetensors_only else {}
+    try:
+        model = auto.from_pretrained(path, **hub_revision, **extra)
+    except OSError as error:
+        raise LowresError(f"cannot load model {model_id!r}: {str(error).splitlines()[0]}") from None
     model.eval()
-    return model, load_tokenizer(model_id)
+    return model, load_tokenizer(model_id, **hub_revision)
