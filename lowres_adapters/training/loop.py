@@ -1,0 +1,396 @@
+"""The one training loop every recipe runs.
+
+A recipe supplies a :class:`TrainingJob`: the model, the parameters that train, tokenised
+features, a collator and ``loss_fn(model, batch) -> (mean loss, n_predicted_tokens)``. The loop
+does the rest: data order, micro-batches and gradient accumulation, token-weighted loss across
+micro-batches and processes, AdamW with warm-up + cosine/linear decay, clipping, evaluation with
+early stopping, checkpoints that resume exactly, a JSONL log and a progress bar.
+
+Data order: epoch ``e`` visits the features in ``randperm(seed, e)`` order; a global batch of
+``batch_size`` features is cut into ``grad_accum_steps x processes`` micro-batches, and process
+``r`` takes the ``r``-th contiguous run of them. The collator's generator is seeded from
+``(seed, step, micro-batch index)``, so a run resumed from a checkpoint, or split over processes
+as ``1 x accumulation 2`` vs ``2 x accumulation 1``, sees the same batches and masks.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from lowres_adapters.errors import LowresError
+from lowres_adapters.training.batching import Collator
+from lowres_adapters.training.checkpoint import (
+    LoopState,
+    latest_checkpoint,
+    load_checkpoint,
+    remove_checkpoints,
+    save_checkpoint,
+)
+from lowres_adapters.training.distributed import ProcessInfo, current_process
+from lowres_adapters.training.objectives import LossFn, count_input_tokens
+from lowres_adapters.training.run_log import RunLog
+from lowres_adapters.training.schedules import build_scheduler
+from lowres_adapters.training.settings import LoopSettings
+
+
+@dataclass
+class TrainingJob:
+    """What a recipe hands the loop.
+
+    Attributes:
+        model: The module ``loss_fn`` is called with (``handle.model``).
+        parameters: Exactly the parameters that train, by name; everything else in ``model``
+            is frozen by the loop.
+        train_features: Tokenised training examples (see :mod:`~lowres_adapters.training.batching`).
+        collate: ``collate(features, generator) -> batch``.
+        loss_fn: ``loss_fn(model, batch) -> (mean loss over predicted tokens, n_predicted_tokens)``.
+        eval_features: Validation features for the periodic evaluation (the first
+            ``eval_examples`` are used), or None.
+        name: Label of the progress bar (e.g. the stage name).
+        freezing: One line saying what trains, printed at start.
+        count_tokens: ``count_tokens(batch) -> int`` real input tokens, for tokens/s.
+    """
+
+    model: torch.nn.Module
+    parameters: Mapping[str, torch.nn.Parameter]
+    train_features: Sequence[Mapping[str, Any]]
+    collate: Collator
+    loss_fn: LossFn
+    eval_features: Sequence[Mapping[str, Any]] | None = None
+    name: str = "train"
+    freezing: str = "adapter only"
+    count_tokens: Callable[[Mapping[str, Any]], int] = count_input_tokens
+
+
+@dataclass
+class StepReport:
+    """What callbacks receive after each optimiser step."""
+
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    tokens_seen: int
+    eval_loss: float | None = None
+
+
+@dataclass
+class LoopResult:
+    """How a training run went.
+
+    Attributes:
+        steps: Optimiser steps done in total (including those before a resume).
+        total_steps: Steps the run was set to do.
+        final_loss: Training loss of the last step (NaN when no step ran in this process).
+        eval_loss: Validation loss at the end, or None without validation data.
+        best_eval_loss: Lowest validation loss seen, or None.
+        best_step: Step of the best validation loss.
+        stopped_early: True when early stopping ended the run.
+        resumed_from: Step of the checkpoint the run resumed from, or None.
+        seconds: Training time (across resumes).
+        tokens_seen: Real input tokens processed (all processes).
+        trainable_parameters: Number of trained parameters.
+        total_parameters: Number of parameters of the model.
+    """
+
+    steps: int
+    total_steps: int
+    final_loss: float
+    eval_loss: float | None
+    best_eval_loss: float | None
+    best_step: int | None
+    stopped_early: bool
+    resumed_from: int | None
+    seconds: float
+    tokens_seen: int
+    trainable_parameters: int
+    total_parameters: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Return real input tokens processed per second of training."""
+        return self.tokens_seen / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready summary (without the history)."""
+        return {
+            "steps": self.steps, "total_steps": self.total_steps, "final_loss": self.final_loss,
+            "eval_loss": self.eval_loss, "best_eval_loss": self.best_eval_loss, "best_step": self.best_step,
+            "stopped_early": self.stopped_early, "resumed_from": self.resumed_from,
+            "seconds": round(self.seconds, 3), "tokens_seen": self.tokens_seen,
+            "tokens_per_second": round(self.tokens_per_second, 1),
+            "trainable_parameters": self.trainable_parameters, "total_parameters": self.total_parameters,
+        }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (adapter initialisation, dropout)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def select_parameters(model: torch.nn.Module, patterns: Sequence[str]) -> dict[str, torch.nn.Parameter]:
+    """Return the parameters of ``model`` whose names match any glob in ``patterns``.
+
+    Raises:
+        LowresError: When a pattern matches nothing (a typo would silently train nothing).
+    """
+    named = dict(model.named_parameters())
+    chosen: dict[str, torch.nn.Parameter] = {}
+    for pattern in patterns:
+        matches = [name for name in named if fnmatch.fnmatchcase(name, pattern)]
+        if not matches:
+            raise LowresError(f"train_also pattern {pattern!r} matches no parameter of the model")
+        chosen.update({name: named[name] for name in matches})
+    return chosen
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Return the number of distinct parameters of ``model`` (tied weights counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe_trainable(trainable: int, total: int, freezing: str) -> str:
+    """Return the start-of-run line: trainable count, share of the model and the freezing strategy."""
+    share = 100.0 * trainable / total if total else 0.0
+    return f"trainable parameters: {trainable:,} of {total:,} ({share:.3f}%); trains: {freezing}"
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """Return the visiting order of ``n`` features in ``epoch`` (a seeded permutation)."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+def micro_batch_generator(seed: int, step: int, micro_index: int) -> torch.Generator:
+    """Return the collator's generator for micro-batch ``micro_index`` of optimiser step ``step``."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 10_007 + micro_index) % 2**63)
+
+
+class _Order:
+    """Draws global batches in epoch order and records the position in :class:`LoopState`."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+        self._cached: tuple[int, list[int]] | None = None
+
+    def _order(self, epoch: int) -> list[int]:
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, epoch_order(self.n, self.seed, epoch))
+        return self._cached[1]
+
+    def next_batch(self, state: LoopState, size: int) -> list[int]:
+        indices: list[int] = []
+        while len(indices) < size:
+            taken = self._order(state.epoch)[state.position: state.position + size - len(indices)]
+            indices.extend(taken)
+            state.position += len(taken)
+            if state.position >= self.n:
+                state.epoch, state.position = state.epoch + 1, 0
+        return indices
+
+
+def _micro_batch_size(settings: LoopSettings, process: ProcessInfo) -> int:
+    parts = settings.grad_accum_steps * process.world_size
+    if settings.batch_size % parts:
+        raise LowresError(f"batch_size {settings.batch_size} must be divisible by grad_accum_steps "
+                          f"x processes = {parts}")
+    return settings.batch_size // parts
+
+
+def _token_weighted(loss_sum: torch.Tensor, count: torch.Tensor) -> float:
+    return float(loss_sum / count) if float(count) > 0 else float("nan")
+
+
+def evaluate_loss(job: TrainingJob, settings: LoopSettings, process: ProcessInfo) -> float:
+    """Return the token-weighted validation loss on the first ``eval_examples`` features."""
+    features = list(job.eval_features or [])[: settings.eval_examples]
+    micro = max(1, settings.batch_size // (settings.grad_accum_steps * process.world_size))
+    chunks = [features[i: i + micro] for i in range(0, len(features), micro)]
+    totals = torch.zeros(2, dtype=torch.float64)  # (loss sum, predicted tokens)
+    was_training = job.model.training
+    job.model.eval()
+    with torch.no_grad():
+        for index in range(process.rank, len(chunks), process.world_size):
+            batch = job.collate(chunks[index], micro_batch_generator(settings.seed, -1, index))
+            loss, count = job.loss_fn(job.model, batch)
+            totals += torch.tensor([float(loss) * int(count), int(count)], dtype=torch.float64)
+    job.model.train(was_training)
+    process.sum_(totals)
+    return _token_weighted(totals[0], totals[1])
+
+
+def _freeze_all_but(model: torch.nn.Module, parameters: Mapping[str, torch.nn.Parameter]) -> None:
+    keep = {id(p) for p in parameters.values()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in keep)
+    for parameter in parameters.values():
+        parameter.requires_grad_(True)
+
+
+def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None, *, resume: bool = False,
+          callbacks: Sequence[Callable[[StepReport], None]] = (), process: ProcessInfo | None = None) -> LoopResult:
+    """Train ``job.parameters`` of ``job.model`` and return how it went.
+
+    Args:
+        job: Model, trained parameters, features, collator and loss from a recipe.
+        settings: The resolved loop settings.
+        run_dir: Where ``train_log.jsonl`` and ``checkpoints/`` go; None keeps nothing on disk
+            (no log, no checkpoints).
+        resume: Continue from the newest checkpoint in ``run_dir`` if there is one.
+        callbacks: Called after every optimiser step with a :class:`StepReport`.
+        process: This process's place; found from the launcher's environment when None.
+
+    Raises:
+        LowresError: On an empty training set, a batch size that does not split over the
+            processes, or a checkpoint that does not fit.
+    """
+    process = process or current_process()
+    if not job.train_features:
+        raise LowresError(f"{job.name}: no training examples")
+    if not job.parameters:
+        raise LowresError(f"{job.name}: nothing to train (the adapter has no trainable parameters)")
+    run_dir = Path(run_dir) if run_dir is not None else None
+    micro = _micro_batch_size(settings, process)
+    total_steps = settings.total_steps(len(job.train_features))
+    names = sorted(job.parameters)
+    parameters = [job.parameters[name] for name in names]
+    _freeze_all_but(job.model, job.parameters)
+    seed_everything(settings.seed)
+
+    optimizer = torch.optim.AdamW(parameters, lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2),
+                                  eps=settings.adam_eps, weight_decay=settings.weight_decay)
+    scheduler = build_scheduler(optimizer, settings.schedule, total_steps, settings.warmup_for(total_steps),
+                                settings.min_lr_ratio)
+    state, best, resumed_from = LoopState(), None, None
+    checkpoint = latest_checkpoint(run_dir) if (resume and run_dir is not None) else None
+    if checkpoint is not None:
+        state, best = load_checkpoint(checkpoint, {n: job.parameters[n] for n in names}, optimizer, scheduler, process)
+        resumed_from = state.step
+    log = RunLog(run_dir / "train_log.jsonl" if (run_dir is not None and process.is_main) else None,
+                 keep_until_step=resumed_from)
+
+    trainable = sum(p.numel() for p in parameters)
+    total_parameters = count_parameters(job.model)
+    show = settings.progress and process.is_main
+    if show:
+        print(describe_trainable(trainable, total_parameters, job.freezing), file=sys.stderr)
+        if resumed_from is not None:
+            print(f"resuming {job.name} from step {resumed_from} ({checkpoint})", file=sys.stderr)
+    log.write({"event": "start", "stage": job.name, "total_steps": total_steps, "trainable_parameters": trainable,
+               "total_parameters": total_parameters, "processes": process.world_size,
+               "resumed_from": resumed_from, "train_examples": len(job.train_features)})
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, initial=state.step, desc=job.name, disable=not show, dynamic_ncols=True,
+               file=sys.stderr)
+    order = _Order(len(job.train_features), settings.seed)
+    history: list[dict[str, Any]] = []
+    last_loss, last_eval = float("nan"), None
+    job.model.train()
+    started = time.perf_counter() - state.elapsed_seconds
+    while state.step < total_steps and not state.stopped_early:
+        global_indices = order.next_batch(state, settings.batch_size)
+        totals = torch.zeros(3, dtype=torch.float64)  # (loss sum, predicted tokens, input tokens)
+        for accum in range(settings.grad_accum_steps):
+            micro_index = process.rank * settings.grad_accum_steps + accum
+            chunk = global_indices[micro_index * micro: (micro_index + 1) * micro]
+            batch = job.collate([job.train_features[i] for i in chunk],
+                                micro_batch_generator(settings.seed, state.step, micro_index))
+            loss, count = job.loss_fn(job.model, batch)
+            if int(count) > 0:
+                (loss * int(count)).backward()
+            totals += torch.tensor([float(loss.detach()) * int(count), int(count), job.count_tokens(batch)],
+                                   dtype=torch.float64)
+        process.sum_gradients_(parameters)
+        process.sum_(totals)
+        predicted = float(totals[1])
+        if predicted > 0:
+            for parameter in parameters:
+                if parameter.grad is not None:
+                    parameter.grad.div_(predicted)
+            if settings.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        lr = scheduler.get_last_lr()[0]
+        scheduler.step()
+        state.step += 1
+        state.tokens_seen += int(totals[2])
+        state.elapsed_seconds = time.perf_counter() - started
+        last_loss = _token_weighted(totals[0], totals[1])
+        tokens_per_second = state.tokens_seen / max(state.elapsed_seconds, 1e-9)
+        record = {"event": "train", "step": state.step, "loss": last_loss, "lr": lr, "tokens": state.tokens_seen,
+                  "tokens_per_s": round(tokens_per_second, 1), "elapsed_s": round(state.elapsed_seconds, 3)}
+        if state.step % settings.log_every == 0 or state.step == total_steps:
+            log.write(record)
+        history.append(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{tokens_per_second:.0f}")
+
+        eval_now = job.eval_features and (
+            (settings.eval_every and state.step % settings.eval_every == 0) or state.step == total_steps)
+        if eval_now:
+            last_eval = evaluate_loss(job, settings, process)
+            _track_best(state, last_eval, settings)
+            if state.best_step == state.step:
+                best = {n: job.parameters[n].detach().clone() for n in names}
+            log.write({"event": "eval", "step": state.step, "eval_loss": last_eval,
+                       "best_eval_loss": state.best_eval_loss, "best_step": state.best_step})
+            history.append({"event": "eval", "step": state.step, "eval_loss": last_eval})
+        state.elapsed_seconds = time.perf_counter() - started
+        if (run_dir is not None and settings.save_every and state.step % settings.save_every == 0
+                and state.step < total_steps and not state.stopped_early):
+            save_checkpoint(run_dir, state, {n: job.parameters[n] for n in names}, optimizer, scheduler, process,
+                            best_tensors=best if settings.early_stopping_patience else None,
+                            keep=settings.keep_checkpoints)
+        report = StepReport(state.step, total_steps, last_loss, lr, state.tokens_seen,
+                            last_eval if eval_now else None)
+        for callback in callbacks:
+            callback(report)
+    bar.close()
+
+    if state.stopped_early and settings.restore_best and best is not None and state.best_step != state.step:
+        with torch.no_grad():
+            for name in names:
+                job.parameters[name].copy_(best[name])
+        last_eval = state.best_eval_loss
+    log.write({"event": "end", "stage": job.name, "step": state.step, "stopped_early": state.stopped_early,
+               "best_step": state.best_step, "elapsed_s": round(state.elapsed_seconds, 3)})
+    process.barrier()
+    if run_dir is not None and process.is_main and not settings.keep_checkpoints_at_end:
+        remove_checkpoints(run_dir)
+    process.barrier()
+    job.model.eval()
+    return LoopResult(
+        steps=state.step, total_steps=total_steps, final_loss=last_loss, eval_loss=last_eval,
+        best_eval_loss=state.best_eval_loss, best_step=state.best_step, stopped_early=state.stopped_early,
+        resumed_from=resumed_from, seconds=state.elapsed_seconds, tokens_seen=state.tokens_seen,
+        trainable_parameters=trainable, total_parameters=total_parameters, history=history,
+    )
+
+
+def _track_best(state: LoopState, eval_loss: float, settings: LoopSettings) -> None:
+    """Update the best validation loss and the early-stopping counter."""
+    if math.isnan(eval_loss):
+        return
+    if state.best_eval_loss is None or eval_loss < state.best_eval_loss - settings.early_stopping_min_delta:
+        state.best_eval_loss, state.best_step = eval_loss, state.step
+        state.evals_without_improvement = 0
+        return
+    state.evals_without_improvement += 1
+    if settings.early_stopping_patience and state.evals_without_improvement >= settings.early_stopping_patience:
+        state.stopped_early = True

@@ -1,0 +1,363 @@
+"""Run settings: frozen, documented, validated; loaded from TOML or YAML and overridden on the CLI.
+
+Precedence, lowest first: the loop's own defaults (:class:`LoopSettings`), the recipe's defaults
+for the model's objective (``Recipe.loop_defaults``), the config file, the command line.
+
+A config file mirrors :class:`RunSettings`::
+
+    language = "nya"
+    recipe = "language"
+    adapter = "lora"
+
+    [adapter_config]      # fields of the adapter type's config class
+    r = 16
+
+    [loop]                # fields of LoopSettings
+    max_steps = 40
+    lr = 1e-3
+
+    [data]                # fields of DataSettings
+    eval_examples = 300
+
+    [recipe_options]      # fields of the recipe's options class
+    mix_share = 0.2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from lowres_adapters.configs import config_from_dict, config_to_dict
+from lowres_adapters.errors import LowresError
+from lowres_adapters.specs import LANGUAGE_CODE_PATTERN, NAME_PATTERN
+
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How the one training loop runs.
+
+    Attributes:
+        max_steps: Optimiser steps to run; None derives them from ``epochs``.
+        epochs: Passes over the training examples, used when ``max_steps`` is None.
+        batch_size: Examples per optimiser step across all processes and accumulation steps
+            (the global batch). Must be divisible by ``grad_accum_steps`` x processes.
+        grad_accum_steps: Micro-batches accumulated per optimiser step in each process.
+        max_length: Tokens per example; longer examples are truncated.
+        lr: Peak learning rate (AdamW).
+        weight_decay: AdamW decoupled weight decay.
+        adam_beta1: AdamW beta1.
+        adam_beta2: AdamW beta2.
+        adam_eps: AdamW epsilon.
+        schedule: ``"cosine"``, ``"linear"`` (decay to ``min_lr_ratio`` x lr) or ``"constant"``.
+        warmup_ratio: Share of the steps with a linear warm-up from 0 (ignored if ``warmup_steps``).
+        warmup_steps: Warm-up steps; None uses ``warmup_ratio``.
+        min_lr_ratio: Final learning rate as a share of ``lr`` for the decaying schedules.
+        max_grad_norm: Clip the gradient norm of the trained parameters to this; None disables.
+        eval_every: Evaluate the validation loss every N steps (and at the end); 0 only at the end.
+        eval_examples: Validation examples scored at each evaluation (the first N, fixed).
+        early_stopping_patience: Stop after this many evaluations without improvement; 0 disables.
+        early_stopping_min_delta: Least decrease of the validation loss that counts as improvement.
+        restore_best: After early stopping, put back the weights of the best evaluation.
+        save_every: Write a resumable checkpoint every N steps; 0 disables checkpoints.
+        keep_checkpoints: How many checkpoints to keep while training (oldest removed first).
+        keep_checkpoints_at_end: Keep ``checkpoints/`` after a completed run (removed by default).
+        log_every: Write a line to ``train_log.jsonl`` every N steps.
+        seed: Seeds adapter initialisation, data order, MLM masks and dropout.
+        progress: Show a progress bar and the start summary.
+    """
+
+    max_steps: int | None = None
+    epochs: float = 1.0
+    batch_size: int = 8
+    grad_accum_steps: int = 1
+    max_length: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    schedule: str = "cosine"
+    warmup_ratio: float = 0.0
+    warmup_steps: int | None = None
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float | None = 1.0
+    eval_every: int = 0
+    eval_examples: int = 200
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0
+    restore_best: bool = True
+    save_every: int = 0
+    keep_checkpoints: int = 1
+    keep_checkpoints_at_end: bool = False
+    log_every: int = 1
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1")
+        _check(self.epochs > 0 and math.isfinite(self.epochs), "epochs must be > 0")
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(self.grad_accum_steps >= 1, "grad_accum_steps must be >= 1")
+        _check(self.batch_size % self.grad_accum_steps == 0,
+               f"batch_size {self.batch_size} must be divisible by grad_accum_steps {self.grad_accum_steps}")
+        _check(self.max_length >= 2, "max_length must be >= 2")
+        _check(self.lr > 0, "lr must be > 0")
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        _check(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "adam betas must be in [0, 1)")
+        _check(self.adam_eps > 0, "adam_eps must be > 0")
+        _check(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        _check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
+        _check(self.warmup_steps is None or self.warmup_steps >= 0, "warmup_steps must be >= 0")
+        _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
+        _check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be > 0")
+        for name in ("eval_every", "save_every", "early_stopping_patience"):
+            _check(getattr(self, name) >= 0, f"{name} must be >= 0")
+        _check(self.eval_examples >= 1, "eval_examples must be >= 1")
+        _check(self.early_stopping_min_delta >= 0, "early_stopping_min_delta must be >= 0")
+        _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+        _check(self.log_every >= 1, "log_every must be >= 1")
+        _check(self.early_stopping_patience == 0 or self.eval_every > 0,
+               "early_stopping_patience needs eval_every > 0")
+
+    def total_steps(self, train_examples: int) -> int:
+        """Return the optimiser steps to run for ``train_examples`` examples."""
+        if self.max_steps is not None:
+            return self.max_steps
+        return max(1, math.ceil(self.epochs * train_examples / self.batch_size))
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Return the warm-up steps for a run of ``total_steps``."""
+        if self.warmup_steps is not None:
+            return min(self.warmup_steps, total_steps)
+        return int(round(self.warmup_ratio * total_steps))
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the training and evaluation data come from.
+
+    Files override the language pack's splits; a language without a pack needs ``text``
+    (or ``pairs``) and an evaluation file.
+
+    Attributes:
+        text: Training text file (one example per line; ``.gz`` allowed).
+        eval_text: Held-out text file for bits per character (replaces the pack's ``text["test"]``).
+        pairs: Training pairs file (TSV: source<TAB>target).
+        eval_pairs: Held-out pairs file.
+        source_lang: ISO 639-3 code of the pairs' source column (for user files).
+        max_train_examples: Use at most this many training examples (the first N); None for all.
+        eval_examples: Held-out examples scored for bits per character before and after (the
+            first N of the test split, as the Chichewa anchor scored the first 300 NT verses);
+            None scores the whole split.
+    """
+
+    text: str | None = None
+    eval_text: str | None = None
+    pairs: str | None = None
+    eval_pairs: str | None = None
+    source_lang: str = "eng"
+    max_train_examples: int | None = None
+    eval_examples: int | None = 300
+
+    def __post_init__(self) -> None:
+        _check(self.max_train_examples is None or self.max_train_examples >= 1, "max_train_examples must be >= 1")
+        _check(self.eval_examples is None or self.eval_examples >= 1,
+               "eval_examples must be >= 1 (omit it to score the whole split)")
+        _check(bool(LANGUAGE_CODE_PATTERN.match(self.source_lang)),
+               f"source_lang {self.source_lang!r} must be an ISO 639-3 code")
+
+    def has_files(self) -> bool:
+        """Return True when any user file is given."""
+        return any((self.text, self.eval_text, self.pairs, self.eval_pairs))
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything one ``lowres adapt`` run needs.
+
+    Attributes:
+        language: ISO 639-3 code of the target language.
+        recipe: Recipe name; empty uses the language pack's default (else ``"language"``).
+        model: Base model id or folder; empty uses the pack's default model.
+        adapter: Registered adapter type name.
+        adapter_config: Overrides for fields of the adapter type's config class.
+        adapter_name: Name of the adapter inside the model; empty uses the language code.
+        output: Run folder; empty uses ``runs/<language>-<recipe>-<adapter>``.
+        train_also: Glob patterns of base-model parameter names trained as well as the adapter
+            (the freezing strategy; empty = only the adapter trains). Saved under ``lowres.base.``.
+        resume: Continue from the latest checkpoint in ``output``.
+        publish: Hub repo ``owner/name`` to publish the run folder to when done.
+        loop: Overrides for :class:`LoopSettings` fields (recipe defaults fill the rest).
+        data: Data files and sizes.
+        recipe_options: Overrides for fields of the recipe's options class.
+    """
+
+    language: str
+    recipe: str = ""
+    model: str = ""
+    adapter: str = "lora"
+    adapter_config: Mapping[str, Any] = field(default_factory=dict)
+    adapter_name: str = ""
+    output: str = ""
+    train_also: tuple[str, ...] = ()
+    resume: bool = False
+    publish: str | None = None
+    loop: Mapping[str, Any] = field(default_factory=dict)
+    data: DataSettings = field(default_factory=DataSettings)
+    recipe_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.language, str) and bool(LANGUAGE_CODE_PATTERN.match(self.language)),
+               f"language {self.language!r} must be an ISO 639-3 code (3 lowercase letters)")
+        _check(self.recipe == "" or bool(NAME_PATTERN.match(self.recipe)), f"recipe {self.recipe!r} is not a valid name")
+        _check(bool(NAME_PATTERN.match(self.adapter)), f"adapter {self.adapter!r} is not a valid name")
+        _check(self.adapter_name == "" or bool(NAME_PATTERN.match(self.adapter_name)),
+               f"adapter_name {self.adapter_name!r} must match {NAME_PATTERN.pattern}")
+        _check(self.publish is None or self.publish.count("/") == 1, "publish must be OWNER/NAME")
+        resolve_loop_settings({}, self.loop, where="loop")  # reject unknown keys and bad values now
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the settings as a JSON-ready dict (what ``run_config.json`` records)."""
+        values = dataclasses.asdict(self)
+        values["train_also"] = list(self.train_also)
+        values["adapter_config"] = dict(self.adapter_config)
+        values["loop"] = dict(self.loop)
+        values["recipe_options"] = dict(self.recipe_options)
+        return values
+
+
+class SettingsError(LowresError):
+    """Raise for a bad setting (unknown key, wrong type, invalid value): one line."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+# --- building settings ------------------------------------------------------------------------
+
+_SECTIONS = {"adapter_config", "loop", "data", "recipe_options"}
+
+
+def resolve_loop_settings(recipe_defaults: Mapping[str, Any], overrides: Mapping[str, Any],
+                          where: str = "loop") -> LoopSettings:
+    """Return :class:`LoopSettings` from the recipe's defaults with the user's overrides on top.
+
+    Raises:
+        SettingsError: On an unknown key or an invalid value (one line naming ``where``).
+    """
+    values = {**dict(recipe_defaults), **dict(overrides)}
+    try:
+        return config_from_dict(LoopSettings, values, where=where)
+    except LowresError as error:
+        raise SettingsError(str(error)) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) settings file into a dict.
+
+    Raises:
+        SettingsError: When the file is missing, unparsable or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"{path}: config file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            values = tomllib.loads(path.read_text("utf-8"))
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(path.read_text("utf-8")) or {}
+        else:
+            raise SettingsError(f"{path}: config files must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise SettingsError(f"{path}: invalid TOML ({error})") from None
+    except Exception as error:  # noqa: BLE001 - yaml's error classes, without importing yaml eagerly
+        if isinstance(error, SettingsError):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SettingsError(f"{path}: invalid YAML ({first})") from None
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path}: expected a mapping of settings at the top level")
+    return values
+
+
+def merge_settings(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``overrides`` on top; the sections merge key by key."""
+    merged = {key: (dict(value) if key in _SECTIONS and isinstance(value, Mapping) else value)
+              for key, value in base.items()}
+    for key, value in overrides.items():
+        if key in _SECTIONS and isinstance(value, Mapping):
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """Turn ``"loop.warmup_ratio=0.1"`` (the CLI's ``--set``) into ``{"loop": {"warmup_ratio": 0.1}}``.
+
+    The value is parsed as TOML when it can be (numbers, booleans, ``[1, 2]``), else kept as text.
+    """
+    key, separator, raw = text.partition("=")
+    key = key.strip()
+    if not separator or not key:
+        raise SettingsError(f"--set {text!r}: expected KEY=VALUE, e.g. loop.warmup_ratio=0.1")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    section, dot, name = key.partition(".")
+    if dot:
+        if section not in _SECTIONS:
+            raise SettingsError(f"--set {key}: unknown section {section!r}; expected one of {', '.join(sorted(_SECTIONS))}")
+        return {section: {name: value}}
+    return {key: value}
+
+
+def build_run_settings(values: Mapping[str, Any], where: str = "settings") -> RunSettings:
+    """Build :class:`RunSettings` from a merged dict (config file + CLI), validating every key.
+
+    Raises:
+        SettingsError: On an unknown key or an invalid value (one line naming ``where``).
+    """
+    values = dict(values)
+    top_fields = {f.name for f in dataclasses.fields(RunSettings)}
+    unknown = sorted(set(values) - top_fields)
+    if unknown:
+        raise SettingsError(f"{where}: unknown setting(s) {', '.join(unknown)}; expected some of: "
+                            f"{', '.join(sorted(top_fields))}")
+    for section in _SECTIONS:
+        if section in values and not isinstance(values[section], Mapping):
+            raise SettingsError(f"{where}: [{section}] must be a table of settings")
+    if "language" not in values:
+        raise SettingsError(f"{where}: language is required (an ISO 639-3 code such as nya)")
+    try:
+        values["data"] = config_from_dict(DataSettings, dict(values.get("data", {})), where=f"{where} [data]")
+    except LowresError as error:
+        raise SettingsError(str(error)) from None
+    if "train_also" in values:
+        if isinstance(values["train_also"], str):
+            values["train_also"] = (values["train_also"],)
+        values["train_also"] = tuple(values["train_also"])
+    try:
+        return RunSettings(**values)
+    except LowresError as error:
+        raise SettingsError(f"{where}: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise SettingsError(f"{where}: {error}") from None
+
+
+def loop_settings_to_json(settings: LoopSettings) -> dict[str, Any]:
+    """Return the resolved loop settings as a JSON-ready dict."""
+    return config_to_dict(settings)
