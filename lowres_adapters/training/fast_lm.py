@@ -187,6 +187,9 @@ def output_logits(
 
 def _body_hidden(parts: LMHeadParts, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     inputs = {key: batch[key] for key in BODY_KEYS if key in batch and batch[key] is not None}
+    if hasattr(parts.body.config, "use_cache"):
+        # Without a cache, decoders read example boundaries from restarted position_ids (packing).
+        inputs["use_cache"] = False
     outputs = parts.body(**inputs, return_dict=True)
     return outputs.last_hidden_state  # (batch, seq, hidden)
 
