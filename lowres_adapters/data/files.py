@@ -1,0 +1,102 @@
+"""Read users' and corpora's files line by line, with one-line errors naming file and line.
+
+Everything streams: a 1 GB ``.txt.gz`` is read one line at a time. Bad input raises
+:class:`~lowres_adapters.errors.InputError` (``path:line: expected ...``): invalid UTF-8, a
+truncated or corrupt ``.gz``, an empty file, a missing path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import unicodedata
+import zlib
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+from lowres_adapters.errors import InputError
+
+GZIP_SUFFIX = ".gz"
+
+
+def normalize_text(text: str) -> str:
+    """Return ``text`` in Unicode NFC with runs of whitespace collapsed to one space."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if not path.exists():
+        raise InputError(path, None, "expected an existing file (no such file or folder)")
+    if path.is_dir():
+        raise InputError(path, None, "expected a file, found a folder")
+    if path.name.endswith(GZIP_SUFFIX):
+        return gzip.open(path, "rb")
+    return path.open("rb")
+
+
+def iter_lines(path: str | Path, allow_empty: bool = False) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` for each line of a UTF-8 text file, ``.gz`` or not.
+
+    Line endings and a leading byte-order mark are removed; lines are not otherwise changed.
+
+    Args:
+        path: A ``.txt``/``.tsv``/``.jsonl``/... file, optionally gzip-compressed (``.gz``).
+        allow_empty: Accept a file with no non-blank line instead of raising.
+
+    Raises:
+        InputError: On a missing file, invalid UTF-8, a truncated or corrupt ``.gz``, or an
+            empty file (unless ``allow_empty``).
+    """
+    path = Path(path)
+    seen_text = False
+    line_number = 0
+    with _open_binary(path) as handle:
+        try:
+            for line_number, raw in enumerate(handle, start=1):
+                line = _decode(path, line_number, raw)
+                if line_number == 1:
+                    line = line.lstrip("\ufeff")
+                seen_text = seen_text or bool(line.strip())
+                yield line_number, line
+        except EOFError:
+            raise InputError(path, line_number + 1,
+                             "expected more gzip data (the .gz file is truncated)") from None
+        except (gzip.BadGzipFile, zlib.error) as error:
+            raise InputError(path, line_number + 1, f"expected valid gzip data ({error})") from None
+    if not seen_text and not allow_empty:
+        raise InputError(path, 1, "expected at least one line of text, found an empty file")
+
+
+def _decode(path: Path, line_number: int, raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        column = len(raw[: error.start].decode("utf-8", errors="replace")) + 1
+        raise InputError(
+            path, line_number,
+            f"expected UTF-8 text, found invalid byte 0x{raw[error.start]:02x} at column {column}",
+        ) from None
+    return text.rstrip("\r\n")
+
+
+def iter_files(path: str | Path, suffixes: Iterable[str]) -> Iterator[Path]:
+    """Yield ``path`` itself, or every file under a folder whose name ends in one of ``suffixes``.
+
+    Files in a folder come in sorted order so that reading is deterministic.
+
+    Raises:
+        InputError: When ``path`` does not exist or a folder holds no matching file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, None, "expected an existing file or folder (no such path)")
+    if not path.is_dir():
+        yield path
+        return
+    suffixes = tuple(suffixes)
+    found = False
+    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+        if child.name.endswith(suffixes) and not child.name.startswith("."):
+            found = True
+            yield child
+    if not found:
+        raise InputError(path, None, f"expected files ending in {', '.join(suffixes)} in this folder")

@@ -1,0 +1,1 @@
+"""Chichewa (nya) language pack for lowres-adapters."""
