@@ -1,0 +1,313 @@
+"""``adapt(language, **settings)``: the orchestration behind ``lowres adapt``.
+
+Resolve settings (file < CLI), load the data (pack splits or the user's files) and the base model,
+score the base model on the held-out split, attach the adapter, run the recipe's stage(s) on the
+one loop, score the adapted model, and write the run folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from lowres_adapters.artifact import METADATA_FILE
+from lowres_adapters.errors import LowresError
+from lowres_adapters.training.checkpoint import checkpoint_steps
+from lowres_adapters.training.distributed import current_process
+from lowres_adapters.training.loop import LoopResult, seed_everything, train
+from lowres_adapters.training.recipes import canonical_recipe_name, get_recipe
+from lowres_adapters.training.recipes.base import Recipe, RecipeContext, options_from
+from lowres_adapters.training.run_data import load_run_data
+from lowres_adapters.training.run_folder import build_metadata, merge_logs, write_json, write_run_folder
+from lowres_adapters.training.settings import (
+    RunSettings,
+    SettingsError,
+    build_run_settings,
+    loop_settings_to_json,
+    merge_settings,
+    read_config_file,
+    resolve_loop_settings,
+)
+
+LOOP_SHORTCUTS = ("max_steps", "epochs", "batch_size", "grad_accum_steps", "max_length", "lr", "eval_every",
+                  "save_every", "seed", "schedule", "warmup_ratio", "early_stopping_patience", "progress")
+DATA_SHORTCUTS = ("text", "eval_text", "pairs", "eval_pairs", "source_lang", "max_train_examples", "eval_examples")
+
+
+@dataclass
+class StageResult:
+    """One trained stage: its folder, figures and training summary."""
+
+    name: str
+    run_dir: Path
+    metrics: dict[str, Any]
+    training: LoopResult | None
+
+
+@dataclass
+class RunResult:
+    """What :func:`adapt` returns.
+
+    Attributes:
+        run_dir: The run folder.
+        settings: The settings as given.
+        recipe: The recipe that ran.
+        metrics: ``metrics.json`` contents (``base``, ``adapted``, ``eval_split``, ...).
+        stages: The stage(s) that ran, in order (one for single-stage recipes).
+    """
+
+    run_dir: Path
+    settings: RunSettings
+    recipe: str
+    metrics: dict[str, Any]
+    stages: list[StageResult] = field(default_factory=list)
+
+    @property
+    def base_bits_per_char(self) -> float | None:
+        """Return the base model's held-out bits per character."""
+        return self.metrics.get("base", {}).get("bits_per_char")
+
+    @property
+    def adapted_bits_per_char(self) -> float | None:
+        """Return the adapted model's held-out bits per character."""
+        return self.metrics.get("adapted", {}).get("bits_per_char")
+
+
+def settings_from(language: str, config: str | Path | None = None, **overrides: Any) -> RunSettings:
+    """Return :class:`RunSettings` from a config file and keyword overrides.
+
+    Keyword overrides are top-level fields (``recipe``, ``adapter``, ``model``, ``output``, ...),
+    sections as dicts (``loop={...}``, ``data={...}``), or the shortcuts ``max_steps``, ``lr``,
+    ``batch_size``, ``eval_every``, ``save_every``, ``seed``, ... (loop) and ``text``,
+    ``eval_text``, ``pairs``, ``eval_pairs``, ``eval_examples``, ... (data). None values are ignored.
+    """
+    values = read_config_file(config) if config else {}
+    where = str(config) if config else "settings"
+    layered: dict[str, Any] = {"loop": {}, "data": {}}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in LOOP_SHORTCUTS:
+            layered["loop"][key] = value
+        elif key in DATA_SHORTCUTS:
+            layered["data"][key] = value
+        elif key in ("loop", "data", "adapter_config", "recipe_options") and isinstance(value, Mapping):
+            layered.setdefault(key, {}).update(value)
+        else:
+            layered[key] = value
+    merged = merge_settings(values, layered)
+    if language:
+        file_language = values.get("language")
+        if file_language and file_language != language:
+            raise SettingsError(f"{where}: language {file_language!r} differs from the command's {language!r}")
+        merged["language"] = language
+    if "recipe" in merged and isinstance(merged["recipe"], str):
+        merged["recipe"] = canonical_recipe_name(merged["recipe"])
+    return build_run_settings(merged, where=where)
+
+
+def adapt(language: str, *, config: str | Path | None = None, base_metrics: Mapping[str, Any] | None = None,
+          echo: Callable[[str], None] | None = None, **overrides: Any) -> RunResult:
+    """Adapt a base model to ``language`` and write the run folder.
+
+    Args:
+        language: ISO 639-3 code.
+        config: A TOML or YAML settings file.
+        base_metrics: The base model's held-out figures when already known (skips scoring it).
+        echo: Where progress lines go (stderr by default).
+        overrides: Settings (see :func:`settings_from`).
+
+    Returns:
+        The :class:`RunResult`.
+
+    Raises:
+        LowresError: On a bad setting, missing data or a run folder that cannot be used.
+    """
+    return run(settings_from(language, config, **overrides), base_metrics=base_metrics, echo=echo)
+
+
+def _echo_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
+        echo: Callable[[str], None] | None = None) -> RunResult:
+    """Run ``settings`` end to end (see :func:`adapt`)."""
+    from lowres_adapters.models import DEFAULT_MODEL, is_encoder, load_base_model
+
+    process = current_process()
+    echo = (echo or _echo_stderr) if process.is_main else (lambda line: None)
+    data, pack = load_run_data(settings.language, settings.data)
+    recipe_name = settings.recipe or (pack.default_recipe if pack is not None else "language")
+    recipe = get_recipe(recipe_name)
+    model_id = settings.model or (pack.default_model if pack is not None else DEFAULT_MODEL)
+    run_dir = Path(settings.output or f"runs/{settings.language}-{recipe.name}-{settings.adapter}")
+    _prepare_run_dir(run_dir, settings.resume, process.is_main)
+
+    echo(f"loading {model_id}")
+    model, tokenizer = load_base_model(model_id)
+    objective = "mlm" if is_encoder(model.config) else "clm"
+    options = options_from(recipe, settings.recipe_options)
+    loop = resolve_loop_settings(recipe.loop_defaults(objective), settings.loop, where="loop")
+    context = RecipeContext(settings=settings, loop=loop, options=options, model=model, tokenizer=tokenizer,
+                            objective=objective, data=data, language=settings.language,
+                            script=pack.script if pack is not None else "", run_dir=run_dir, process=process)
+    recipe.check_data(context)
+
+    if base_metrics is None and process.is_main:
+        echo(f"scoring the base model on {len(context.held_out_texts())} held-out texts")
+        base_metrics = recipe.evaluate(context, model)
+    base_metrics = dict(base_metrics or {})
+    seed_everything(loop.seed)
+    context.handle = recipe.attach(context)
+
+    stages = list(recipe.stages(options)) or [(recipe.name, recipe, {}, {})]
+    results: list[StageResult] = []
+    for stage_name, stage_recipe, stage_loop, stage_options in stages:
+        single = len(stages) == 1
+        stage_dir = run_dir if single else run_dir / "stages" / stage_name
+        stage_context = _stage_context(context, stage_recipe, stage_dir, stage_loop, stage_options, single)
+        result = _run_stage(stage_name, stage_recipe, stage_context, model_id, base_metrics, echo)
+        results.append(result)
+
+    final = results[-1]
+    metrics = dict(final.metrics)
+    if len(results) > 1 and process.is_main:
+        metrics["stages"] = {stage.name: stage.metrics["adapted"] for stage in results}
+        _write_top_level(run_dir, context, recipe, model_id, metrics, results)
+    if process.is_main:
+        _echo_figures(echo, metrics, run_dir)
+        if settings.publish:
+            _publish(run_dir, settings.publish, echo)
+    process.barrier()
+    return RunResult(run_dir=run_dir, settings=settings, recipe=recipe.name, metrics=metrics, stages=results)
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, is_main: bool) -> None:
+    """Refuse to start over a run's checkpoints unless resuming."""
+    if not is_main:
+        return
+    has_checkpoints = bool(checkpoint_steps(run_dir)) or any(
+        checkpoint_steps(stage) for stage in (run_dir / "stages").glob("*") if stage.is_dir())
+    if has_checkpoints and not resume:
+        raise LowresError(f"{run_dir} holds checkpoints of an unfinished run: pass --resume to continue it, "
+                          "or choose another --output")
+    if (run_dir / METADATA_FILE).exists() and not resume:
+        for name in ("stages",):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+def _stage_context(context: RecipeContext, recipe: Recipe, stage_dir: Path, stage_loop: Mapping[str, Any],
+                   stage_options: Mapping[str, Any], single: bool) -> RecipeContext:
+    """Return the context of one stage: its own loop defaults, options and folder."""
+    if single:
+        return context
+    loop = resolve_loop_settings(recipe.loop_defaults(context.objective),
+                                 {**context.settings.loop, **stage_loop}, where=f"loop ({recipe.name} stage)")
+    return replace(context, loop=loop, options=options_from(recipe, stage_options), run_dir=stage_dir)
+
+
+def _run_stage(name: str, recipe: Recipe, context: RecipeContext, model_id: str, base_metrics: dict[str, Any],
+               echo: Callable[[str], None]) -> StageResult:
+    """Train one stage and write its folder; a finished stage of a resumed run is loaded, not retrained."""
+    stage_dir = context.run_dir
+    if context.settings.resume and _stage_finished(stage_dir):
+        return _reuse_finished_stage(name, context, stage_dir, echo)
+    if context.process.is_main:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+    context.process.barrier()
+    job = recipe.job(context)
+    echo(f"{name}: {len(job.train_features)} training examples, {context.loop.total_steps(len(job.train_features))} "
+         f"steps, batch {context.loop.batch_size}, lr {context.loop.lr:g}")
+    training = train(job, context.loop, stage_dir, resume=context.settings.resume, process=context.process)
+    metrics: dict[str, Any] = {}
+    if context.process.is_main:
+        adapted = recipe.evaluate(context, context.handle.model)
+        metrics = {"base": base_metrics, "adapted": adapted, "eval_split": adapted.get("eval_split", "test"),
+                   "eval_examples": adapted.get("eval_examples"), "training": training.to_dict()}
+        run_config = _run_config(context, recipe, name, model_id)
+        metadata = build_metadata(
+            handle=context.handle, adapter_type=context.settings.adapter, model_id=model_id,
+            objective=context.objective, language=context.language, script=context.script, recipe=name,
+            recipe_settings={"loop": run_config["loop"], "options": run_config["recipe_options"]},
+            metrics={"base": base_metrics, "adapted": adapted}, datasets=recipe.datasets(context),
+            vocabulary=context.state.get("vocabulary"))
+        write_run_folder(stage_dir, handle=context.handle, metadata=metadata, metrics=metrics, run_config=run_config,
+                         extra_tensors=recipe.artifact_extras(context), base_parameters=context.extra_parameters,
+                         tokenizer=context.tokenizer if context.state.get("vocabulary") else None)
+    context.process.barrier()
+    return StageResult(name=name, run_dir=stage_dir, metrics=metrics, training=training)
+
+
+def _stage_finished(stage_dir: Path) -> bool:
+    return (stage_dir / METADATA_FILE).exists() and not checkpoint_steps(stage_dir)
+
+
+def _reuse_finished_stage(name: str, context: RecipeContext, stage_dir: Path,
+                          echo: Callable[[str], None]) -> StageResult:
+    """Load a finished stage's adapter weights into the handle (resuming a multi-stage run)."""
+    import json
+
+    from lowres_adapters.artifact import read_tensors
+
+    echo(f"{name}: already finished in {stage_dir}, loading its adapter")
+    tensors = read_tensors(stage_dir)
+    context.handle.load_adapter_state_dict({k: v for k, v in tensors.items() if not k.startswith("lowres.")})
+    metrics = json.loads((stage_dir / "metrics.json").read_text("utf-8"))
+    return StageResult(name=name, run_dir=stage_dir, metrics=metrics, training=None)
+
+
+def _run_config(context: RecipeContext, recipe: Recipe, stage: str, model_id: str) -> dict[str, Any]:
+    from lowres_adapters import __version__
+    from lowres_adapters.configs import config_to_dict
+
+    return {
+        "settings": context.settings.to_json(), "recipe": recipe.name, "stage": stage, "model": model_id,
+        "objective": context.objective, "adapter": context.settings.adapter,
+        "adapter_config": config_to_dict(context.handle.config), "loop": loop_settings_to_json(context.loop),
+        "recipe_options": config_to_dict(context.options), "processes": context.process.world_size,
+        "library_version": __version__,
+    }
+
+
+def _write_top_level(run_dir: Path, context: RecipeContext, recipe: Recipe, model_id: str,
+                     metrics: dict[str, Any], results: list[StageResult]) -> None:
+    """Write the multi-stage run's own folder: the final adapter, all stages' figures and logs."""
+    run_config = _run_config(context, recipe, "+".join(stage.name for stage in results), model_id)
+    run_config["stages"] = [stage.name for stage in results]
+    metadata = build_metadata(
+        handle=context.handle, adapter_type=context.settings.adapter, model_id=model_id,
+        objective=context.objective, language=context.language, script=context.script, recipe=recipe.name,
+        recipe_settings={"stages": run_config["stages"], "options": run_config["recipe_options"]},
+        metrics={"base": metrics["base"], "adapted": metrics["adapted"], "stages": metrics["stages"]},
+        datasets=recipe.datasets(context), vocabulary=context.state.get("vocabulary"))
+    write_run_folder(run_dir, handle=context.handle, metadata=metadata, metrics=metrics, run_config=run_config,
+                     extra_tensors=recipe.artifact_extras(context), base_parameters=context.extra_parameters,
+                     tokenizer=context.tokenizer if context.state.get("vocabulary") else None)
+    merge_logs({stage.name: stage.run_dir for stage in results}, run_dir / "train_log.jsonl")
+    write_json(run_dir / "metrics.json", metrics)
+
+
+def _echo_figures(echo: Callable[[str], None], metrics: Mapping[str, Any], run_dir: Path) -> None:
+    base = metrics.get("base", {}).get("bits_per_char")
+    adapted = metrics.get("adapted", {}).get("bits_per_char")
+    if base is not None and adapted is not None:
+        change = 100.0 * (adapted - base) / base
+        echo(f"bits/char on held-out {metrics.get('eval_split', 'test')} ({metrics.get('eval_examples')} texts): "
+             f"base {base:.3f} -> adapted {adapted:.3f} ({change:+.1f}%)")
+    for stage, figures in metrics.get("stages", {}).items():
+        if "bits_per_char" in figures:
+            echo(f"  after {stage}: {figures['bits_per_char']:.3f} bits/char")
+    echo(f"run folder: {run_dir}")
+
+
+def _publish(run_dir: Path, repo_id: str, echo: Callable[[str], None]) -> None:
+    try:
+        from lowres_adapters.hub import publish
+    except ImportError:
+        raise LowresError("publishing needs lowres_adapters.hub, which this installation lacks") from None
+    echo(f"publishing {run_dir} to {repo_id}")
+    publish(str(run_dir), repo_id)

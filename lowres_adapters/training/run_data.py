@@ -1,0 +1,83 @@
+"""The data a run trains and evaluates on: the language pack's splits, with the user's files in place.
+
+``--text`` replaces ``text["train"]``, ``--eval-text`` replaces ``text["test"]``, ``--pairs``
+replaces ``pairs["train"]`` and ``--eval-pairs`` replaces ``pairs["test"]``. A language without a
+pack works from files alone; a pack whose data is not fetched works too when files cover it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from lowres_adapters.data.examples import PackData
+from lowres_adapters.errors import LowresError
+from lowres_adapters.training.settings import DataSettings
+
+
+def find_pack(language: str) -> Any:
+    """Return the installed language pack for ``language``, or None."""
+    from lowres_adapters.registry import get_registry
+
+    registry = get_registry()
+    if language not in registry.names("language_packs"):
+        return None
+    return registry.language_pack(language)
+
+
+def load_pack(language: str) -> PackData:
+    """Load a fetched pack's data (``lowres data fetch`` must have run)."""
+    from lowres_adapters.data.packs import load_pack_data
+
+    return load_pack_data(language)
+
+
+def load_run_data(language: str, data: DataSettings) -> tuple[PackData, Any]:
+    """Return ``(pack data with the user's files in place, pack or None)``.
+
+    Raises:
+        LowresError: For a language without a pack and without files, or a pack that is not
+            fetched while the files do not replace what is missing.
+    """
+    pack = find_pack(language)
+    if pack is None and not data.has_files():
+        raise LowresError(f"no language pack for {language!r}: pass your own files "
+                          f"(--text train.txt --eval-text heldout.txt) or install lowres-lang-{language}")
+    pack_data = PackData()
+    if pack is not None:
+        try:
+            pack_data = load_pack(language)
+        except LowresError:
+            if not (data.text or data.pairs) or not (data.eval_text or data.eval_pairs):
+                raise
+    return with_user_files(pack_data, language, data), pack
+
+
+def with_user_files(pack_data: PackData, language: str, data: DataSettings) -> PackData:
+    """Return ``pack_data`` with the splits the user's files replace."""
+    from lowres_adapters.data.parallel import read_pairs_file
+    from lowres_adapters.data.text import read_text_file
+
+    text = dict(pack_data.text)
+    pairs = dict(pack_data.pairs)
+    if data.text:
+        text["train"] = read_text_file(data.text, language)
+        text.pop("validation", None)
+    if data.eval_text:
+        text["test"] = read_text_file(data.eval_text, language)
+    if data.pairs:
+        pairs["train"] = read_pairs_file(data.pairs, data.source_lang, language)
+        pairs.pop("validation", None)
+    if data.eval_pairs:
+        pairs["test"] = read_pairs_file(data.eval_pairs, data.source_lang, language)
+    if "test" not in text and "test" in pairs:
+        # held-out bits/char on the target side of the held-out pairs
+        text["test"] = [_target_text(pair, language) for pair in pairs["test"]]
+    return replace(pack_data, text=text, pairs=pairs)
+
+
+def _target_text(pair: Any, language: str) -> Any:
+    from lowres_adapters.data.examples import TextExample
+
+    side = pair.target if pair.target_lang == language else pair.source
+    return TextExample(text=side, id=pair.id, lang=language, provenance=pair.provenance)

@@ -1,0 +1,119 @@
+"""Helpers shared by the training tests: a throwaway adapter type and tiny model folders.
+
+The ``toy`` adapter adds a small bottleneck (hidden -> rank -> hidden, zero-initialised up
+projection) on the input embeddings' output through a forward hook, so it works on any tiny
+transformers model and its training visibly changes the loss.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from lowres_adapters import hookimpl
+from lowres_adapters.registry import Registry, reset_registry
+from lowres_adapters.specs import AdapterType
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """Settings of the toy adapter.
+
+    Attributes:
+        rank: Bottleneck width.
+    """
+
+    rank: int = 4
+
+
+class ToyBottleneck(torch.nn.Module):
+    """x + up(tanh(down(x))) on the embeddings' output."""
+
+    def __init__(self, hidden: int, rank: int) -> None:
+        super().__init__()
+        self.down = torch.nn.Linear(hidden, rank)
+        self.up = torch.nn.Linear(rank, hidden)
+        torch.nn.init.zeros_(self.up.weight)
+        torch.nn.init.zeros_(self.up.bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states + self.up(torch.tanh(self.down(hidden_states)))
+
+
+class ToyHandle:
+    """The :class:`~lowres_adapters.specs.AttachedAdapter` of the toy adapter."""
+
+    def __init__(self, model: torch.nn.Module, name: str, config: ToyConfig) -> None:
+        self.name, self.config, self.model = name, config, model
+        self.module_name = f"toy_{name}"
+        module = ToyBottleneck(model.config.hidden_size, config.rank)
+        model.add_module(self.module_name, module)
+        model.get_input_embeddings().register_forward_hook(lambda _m, _i, output: module(output))
+        self.module = module
+
+    def activate(self) -> None:
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(True)
+
+    def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
+        return {f"{self.module_name}.{name}": p for name, p in self.module.named_parameters()}
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().clone() for name, p in self.trainable_parameters().items()}
+
+    def load_adapter_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, parameter in self.trainable_parameters().items():
+                parameter.copy_(tensors[name])
+
+    def save_native(self, directory: Path) -> list[str]:
+        return []
+
+
+class ToyPlugin:
+    """A throwaway plugin registering the ``toy`` adapter type."""
+
+    @hookimpl
+    def register_adapter_types(self, register: Any) -> None:
+        register(AdapterType(name="toy", config_class=ToyConfig, attach=ToyHandle,
+                             description="toy bottleneck on the embeddings (tests only)"))
+
+
+def install_toy_registry() -> Registry:
+    """Make the process-wide registry a strict one holding only the ``toy`` adapter type."""
+    registry = Registry(strict=True, entry_points=False)
+    registry.add_plugin(ToyPlugin(), name="toy_plugin")
+    reset_registry(registry)
+    return registry
+
+
+def save_tiny_model(directory: Path, kind: str = "llama") -> Path:
+    """Save a tiny random model and its tokenizer to ``directory`` (usable as ``--model``)."""
+    from lowres_adapters.testing.tiny import tiny_model
+
+    model, tokenizer = tiny_model(kind)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def write_corpus(directory: Path, repeat: int = 4) -> tuple[Path, Path]:
+    """Write a small training text file and a held-out file; return their paths."""
+    from lowres_adapters.testing.tiny import TINY_CORPUS
+
+    train = directory / "train.txt"
+    held_out = directory / "heldout.txt"
+    train.write_text("\n".join(list(TINY_CORPUS) * repeat) + "\n", encoding="utf-8")
+    held_out.write_text("\n".join(TINY_CORPUS[:3]) + "\n", encoding="utf-8")
+    return train, held_out
+
+
+def python() -> str:
+    """Return the interpreter running the tests (for subprocesses)."""
+    return sys.executable
