@@ -16,6 +16,8 @@ from lowres_adapters.artifact import METADATA_FILE, ArtifactMetadata, read_metad
 from lowres_adapters.errors import LowresError
 
 _WRAPPER_PREFIXES = ("base_model.model.",)
+BASE_TENSOR_PREFIX = "lowres.base."
+"""Base-model tensors a run trained besides its adapter (``train_also``), in ``adapter.safetensors``."""
 
 
 @dataclass
@@ -81,6 +83,31 @@ def merge_into_weights(handle: Any) -> tuple[Any, bool]:
     return model, False
 
 
+def load_run(directory: str | Path, *, model: str | None = None) -> Any:
+    """Load a run folder onto its base model (:func:`~lowres_adapters.loading.load_folder`).
+
+    Also puts back base-model tensors the run trained besides the adapter (``lowres.base.*``),
+    when the loader has not done so itself.
+    """
+    import torch
+
+    from lowres_adapters.artifact import read_tensors
+    from lowres_adapters.loading import load_folder
+
+    loaded = load_folder(directory, model=model)
+    trained_base = {name[len(BASE_TENSOR_PREFIX):]: tensor for name, tensor in read_tensors(Path(directory)).items()
+                    if name.startswith(BASE_TENSOR_PREFIX)}
+    if trained_base:
+        parameters = {_strip_wrapper_prefix(name): parameter for name, parameter in loaded.model.named_parameters()}
+        missing = sorted(set(trained_base) - set(parameters))
+        if missing:
+            raise LowresError(f"{directory}: trained base tensors not in the model: {missing[:3]}")
+        with torch.no_grad():
+            for name, tensor in trained_base.items():
+                parameters[name].copy_(tensor.to(parameters[name].dtype))
+    return loaded
+
+
 def load_snapshot(source: str | Path, *, model: str | None = None, objective: str | None = None) -> Snapshot:
     """Load a run folder (adapter merged when possible) or a base model id/folder as a :class:`Snapshot`.
 
@@ -89,11 +116,10 @@ def load_snapshot(source: str | Path, *, model: str | None = None, objective: st
         model: For a run folder: base model to use instead of the recorded one.
         objective: For a base model: ``"clm"`` or ``"mlm"`` (chosen from the architecture when None).
     """
-    from lowres_adapters.loading import load_folder
     from lowres_adapters.models import load_base_model
 
     if is_run_folder(source):
-        loaded = load_folder(source, model=model)
+        loaded = load_run(source, model=model)
         adapter_tensors = {name: tensor.detach().float().cpu().clone()
                            for name, tensor in loaded.handle.adapter_state_dict().items()}
         adapter_names = set(loaded.handle.trainable_parameters())

@@ -1,0 +1,252 @@
+"""Evaluate a run folder on its pack's held-out sets, base and adapted side by side.
+
+What ``lowres evaluate RUN_DIR`` runs: language modelling always (bits per character, per byte,
+perplexity; pseudo-perplexity for masked LMs), translation by generation when the data has
+held-out pairs (BLEU, chrF, chrF++), and, with ``report_dir``, a Markdown + HTML report with plots
+and the layer-wise analysis.
+"""
+
+from __future__ import annotations
+
+import gc
+import json as json_module
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from lowres_adapters.artifact import METRICS_FILE, ArtifactMetadata, read_metadata
+from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.card_metrics import metrics_for_card
+from lowres_adapters.evaluation.language_modeling import score_texts
+from lowres_adapters.evaluation.translation import evaluate_translation, plain_prompt
+
+__all__ = ["evaluate_run", "metrics_for_card", "HeldOut"]
+
+RUN_CONFIG_FILE = "run_config.json"
+UNSPACED_SCRIPTS = frozenset({"Tibt", "Thai", "Laoo", "Khmr", "Mymr", "Hani", "Hans", "Hant", "Jpan"})
+"""Scripts without spaces between words: BLEU uses sacrebleu's ``char`` tokenizer for them."""
+LM_FIGURES = ("bits_per_char", "bits_per_byte", "perplexity", "pseudo_perplexity", "loss_per_token", "tokens",
+              "chars")
+TRANSLATION_FIGURES = ("bleu", "chrf", "chrf_pp")
+SAMPLES = 3
+
+
+@dataclass
+class HeldOut:
+    """The held-out data a run is evaluated on.
+
+    Attributes:
+        texts: Texts for language modelling.
+        sources: Source sides of the held-out pairs, translated into ``target_lang``.
+        references: Gold translations.
+        source_lang: ISO 639-3 code of the sources ("" without pairs).
+        target_lang: ISO 639-3 code of the references.
+    """
+
+    texts: list[str]
+    sources: list[str]
+    references: list[str]
+    source_lang: str = ""
+    target_lang: str = ""
+
+    @property
+    def direction(self) -> str | None:
+        """Return ``"eng->nya"`` style, or None without pairs."""
+        return f"{self.source_lang}->{self.target_lang}" if self.sources else None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Return the JSON object in ``path`` ({} when missing), with one clear line when invalid."""
+    if not path.exists():
+        return {}
+    try:
+        value = json_module.loads(path.read_text("utf-8"))
+    except (UnicodeDecodeError, json_module.JSONDecodeError) as error:
+        raise LowresError(f"{path}: invalid JSON ({error})") from None
+    return value if isinstance(value, dict) else {}
+
+
+def held_out_data(metadata: ArtifactMetadata, run_config: Mapping[str, Any], *, max_examples: int | None,
+                  translation_examples: int) -> HeldOut:
+    """Return the held-out texts and pairs the run was evaluated on (its files or its pack's test split)."""
+    from lowres_adapters.configs import config_from_dict
+    from lowres_adapters.training.run_data import load_run_data
+    from lowres_adapters.training.settings import DataSettings
+
+    language = metadata.language
+    data = config_from_dict(DataSettings, dict(run_config.get("settings", {}).get("data", {})),
+                            where=f"{RUN_CONFIG_FILE} data")
+    pack_data, _ = load_run_data(language, data)
+    limit = max_examples if max_examples is not None else data.eval_examples
+    texts = [example.text for example in pack_data.text.get("test", [])]
+    texts = texts if limit is None else texts[:limit]
+    if not texts:
+        raise LowresError(f"no held-out text for {language!r}: the pack has no test split and the run no --eval-text")
+    pairs = pack_data.pairs.get("test", [])
+    into = [pair for pair in pairs if pair.target_lang == language]
+    out_of = [(pair.target, pair.source, pair.target_lang, pair.source_lang) for pair in pairs
+              if pair.source_lang == language]
+    chosen = [(pair.source, pair.target, pair.source_lang, pair.target_lang) for pair in into] or out_of
+    count = min(translation_examples, limit) if limit is not None else translation_examples
+    chosen = chosen[:count]
+    return HeldOut(texts=texts, sources=[source for source, *_ in chosen],
+                   references=[target for _, target, *_ in chosen],
+                   source_lang=chosen[0][2] if chosen else "", target_lang=chosen[0][3] if chosen else "")
+
+
+def translation_prompt(source_lang: str, target_lang: str) -> Callable[[str], str]:
+    """Return the prompt builder for a direction: the SFT recipe's own when installed, else a plain one."""
+    try:
+        from lowres_adapters.training.recipes import cpt_sft
+    except ImportError:
+        cpt_sft = None
+    builder = getattr(cpt_sft, "translation_prompt", None)
+    if callable(builder):
+        return builder(source_lang, target_lang)
+    from lowres_adapters.model_card import language_name
+
+    return plain_prompt(language_name(source_lang), language_name(target_lang))
+
+
+def _evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: str, script: str,
+                    options: Mapping[str, Any], say: Callable[[str], None], label: str) -> tuple[dict, dict]:
+    """Return ``(figures, extras)`` of one model: LM figures, translation figures, signatures and outputs."""
+    scores = score_texts(model, tokenizer, held_out.texts, objective=objective,
+                         batch_size=options["batch_size"], max_length=options["max_length"])
+    figures = {key: value for key, value in scores.to_dict().items() if key in LM_FIGURES}
+    say(f"{label}: bits/char {scores.bits_per_char:.4f} on {len(held_out.texts)} held-out texts")
+    extras: dict[str, Any] = {}
+    if held_out.sources and objective == "clm":
+        translation, hypotheses = evaluate_translation(
+            model, tokenizer, held_out.sources, held_out.references,
+            prompt=translation_prompt(held_out.source_lang, held_out.target_lang),
+            num_beams=options["num_beams"], max_new_tokens=options["max_new_tokens"],
+            batch_size=max(1, options["batch_size"] // 2),
+            bleu_tokenize="char" if script in UNSPACED_SCRIPTS else None)
+        figures.update({key: getattr(translation, key) for key in TRANSLATION_FIGURES})
+        extras = {"signatures": {"bleu": translation.bleu_signature, "chrf": translation.chrf_signature,
+                                 "chrf_pp": translation.chrf_pp_signature},
+                  "hypotheses": hypotheses}
+        say(f"{label}: chrF {translation.chrf:.2f}, chrF++ {translation.chrf_pp:.2f}, BLEU {translation.bleu:.2f} "
+            f"on {len(held_out.sources)} {held_out.direction} pairs")
+    return figures, extras
+
+
+def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | Path | None = None,
+                 max_examples: int | None = None, translation_examples: int = 50, num_beams: int = 4,
+                 max_new_tokens: int = 256, batch_size: int = 8, max_length: int = 512, layers: bool = True,
+                 skip_base: bool = False, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Evaluate a run folder, base model and adapted model side by side.
+
+    Args:
+        run_dir: A run folder written by ``lowres adapt`` (or any artifact folder).
+        json: Machine-readable mode: no progress lines, even when ``echo`` is given.
+        report_dir: Also write ``report.md``, ``report.html``, ``evaluation.json`` and PNG plots here.
+        max_examples: Held-out texts (and at most as many pairs) to use; default: as many as the run
+            used (``eval_examples``, 300 by default).
+        translation_examples: Held-out pairs translated per model (generation is the slow part).
+        num_beams: Beam size for translation.
+        max_new_tokens: Longest generated translation.
+        batch_size: Texts per forward pass.
+        max_length: Longest scored window in tokens.
+        layers: With ``report_dir``: add the layer-wise analysis (loads the checkpoints again).
+        skip_base: Take the base figures from ``metrics.json`` instead of scoring the base model.
+        echo: Where progress lines go (None: nowhere).
+
+    Returns:
+        ``{"base": {...}, "adapted": {...}, "eval_split", "eval_examples", "translation_direction",
+        "signatures", "samples", "card_metrics", ...}``; ``base`` and ``adapted`` hold
+        ``bits_per_char`` always and ``chrf``/``chrf_pp``/``bleu`` when the data has pairs.
+    """
+    from lowres_adapters.evaluation.snapshots import load_run
+    from lowres_adapters.models import load_base_model
+
+    run_dir = Path(run_dir)
+    say = (lambda message: None) if json or echo is None else echo
+    metadata = read_metadata(run_dir)
+    run_config = read_json(run_dir / RUN_CONFIG_FILE)
+    held_out = held_out_data(metadata, run_config, max_examples=max_examples,
+                             translation_examples=translation_examples)
+    options = {"batch_size": batch_size, "max_length": max_length, "num_beams": num_beams,
+               "max_new_tokens": max_new_tokens}
+    figures: dict[str, dict[str, Any]] = {}
+    extras: dict[str, dict[str, Any]] = {}
+    recorded = read_json(run_dir / METRICS_FILE)
+    if skip_base and recorded.get("base"):
+        figures["base"], extras["base"] = dict(recorded["base"]), {}
+    else:
+        say(f"scoring the base model {metadata.base_model}")
+        model, tokenizer = load_base_model(metadata.base_model, metadata.objective,
+                                           revision=metadata.base_model_revision)
+        figures["base"], extras["base"] = _evaluate_model(model, tokenizer, held_out, objective=metadata.objective,
+                                                          script=metadata.script, options=options, say=say, label="base")
+        del model
+        gc.collect()
+    say(f"scoring the adapted model {run_dir}")
+    loaded = load_run(run_dir)
+    figures["adapted"], extras["adapted"] = _evaluate_model(
+        loaded.model, loaded.tokenizer, held_out, objective=metadata.objective, script=metadata.script,
+        options=options, say=say, label="adapted")
+    del loaded
+    gc.collect()
+
+    results: dict[str, Any] = {
+        "run_dir": str(run_dir), "language": metadata.language, "script": metadata.script,
+        "base_model": metadata.base_model, "adapter_type": metadata.adapter_type, "recipe": metadata.recipe,
+        "objective": metadata.objective, "eval_split": "test", "eval_examples": len(held_out.texts),
+        "base": figures["base"], "adapted": figures["adapted"],
+    }
+    if held_out.sources and metadata.objective == "clm":
+        results.update(
+            translation_direction=held_out.direction, translation_examples=len(held_out.sources),
+            generation={"num_beams": num_beams, "max_new_tokens": max_new_tokens},
+            signatures=extras["adapted"].get("signatures", {}),
+            samples=[{"source": source, "reference": reference,
+                      "base": extras["base"].get("hypotheses", [None] * SAMPLES)[index],
+                      "adapted": extras["adapted"]["hypotheses"][index]}
+                     for index, (source, reference) in enumerate(zip(held_out.sources[:SAMPLES],
+                                                                      held_out.references[:SAMPLES]))])
+    if recorded.get("stages"):
+        results["stages"] = recorded["stages"]
+    results["card_metrics"] = metrics_for_card(results)
+    if report_dir is not None:
+        from lowres_adapters.evaluation.report import write_report
+
+        analyses = run_analyses(run_dir, held_out.texts[:32], say) if layers else {}
+        written = write_report(Path(report_dir), run_dir, results, analyses)
+        say(f"report written to {written}")
+    return results
+
+
+def stage_pairs(run_dir: Path) -> list[tuple[str, str | Path, Path]]:
+    """Return the consecutive comparisons of a run: ``[(title, before, after)]``.
+
+    A multi-stage run (``stages/cpt``, ``stages/sft``) gives base -> cpt and cpt -> sft; a
+    single-stage run gives base -> run.
+    """
+    from lowres_adapters.evaluation.analysis import BASE
+    from lowres_adapters.evaluation.snapshots import is_run_folder
+
+    stages_dir = run_dir / "stages"
+    recorded = read_json(run_dir / RUN_CONFIG_FILE).get("stages")
+    names = list(recorded) if isinstance(recorded, list) else sorted(
+        path.name for path in stages_dir.glob("*") if is_run_folder(path))
+    stages = [stages_dir / name for name in names if is_run_folder(stages_dir / name)]
+    if not stages:
+        return [("base -> adapted", BASE, run_dir)]
+    comparisons: list[tuple[str, str | Path, Path]] = [(f"base -> {stages[0].name}", BASE, stages[0])]
+    for before, after in zip(stages, stages[1:]):
+        comparisons.append((f"{before.name} -> {after.name}", before, after))
+    return comparisons
+
+
+def run_analyses(run_dir: Path, texts: Sequence[str], say: Callable[[str], None]) -> dict[str, Any]:
+    """Return the layer-wise analyses of a run's consecutive checkpoints, by title."""
+    from lowres_adapters.evaluation.analysis import analyze
+
+    analyses = {}
+    for title, before, after in stage_pairs(run_dir):
+        say(f"layer-wise analysis: {title}")
+        analyses[title] = analyze(before, after, texts=texts)
+        gc.collect()
+    return analyses
