@@ -1,0 +1,1 @@
+"""Tibetan (bod) language pack for lowres-adapters."""

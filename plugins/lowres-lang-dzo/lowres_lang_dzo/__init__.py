@@ -1,0 +1,1 @@
+"""Dzongkha (dzo) language pack for lowres-adapters."""
