@@ -64,7 +64,7 @@ def test_report_has_plots_tables_and_json(tiny_run, tmp_path):
     evaluate_run(tiny_run, report_dir=report, num_beams=1, max_new_tokens=2, max_examples=2)
     names = {path.name for path in report.iterdir()}
     assert {"report.md", "report.html", "evaluation.json", "loss.png", "metrics_lm.png",
-            "metrics_translation.png", "layers_base----adapted.png", "profile_base----adapted.png"} <= names
+            "metrics_translation.png", "layers_base-adapted.png", "profile_base-adapted.png"} <= names
     markdown = (report / "report.md").read_text()
     assert "bits per character" in markdown and "![loss](loss.png)" in markdown
     assert "Layer-wise analysis: base -> adapted" in markdown

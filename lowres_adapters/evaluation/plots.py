@@ -32,6 +32,12 @@ def _pyplot() -> Any:
     return pyplot
 
 
+def _integer_locator() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _save(figure: Any, path: Path) -> Path:
     """Save through a temporary name and a rename, then close the figure."""
     import os
@@ -72,6 +78,7 @@ def plot_loss_curves(records: Sequence[Mapping[str, Any]], path: Path, title: st
         offset += max(stage_steps, default=0)
         if len(stages) > 1 and index < len(stages) - 1:
             axes.axvline(offset, color="#bbbbbb", linewidth=0.8)
+    axes.xaxis.set_major_locator(_integer_locator())
     axes.set_xlabel("optimiser step" + (" (stages one after another)" if len(stages) > 1 else ""))
     axes.set_ylabel("loss (nats per token)")
     axes.set_title(title)
@@ -121,6 +128,13 @@ def plot_layer_heatmap(analysis: Mapping[str, Any], path: Path, title: str) -> P
     step = max(1, len(layers) // 16)
     axes.set_xticks(range(0, len(layers), step), [str(layers[i]) for i in range(0, len(layers), step)])
     axes.set_xlabel("layer (block index)")
+    if len(kinds) * len(layers) <= 60:
+        top = max((value for row in grid for value in row if not math.isnan(value)), default=0.0)
+        for row, values in enumerate(grid):
+            for column, value in enumerate(values):
+                if not math.isnan(value):
+                    axes.text(column, row, f"{value:.2g}", ha="center", va="center", fontsize=8,
+                              color="black" if top and value > 0.6 * top else "white")
     colourbar = figure.colorbar(image, ax=axes)
     colourbar.set_label("relative change ||ΔW||_F / ||W||_F")
     outside = {kind: group["relative"] for kind, group in (analysis.get("by_kind") or {}).items()
@@ -141,17 +155,19 @@ def plot_layer_profile(analysis: Mapping[str, Any], path: Path, title: str) -> P
     if norms:
         layers = [int(key) for key in norms]
         axes.bar([layer + 1 for layer in layers], list(norms.values()), color=ADAPTED_COLOUR, alpha=0.75,
-                 label="adapter weight norm ||A||_F")
+                 label="adapter weight norm (Frobenius)")
         axes.set_ylabel("adapter weight norm (Frobenius)")
     axes.set_xlabel("layer (0 = embeddings; block i is plotted at i + 1)")
+    axes.xaxis.set_major_locator(_integer_locator())
+    handles, labels = axes.get_legend_handles_labels()
     if cka:
         right = axes.twinx()
         right.plot(range(len(cka)), cka, color="#c0392b", marker="o", markersize=4,
-                   label=f"linear CKA base vs adapted ({analysis['cka'].get('level', 'token')} level)")
-        right.set_ylim(min(0.0, min(cka)) if cka else 0.0, 1.02)
-        right.set_ylabel("linear CKA (1 = unchanged)")
-        right.legend(loc="lower left", frameon=False)
-    if norms:
-        axes.legend(loc="upper left", frameon=False)
+                   label=f"linear CKA before vs after ({analysis['cka'].get('level', 'token')} level)")
+        right.set_ylim(min(0.0, min(cka)), 1.05)
+        right.set_ylabel("linear CKA (1 = unchanged)", color="#c0392b")
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    figure.legend(handles, labels, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, -0.08))
     axes.set_title(title)
     return _save(figure, path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -43,7 +44,8 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 
 def _slug(title: str) -> str:
-    return "".join(character if character.isalnum() else "-" for character in title).strip("-").lower()
+    """Return ``"base-cpt"`` for ``"base -> cpt"``: lower-case words joined by single hyphens."""
+    return re.sub(r"[^0-9a-z]+", "-", title.lower()).strip("-")
 
 
 def _format(value: Any) -> str:
