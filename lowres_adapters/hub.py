@@ -1,0 +1,219 @@
+"""Publish run folders to the Hugging Face Hub and load them back in two lines.
+
+```python
+from lowres_adapters import load
+model, tokenizer = load("owner/name")
+```
+
+Both go through ``huggingface_hub`` and so honour ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME`` and
+``HF_HUB_OFFLINE``. ``publish`` uploads one commit holding the artifact only (never checkpoints or
+logs); ``load`` downloads only the files it needs and never unpickles unless asked to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from lowres_adapters.artifact import (
+    METADATA_FILE,
+    METRICS_FILE,
+    NATIVE_DIR,
+    TOKENIZER_DIR,
+    WEIGHTS_FILE,
+    read_metadata,
+    read_tensors,
+)
+from lowres_adapters.errors import LowresError
+
+README_FILE = "README.md"
+DOWNLOAD_PATTERNS = [METADATA_FILE, WEIGHTS_FILE, f"{TOKENIZER_DIR}/*"]
+"""What ``load`` downloads: metadata, adapter tensors, tokenizer (the card and native files are not needed)."""
+NATIVE_SUFFIXES = (".safetensors", ".json")
+"""AdapterHub files that are published (its pickled ``.bin`` files never are)."""
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
+            token: str | None = None, commit_message: str | None = None) -> Any:
+    """Upload a run folder's artifact to the Hub as one commit.
+
+    Uploads ``adapter.safetensors``, ``lowres_adapter.json``, ``metrics.json``, ``tokenizer/`` (when
+    the vocabulary was extended), the AdapterHub files under ``adapterhub/`` (safetensors and JSON)
+    and a ``README.md`` model card rendered from the metadata (a hand-written README, one without
+    the generated-card marker, is uploaded as it is). Checkpoints, logs and run settings stay local.
+
+    Args:
+        run_dir: A run folder written by ``lowres adapt``.
+        repo_id: ``owner/name``; created if missing.
+        private: Create the repo private (an existing repo keeps its visibility).
+        revision: Branch to commit to (created from ``main`` if missing); ``main`` by default.
+        token: Hub token; defaults to ``HF_TOKEN`` or the token saved by ``hf auth login``.
+        commit_message: Commit title; a summary of the adapter by default.
+
+    Returns:
+        ``huggingface_hub.CommitInfo`` (``.oid`` is the new revision, ``.commit_url`` its page).
+
+    Raises:
+        LowresError: Not a run folder, a file holding the token, or a Hub error (one line, never the token).
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    run_dir = Path(run_dir)
+    _check_repo_id(repo_id)
+    files = publish_files(run_dir, repo_id)
+    secrets = _known_tokens(token)
+    for path_in_repo, content in files.items():
+        if any(secret.encode() in content for secret in secrets):
+            raise LowresError(f"{run_dir / path_in_repo}: holds a Hub access token; refusing to publish it")
+    metadata = read_metadata(run_dir)
+    message = commit_message or (f"Publish {metadata.adapter_type} adapter"
+                                 + (f" for {metadata.language}" if metadata.language else ""))
+    api = HfApi(token=token)
+    with hub_errors(repo_id, revision, secrets):
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=content)
+                      for path, content in sorted(files.items())]
+        return api.create_commit(repo_id, operations, commit_message=message, revision=revision)
+
+
+def publish_files(run_dir: Path, repo_id: str | None = None) -> dict[str, bytes]:
+    """Return ``{path_in_repo: bytes}``: exactly what ``publish`` uploads from ``run_dir``."""
+    from lowres_adapters.model_card import GENERATED_MARKER, render_model_card
+
+    metadata = read_metadata(run_dir)
+    read_tensors(run_dir)  # one clear line for a missing or corrupt weights file, before any upload
+    files = {METADATA_FILE: (run_dir / METADATA_FILE).read_bytes(),
+             WEIGHTS_FILE: (run_dir / WEIGHTS_FILE).read_bytes()}
+    if (run_dir / METRICS_FILE).is_file():
+        files[METRICS_FILE] = (run_dir / METRICS_FILE).read_bytes()
+    if metadata.vocabulary:
+        if not (run_dir / TOKENIZER_DIR).is_dir():
+            raise LowresError(f"{run_dir / TOKENIZER_DIR}: missing; the run extended the vocabulary")
+        files.update(_folder_files(run_dir, TOKENIZER_DIR, suffixes=None))
+    files.update(_folder_files(run_dir, NATIVE_DIR, suffixes=NATIVE_SUFFIXES))
+    readme = run_dir / README_FILE
+    if readme.is_file() and GENERATED_MARKER not in readme.read_text("utf-8", errors="replace"):
+        files[README_FILE] = readme.read_bytes()
+    else:
+        card = render_model_card(metadata, repo_id=repo_id, has_native=any(p.startswith(f"{NATIVE_DIR}/") for p in files))
+        files[README_FILE] = card.encode("utf-8")
+    return files
+
+
+def _folder_files(run_dir: Path, folder: str, suffixes: tuple[str, ...] | None) -> dict[str, bytes]:
+    found = {}
+    for path in sorted((run_dir / folder).rglob("*")) if (run_dir / folder).is_dir() else []:
+        if not path.is_file() or path.name.startswith(".") or path.suffix in PICKLE_SUFFIXES:
+            continue
+        if suffixes is None or path.suffix in suffixes:
+            found[path.relative_to(run_dir).as_posix()] = path.read_bytes()
+    return found
+
+
+def load(repo_or_path: str | Path, *, revision: str | None = None, model: str | None = None,
+         token: str | None = None, allow_pickle: bool = False) -> tuple[Any, Any]:
+    """Load a published adapter onto its base model: ``model, tokenizer = load("owner/name")``.
+
+    Args:
+        repo_or_path: A Hub repo id (``owner/name``) or a local artifact folder.
+        revision: Branch, tag or commit of the repo to load (pins a version); latest ``main`` by default.
+        model: Base model id or folder to use instead of the one recorded in the artifact.
+        token: Hub token for private repos; defaults to ``HF_TOKEN`` or the saved token.
+        allow_pickle: Allow a base model stored as pickled ``.bin`` files. Off by default.
+
+    Returns:
+        ``(model, tokenizer)``: the model with the adapter attached, active and in eval mode.
+
+    Raises:
+        LowresError: Unknown repo or revision, a private repo without a valid token, not cached while
+            offline, an adapter type that is not installed, corrupt weights or a mismatched base model.
+    """
+    from lowres_adapters.loading import load_folder
+
+    folder = Path(repo_or_path).expanduser()
+    if not folder.is_dir():
+        folder = download(str(repo_or_path), revision=revision, token=token)
+    elif revision is not None:
+        raise LowresError(f"{repo_or_path}: revision= applies to Hub repos, not to a local folder")
+    loaded = load_folder(folder, model=model, allow_pickle=allow_pickle)
+    return loaded.model, loaded.tokenizer
+
+
+def download(repo_id: str, *, revision: str | None = None, token: str | None = None) -> Path:
+    """Download (or find in the cache) the files ``load`` needs and return the snapshot folder."""
+    from huggingface_hub import snapshot_download
+
+    _check_repo_id(repo_id)
+    with hub_errors(repo_id, revision, _known_tokens(token)):
+        folder = Path(snapshot_download(repo_id, revision=revision, token=token, allow_patterns=DOWNLOAD_PATTERNS))
+    if not (folder / METADATA_FILE).is_file():
+        raise LowresError(f"{repo_id}: has no {METADATA_FILE}; it is not an adapter published by lowres-adapters")
+    return folder
+
+
+def _check_repo_id(repo_id: str) -> None:
+    if not _REPO_ID.match(repo_id) or ".." in repo_id:
+        raise LowresError(f"{repo_id!r}: not a local folder and not a Hub repo id of the form owner/name")
+
+
+def _known_tokens(token: str | None) -> list[str]:
+    """Return the tokens that must never be uploaded or printed (given, from HF_TOKEN, saved)."""
+    found = [token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
+    with contextlib.suppress(Exception):
+        from huggingface_hub import get_token
+
+        found.append(get_token())
+    return [value for value in dict.fromkeys(found) if value and len(value) >= 8]
+
+
+@contextlib.contextmanager
+def hub_errors(repo_id: str, revision: str | None, secrets: list[str]) -> Iterator[None]:
+    """Turn ``huggingface_hub`` and connection errors into one-line :class:`LowresError` (no tokens)."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import Timeout
+
+    at = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        yield
+    except RevisionNotFoundError:
+        message = f"{at}: revision {revision!r} not found"
+    except GatedRepoError:
+        message = f"{repo_id}: the repository is gated; request access on its page, then pass a token"
+    except RepositoryNotFoundError:
+        message = (f"{repo_id}: repository not found, or private and no valid token was given "
+                   "(set HF_TOKEN or pass token=)")
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        message = (f"{at}: not in the local cache ({constants.HF_HUB_CACHE}) and the Hub cannot be reached "
+                   f"{'(HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''}").rstrip()
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        if status == 401:
+            message = f"{at}: not authorised: the Hub token is missing or invalid (set HF_TOKEN or pass token=)"
+        elif status == 403:
+            message = f"{at}: this token may not write to {repo_id.split('/')[0]}/"
+        else:
+            server = (error.server_message or str(error)).strip().splitlines()
+            message = f"{at}: Hub error {status}: {server[0] if server else 'no details'}"
+    except (RequestsConnectionError, Timeout) as error:
+        message = f"cannot reach the Hub at {constants.ENDPOINT} ({type(error).__name__})"
+    else:
+        return
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    raise LowresError(message) from None
