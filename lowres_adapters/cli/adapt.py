@@ -47,6 +47,7 @@ def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
 @click.option("--source-lang", help="ISO 639-3 code of the pairs' source column (default eng).")
 @click.option("--eval-examples", type=int, help="Held-out texts scored before/after (default 300).")
 @click.option("--max-train-examples", type=int, help="Use only the first N training examples.")
+@click.option("--extend-vocab", type=int, help="Add up to N new tokens trained on the training text.")
 @click.option("--train-also", multiple=True, help="Also train base parameters matching this glob (repeatable).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Any setting, e.g. loop.warmup_ratio=0.1, adapter_config.r=16, recipe_options.mix_share=0.2.")

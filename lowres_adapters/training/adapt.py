@@ -161,6 +161,13 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
         echo(f"scoring the base model on {len(context.held_out_texts())} held-out texts")
         base_metrics = recipe.evaluate(context, model)
     base_metrics = dict(base_metrics or {})
+    if settings.extend_vocab:
+        from lowres_adapters.training.vocabulary import extend_for_run, tokens_per_character
+
+        before = tokens_per_character(tokenizer, context.held_out_texts())
+        extended = extend_for_run(context, settings.extend_vocab)
+        echo(f"vocabulary: +{extended.added_tokens} tokens; held-out tokens/char {before:.3f} -> "
+             f"{tokens_per_character(context.tokenizer, context.held_out_texts()):.3f}")
     seed_everything(loop.seed)
     context.handle = recipe.attach(context)
 

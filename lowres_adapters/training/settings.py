@@ -194,6 +194,9 @@ class RunSettings:
             (the freezing strategy; empty = only the adapter trains). Saved under ``lowres.base.``.
         resume: Continue from the latest checkpoint in ``output``.
         publish: Hub repo ``owner/name`` to publish the run folder to when done.
+        extend_vocab: Add up to this many tokens trained on the training text (vocabulary
+            extension, see docs/transfer.md); only their rows train besides the adapter. 0 keeps
+            the base vocabulary.
         loop: Overrides for :class:`LoopSettings` fields (recipe defaults fill the rest).
         data: Data files and sizes.
         recipe_options: Overrides for fields of the recipe's options class.
@@ -209,6 +212,7 @@ class RunSettings:
     train_also: tuple[str, ...] = ()
     resume: bool = False
     publish: str | None = None
+    extend_vocab: int = 0
     loop: Mapping[str, Any] = field(default_factory=dict)
     data: DataSettings = field(default_factory=DataSettings)
     recipe_options: Mapping[str, Any] = field(default_factory=dict)
@@ -221,6 +225,7 @@ class RunSettings:
         _check(self.adapter_name == "" or bool(NAME_PATTERN.match(self.adapter_name)),
                f"adapter_name {self.adapter_name!r} must match {NAME_PATTERN.pattern}")
         _check(self.publish is None or self.publish.count("/") == 1, "publish must be OWNER/NAME")
+        _check(isinstance(self.extend_vocab, int) and self.extend_vocab >= 0, "extend_vocab must be >= 0")
         resolve_loop_settings({}, self.loop, where="loop")  # reject unknown keys and bad values now
 
     def to_json(self) -> dict[str, Any]:

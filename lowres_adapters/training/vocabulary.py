@@ -34,8 +34,8 @@ NEW_OUTPUT_BIAS_KEY = "lowres.new_output_bias"
 """(added,) output bias of the new rows, for heads with a bias (masked-LM heads); not trained."""
 
 __all__ = [
-    "ExtendedVocabulary", "NEW_OUTPUT_BIAS_KEY", "TokenizerExtension", "extend_model", "extend_tokenizer",
-    "extend_vocabulary", "restore_extended_vocabulary", "tokens_per_character",
+    "ExtendedVocabulary", "NEW_OUTPUT_BIAS_KEY", "TokenizerExtension", "extend_for_run", "extend_model",
+    "extend_tokenizer", "extend_vocabulary", "restore_extended_vocabulary", "tokens_per_character",
 ]
 
 
@@ -216,3 +216,29 @@ def restore_extended_vocabulary(model: Any, directory: Path) -> Any:
     for parameter in extended.trainable_parameters().values():
         parameter.requires_grad_(False)
     return tokenizer
+
+
+def extend_for_run(context: Any, num_tokens: int) -> ExtendedVocabulary:
+    """Extend the vocabulary of a run (``lowres adapt --extend-vocab N``) before its adapter is attached.
+
+    Trains the new tokens on the run's training text (the target side of the training pairs when
+    there is no text), extends ``context.model`` in place and puts the extended tokenizer in
+    ``context.tokenizer``. ``context.vocabulary`` makes the new rows train with the adapter and
+    be saved with it; ``context.state["vocabulary"]`` makes the run folder record the vocabulary
+    and save the tokenizer.
+
+    Args:
+        context: The run's :class:`~lowres_adapters.training.recipes.base.RecipeContext`.
+        num_tokens: How many tokens to add at most.
+    """
+    texts = [example.text for example in context.data.text.get("train", [])]
+    if not texts:
+        texts = [pair.target if pair.target_lang == context.language else pair.source
+                 for pair in context.data.pairs.get("train", [])]
+    if not texts:
+        raise LowresError(f"--extend-vocab needs training text or pairs in {context.language}")
+    extended = extend_vocabulary(context.model, context.tokenizer, texts, num_tokens)
+    context.tokenizer = extended.tokenizer
+    context.vocabulary = extended
+    context.state["vocabulary"] = extended.metadata()
+    return extended

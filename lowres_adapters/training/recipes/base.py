@@ -53,6 +53,8 @@ class RecipeContext:
         handle: The attached adapter (set by ``adapt`` from :meth:`Recipe.attach`).
         extra_parameters: Base-model parameters trained as well (``train_also``), by name.
         extra_tensors: Tensors to save with the adapter (e.g. new embedding rows), by key.
+        vocabulary: The :class:`~lowres_adapters.training.vocabulary.ExtendedVocabulary` when the
+            vocabulary was extended (``--extend-vocab``): its new rows train and are saved too.
         state: Free space for recipes to pass objects between their methods or stages.
     """
 
@@ -70,6 +72,7 @@ class RecipeContext:
     handle: Any = None
     extra_parameters: dict[str, Any] = field(default_factory=dict)
     extra_tensors: dict[str, Any] = field(default_factory=dict)
+    vocabulary: Any = None
     state: dict[str, Any] = field(default_factory=dict)
 
     def held_out_texts(self) -> list[str]:
@@ -82,11 +85,15 @@ class RecipeContext:
         """Return the adapter's trainable parameters plus the ``train_also`` ones."""
         parameters = dict(self.handle.trainable_parameters())
         parameters.update(self.extra_parameters)
+        if self.vocabulary is not None:
+            parameters.update(self.vocabulary.trainable_parameters())
         return parameters
 
     def freezing(self) -> str:
         """Return one line saying what trains (printed at the start of a run)."""
         extra = f" + base parameters matching {', '.join(self.settings.train_also)}" if self.settings.train_also else ""
+        if self.vocabulary is not None:
+            extra += f" + {self.vocabulary.added_tokens} new vocabulary rows"
         return f"adapter {self.settings.adapter!r} ({self.handle.name}){extra}; everything else frozen"
 
 
@@ -145,8 +152,12 @@ class Recipe:
         return score_held_out(context, model)
 
     def artifact_extras(self, context: RecipeContext) -> dict[str, Any]:
-        """Return extra tensors to save with the adapter (default: ``context.extra_tensors``)."""
-        return dict(context.extra_tensors)
+        """Return extra tensors to save with the adapter (default: ``context.extra_tensors`` and
+        the new vocabulary rows)."""
+        extras = dict(context.extra_tensors)
+        if context.vocabulary is not None:
+            extras.update(context.vocabulary.state_tensors())
+        return extras
 
     def datasets(self, context: RecipeContext) -> list[str]:
         """Return the names of the corpora trained on (for the artifact and model card)."""
