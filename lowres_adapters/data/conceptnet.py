@@ -128,3 +128,32 @@ def open_conceptnet(config: ConceptNetConfig) -> Iterator[TextExample]:
     """Stream template sentences from the assertions file."""
     templates = load_templates(config.templates)
     return verbalise_edges(open_conceptnet_edges(config), templates, config.languages)
+
+
+def concept_uri(lang: str, term: str) -> str:
+    """Return the ConceptNet URI of a term (spaces back to underscores)."""
+    return f"/c/{lang}/{term.replace(' ', '_')}"
+
+
+def write_assertions(edges: Iterable[Edge], path: str | Path) -> int:
+    """Write edges as a ConceptNet assertions CSV (``.gz`` by suffix), atomically; return the count.
+
+    The info column is ``{}``: weights and sources are not carried by :class:`Edge`.
+    """
+    import gzip
+
+    from lowres_adapters.data.cache import atomic_file
+
+    path = Path(path)
+    count = 0
+    with atomic_file(path, "wb") as raw:
+        stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.name.endswith(".gz") else raw
+        for edge in edges:
+            start, end = concept_uri(edge.start_lang, edge.start), concept_uri(edge.end_lang, edge.end)
+            edge_id = edge.id if edge.id.startswith("/a/") else f"/a/[/r/{edge.relation}/,{start}/,{end}/]"
+            line = "\t".join((edge_id, f"/r/{edge.relation}", start, end, "{}")) + "\n"
+            stream.write(line.encode("utf-8"))
+            count += 1
+        if stream is not raw:
+            stream.close()
+    return count
