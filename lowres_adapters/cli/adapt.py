@@ -23,7 +23,7 @@ def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
 
 @click.command()
 @click.argument("language")
-@click.option("--adapter", help="Adapter type (see `lowres list adapters`); default lora.")
+@click.option("--adapter", help="Adapter type (see `lowres list adapters`); default: the recipe's (lora for language).")
 @click.option("--recipe", help="Recipe: language, graph, cpt, sft, cpt_sft, prompt-align, task; default: the pack's.")
 @click.option("--model", help="Base model id or folder; default: the pack's (SmolLM2-135M-Instruct).")
 @click.option("--output", "-o", help="Run folder; default runs/LANG-RECIPE-ADAPTER.")
@@ -46,7 +46,7 @@ def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
 @click.option("--eval-pairs", type=click.Path(dir_okay=False), help="Held-out pairs.")
 @click.option("--source-lang", help="ISO 639-3 code of the pairs' source column (default eng).")
 @click.option("--eval-examples", type=int, help="Held-out texts scored before/after (default 300).")
-@click.option("--max-train-examples", type=int, help="Use only the first N training examples.")
+@click.option("--max-train-examples", "--max-examples", "max_train_examples", type=int, help="Use only the first N training examples.")
 @click.option("--extend-vocab", type=int, help="Add up to N new tokens trained on the training text.")
 @click.option("--train-also", multiple=True, help="Also train base parameters matching this glob (repeatable).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",

@@ -143,6 +143,8 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
     data, pack = load_run_data(settings.language, settings.data)
     recipe_name = settings.recipe or (pack.default_recipe if pack is not None else "language")
     recipe = get_recipe(recipe_name)
+    if not settings.adapter:
+        settings = replace(settings, adapter=recipe.default_adapter)
     model_id = settings.model or (pack.default_model if pack is not None else DEFAULT_MODEL)
     run_dir = Path(settings.output or f"runs/{settings.language}-{recipe.name}-{settings.adapter}")
     _prepare_run_dir(run_dir, settings.resume, process.is_main)

@@ -186,7 +186,8 @@ class RunSettings:
         language: ISO 639-3 code of the target language.
         recipe: Recipe name; empty uses the language pack's default (else ``"language"``).
         model: Base model id or folder; empty uses the pack's default model.
-        adapter: Registered adapter type name.
+        adapter: Registered adapter type name; empty uses the recipe's default (``lora``;
+            ``prompt_tuning`` for ``prompt_align``; ``seq_bn`` for ``task``).
         adapter_config: Overrides for fields of the adapter type's config class.
         adapter_name: Name of the adapter inside the model; empty uses the language code.
         output: Run folder; empty uses ``runs/<language>-<recipe>-<adapter>``.
@@ -205,7 +206,7 @@ class RunSettings:
     language: str
     recipe: str = ""
     model: str = ""
-    adapter: str = "lora"
+    adapter: str = ""
     adapter_config: Mapping[str, Any] = field(default_factory=dict)
     adapter_name: str = ""
     output: str = ""
@@ -221,7 +222,8 @@ class RunSettings:
         _check(isinstance(self.language, str) and bool(LANGUAGE_CODE_PATTERN.match(self.language)),
                f"language {self.language!r} must be an ISO 639-3 code (3 lowercase letters)")
         _check(self.recipe == "" or bool(NAME_PATTERN.match(self.recipe)), f"recipe {self.recipe!r} is not a valid name")
-        _check(bool(NAME_PATTERN.match(self.adapter)), f"adapter {self.adapter!r} is not a valid name")
+        _check(self.adapter == "" or bool(NAME_PATTERN.match(self.adapter)),
+               f"adapter {self.adapter!r} is not a valid name")
         _check(self.adapter_name == "" or bool(NAME_PATTERN.match(self.adapter_name)),
                f"adapter_name {self.adapter_name!r} must match {NAME_PATTERN.pattern}")
         _check(self.publish is None or self.publish.count("/") == 1, "publish must be OWNER/NAME")

@@ -105,9 +105,11 @@ class Recipe:
         description: One line for ``lowres adapt --help`` and the docs.
         options_class: Frozen dataclass of the recipe's own settings (``[recipe_options]``).
         needs: What data the recipe reads: some of ``"text"``, ``"pairs"``, ``"edges"``, ``"tasks"``.
+        default_adapter: Adapter type used when the run names none.
     """
 
     name: str = ""
+    default_adapter: str = "lora"
     description: str = ""
     options_class: type = NoOptions
     needs: tuple[str, ...] = ("text",)
