@@ -147,12 +147,13 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
         settings = replace(settings, adapter=recipe.default_adapter)
     model_id = settings.model or (pack.default_model if pack is not None else DEFAULT_MODEL)
     run_dir = Path(settings.output or f"runs/{settings.language}-{recipe.name}-{settings.adapter}")
+    _check_adapter(settings)
+    options = options_from(recipe, settings.recipe_options)
     _prepare_run_dir(run_dir, settings.resume, process.is_main)
 
     echo(f"loading {model_id}")
     model, tokenizer = load_base_model(model_id)
     objective = "mlm" if is_encoder(model.config) else "clm"
-    options = options_from(recipe, settings.recipe_options)
     loop = resolve_loop_settings(recipe.loop_defaults(objective), settings.loop, where="loop")
     context = RecipeContext(settings=settings, loop=loop, options=options, model=model, tokenizer=tokenizer,
                             objective=objective, data=data, language=settings.language,
@@ -193,6 +194,15 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
             _publish(run_dir, settings.publish, echo)
     process.barrier()
     return RunResult(run_dir=run_dir, settings=settings, recipe=recipe.name, metrics=metrics, stages=results)
+
+
+def _check_adapter(settings: RunSettings) -> None:
+    """Fail fast (before loading a model) on an unknown adapter type or a bad adapter config."""
+    from lowres_adapters.configs import config_from_dict
+    from lowres_adapters.registry import get_registry
+
+    spec = get_registry().adapter_type(settings.adapter)
+    config_from_dict(spec.config_class, dict(settings.adapter_config), where=f"adapter_config for {settings.adapter}")
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, is_main: bool) -> None:
