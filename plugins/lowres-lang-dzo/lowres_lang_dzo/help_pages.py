@@ -45,6 +45,8 @@ class ParagraphParser(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in VOID_ELEMENTS:
+            if tag == "br" and self._open:
+                self._open[-1][2].append(" ")
             return
         element_id = dict(attrs).get("id") or ""
         self._open.append((tag, element_id if ALIGNABLE_ID.match(element_id) else None, []))
