@@ -17,9 +17,10 @@ from lowres_adapters.artifact import (
     NEW_OUTPUT_ROWS_KEY,
     NEW_ROWS_KEY,
     TOKENIZER_DIR,
+    WEIGHTS_FILE,
     ArtifactMetadata,
-    attach_from_artifact,
     build_config,
+    check_shapes,
     read_metadata,
     read_tensors,
 )
@@ -27,6 +28,8 @@ from lowres_adapters.errors import LowresError
 from lowres_adapters.registry import Registry
 
 VOCABULARY_MODULE = "lowres_adapters.training.vocabulary"
+BASE_TENSOR_PREFIX = "lowres.base."
+"""Base-model parameters a run trained besides the adapter (``train_also``), saved by name."""
 
 
 @dataclass
@@ -51,7 +54,8 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
     """Load the base model named in an artifact folder, restore its vocabulary and attach the adapter.
 
     Args:
-        directory: An artifact folder (run folder or downloaded Hub snapshot).
+        directory: An artifact folder (run folder or downloaded Hub snapshot). Base-model tensors the
+            run trained besides the adapter (``lowres.base.*``) are put back too.
         model: Base model id or folder to use instead of the one recorded in the metadata (e.g. a
             local copy); it must have the same shapes.
         allow_pickle: Allow the base model's weights to be pickled ``.bin`` files. Off by default:
@@ -78,10 +82,27 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
     if metadata.vocabulary:
         check_vocabulary_shapes(base, metadata, tensors, str(directory))
         tokenizer = _restore_vocabulary(base, directory)
-    handle = attach_from_artifact(base, directory, registry)
+    handle = _attach_checked(base, metadata, tensors, str(directory / WEIGHTS_FILE), registry)
     if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedAdapter(model=handle.model, tokenizer=tokenizer, handle=handle, metadata=metadata)
+
+
+def _attach_checked(model: Any, metadata: ArtifactMetadata, tensors: dict[str, Any], where: str,
+                    registry: Registry | None) -> Any:
+    """Attach the adapter, check every saved tensor against the model, then load them and activate."""
+    spec, config = build_config(metadata, registry)
+    adapter_tensors = {name: tensor for name, tensor in tensors.items() if not name.startswith("lowres.")}
+    trained_base = {name[len(BASE_TENSOR_PREFIX):]: tensor for name, tensor in tensors.items()
+                    if name.startswith(BASE_TENSOR_PREFIX)}
+    handle = spec.attach(model, metadata.adapter_name, config)
+    check_shapes(handle.adapter_state_dict(), adapter_tensors, where)
+    targets = check_base_tensors(handle.model, trained_base, where)
+    handle.load_adapter_state_dict(adapter_tensors)
+    _copy_base_tensors(targets, trained_base)
+    handle.activate()
+    handle.model.eval()
+    return handle
 
 
 def check_vocabulary_shapes(model: Any, metadata: ArtifactMetadata, tensors: dict[str, Any], where: str) -> None:
@@ -105,6 +126,31 @@ def check_vocabulary_shapes(model: Any, metadata: ArtifactMetadata, tensors: dic
             )
     if NEW_ROWS_KEY not in tensors and vocabulary.get("added_tokens"):
         raise LowresError(f"{where}: the vocabulary was extended but adapter.safetensors has no {NEW_ROWS_KEY}")
+
+
+def check_base_tensors(model: Any, trained_base: dict[str, Any], where: str) -> dict[str, Any]:
+    """Return the parameters of ``model`` (names as ``handle.model`` has them) that saved base tensors go into.
+
+    Raises:
+        LowresError: A saved tensor names no parameter of ``model`` or has another shape.
+    """
+    parameters = dict(model.named_parameters())
+    for name, tensor in trained_base.items():
+        if name not in parameters:
+            raise LowresError(f"{where}: trained base tensor {name} is not a parameter of this base model")
+        if tuple(parameters[name].shape) != tuple(tensor.shape):
+            raise LowresError(f"{where}: trained base tensor {name} has shape {tuple(tensor.shape)}, the base "
+                              f"model needs {tuple(parameters[name].shape)}: it was trained on a different base model")
+    return {name: parameters[name] for name in trained_base}
+
+
+def _copy_base_tensors(targets: dict[str, Any], trained_base: dict[str, Any]) -> None:
+    """Put the run's trained base-model tensors (``train_also``) back into their parameters."""
+    import torch
+
+    with torch.no_grad():
+        for name, tensor in trained_base.items():
+            targets[name].copy_(tensor.to(targets[name].dtype))
 
 
 def _restore_vocabulary(model: Any, directory: Path) -> Any:

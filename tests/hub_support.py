@@ -116,7 +116,8 @@ def save_tiny_base(directory: Path, seed: int = 0, **overrides: Any) -> Path:
     return directory
 
 
-def make_run_folder(run_dir: Path, base_dir: Path, seed: int = 1, language: str = "nya") -> Path:
+def make_run_folder(run_dir: Path, base_dir: Path, seed: int = 1, language: str = "nya",
+                    extra_tensors: Mapping[str, Any] | None = None) -> Path:
     """Write a run folder with a toy adapter on the tiny base model, plus things never to publish."""
     import torch
 
@@ -133,7 +134,7 @@ def make_run_folder(run_dir: Path, base_dir: Path, seed: int = 1, language: str 
                  "adapted": {"bits_per_char": 6.5, "perplexity": 90.0}, "eval_split": "test"},
         datasets=["tiny-corpus"],
     )
-    write_artifact(run_dir, handle, metadata)
+    write_artifact(run_dir, handle, metadata, extra_tensors=extra_tensors)
     (run_dir / "metrics.json").write_text(json.dumps(metadata.metrics), "utf-8")
     (run_dir / "checkpoints" / "step-5").mkdir(parents=True, exist_ok=True)
     (run_dir / "checkpoints" / "step-5" / "optimizer.safetensors").write_bytes(b"not for the Hub")

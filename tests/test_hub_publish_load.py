@@ -178,6 +178,16 @@ def test_mismatched_base_model_fails_before_any_weight_is_loaded(run_dir: Path, 
     assert hub_support.ATTACHED and all(handle.loads == 0 for handle in hub_support.ATTACHED)
 
 
+def test_trained_base_tensors_are_put_back(base_dir: Path, tmp_path: Path, toy_registry) -> None:
+    doubled = torch.full((32,), 2.0)
+    run = hub_support.make_run_folder(tmp_path / "run", base_dir, extra_tensors={"lowres.base.model.norm.weight": doubled})
+    model, _ = hub.load(str(run))
+    assert torch.equal(model.model.norm.weight, doubled)
+    wrong = hub_support.make_run_folder(tmp_path / "wrong", base_dir, extra_tensors={"lowres.base.model.nope": doubled})
+    with pytest.raises(LowresError, match="trained base tensor model.nope is not a parameter"):
+        hub.load(str(wrong))
+
+
 def test_pickled_base_model_is_refused_unless_allowed(run_dir: Path, base_dir: Path, tmp_path: Path) -> None:
     pickled = tmp_path / "pickled-base"
     base, tokenizer = load_base_model(str(base_dir))
