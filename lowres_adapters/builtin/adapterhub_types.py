@@ -29,6 +29,8 @@ from lowres_adapters.errors import LowresError
 from lowres_adapters.handles import ParameterSetAdapter, added_parameter_names, parameter_names
 from lowres_adapters.specs import AdapterType
 
+LOGGER = logging.getLogger(__name__)
+
 
 def ensure_adapter_support(model: Any) -> Any:
     """Give ``model`` AdapterHub support in place (``adapters.init``) and return it.
@@ -150,8 +152,24 @@ def attach_adapterhub(model: Any, name: str, config: Any) -> AdapterHubAdapter:
     return AdapterHubAdapter(model, name, config, added)
 
 
-def _spec(name: str, config_class: type, description: str) -> AdapterType:
-    attach: Callable[..., AdapterHubAdapter] = attach_adapterhub
+def attach_prefix_tuning(model: Any, name: str, config: PrefixTuningConfig) -> AdapterHubAdapter:
+    """Add AdapterHub prefix tuning, switching decoders to eager attention so padded batches see the prefix.
+
+    With transformers 4.57's boolean SDPA masks, ``adapters`` 1.3 masks the prefix out of every
+    padded batch on Llama models (the prefix is silently ignored and gets no gradient); the
+    eager attention path uses additive masks, which it handles correctly.
+    """
+    from lowres_adapters.models import is_encoder
+
+    if not is_encoder(model.config) and getattr(model.config, "_attn_implementation", "eager") != "eager":
+        LOGGER.warning("prefix_tuning: switching %s to eager attention (adapters ignores the prefix "
+                       "under SDPA masks)", type(model).__name__)
+        model.set_attn_implementation("eager")
+    return attach_adapterhub(model, name, config)
+
+
+def _spec(name: str, config_class: type, description: str,
+          attach: Callable[..., AdapterHubAdapter] = attach_adapterhub) -> AdapterType:
     return AdapterType(name=name, config_class=config_class, attach=attach, description=description)
 
 
@@ -165,6 +183,7 @@ ADAPTERHUB_TYPES = (
     _spec("lora", LoraConfig, "LoRA on attention query and value (AdapterHub, r=8, alpha=8)"),
     _spec("ia3", Ia3Config, "(IA)^3 scaling vectors on keys, values and feed-forward (AdapterHub ia3)"),
     _spec("prefix_tuning", PrefixTuningConfig,
-          "Prefix tuning: 30 trainable key/value positions per layer through an MLP (AdapterHub)"),
+          "Prefix tuning: 30 trainable key/value positions per layer through an MLP (AdapterHub)",
+          attach=attach_prefix_tuning),
 )
 """The AdapterHub-backed adapter types, registered by :mod:`lowres_adapters.builtin.adapter_types`."""

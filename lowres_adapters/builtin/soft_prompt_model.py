@@ -53,6 +53,8 @@ class SoftPromptModel(nn.Module):
     def _prepend(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
                  attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return input embeddings and attention mask with the prompt in front."""
+        if attention_mask is not None and attention_mask.dim() != 2:
+            raise LowresError("prompt_tuning needs a (batch, seq) attention mask: turn packing off")
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
@@ -73,6 +75,8 @@ class SoftPromptModel(nn.Module):
             kwargs["token_type_ids"] = torch.cat([types.new_zeros(types.shape[0], n), types], dim=1)
         if kwargs.get("position_ids") is not None:
             positions = kwargs["position_ids"]
+            if bool((positions[:, 1:] - positions[:, :-1] != 1).any()):
+                raise LowresError("prompt_tuning cannot prepend one prompt to packed examples: turn packing off")
             prompt_positions = torch.arange(n, device=positions.device).expand(positions.shape[0], n)
             kwargs["position_ids"] = torch.cat([prompt_positions, positions + n], dim=1)
 
