@@ -39,7 +39,6 @@ def fetch(codes: tuple[str, ...], force: bool, quiet: bool) -> None:
         logger.setLevel(logging.INFO)
     try:
         for code in codes:
-            click.echo(f"{code}: fetching ...", err=True)
             result = fetch_pack(code, force=force)
             files = result.manifest.get("files", {})
             size = sum(entry["bytes"] for entry in files.values()) / 1e6

