@@ -44,8 +44,8 @@ class LoopSettings:
     """How the one training loop runs.
 
     Attributes:
-        max_steps: Optimiser steps to run; None derives them from ``epochs``.
-        epochs: Passes over the training examples, used when ``max_steps`` is None.
+        max_steps: Optimiser steps to run; None or 0 derives them from ``epochs``.
+        epochs: Passes over the training examples, used when ``max_steps`` is None or 0.
         batch_size: Examples per optimiser step across all processes and accumulation steps
             (the global batch). Must be divisible by ``grad_accum_steps`` x processes.
         grad_accum_steps: Micro-batches accumulated per optimiser step in each process.
@@ -101,7 +101,7 @@ class LoopSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        _check(self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1")
+        _check(self.max_steps is None or self.max_steps >= 0, "max_steps must be >= 0 (0: use epochs)")
         _check(self.epochs > 0 and math.isfinite(self.epochs), "epochs must be > 0")
         _check(self.batch_size >= 1, "batch_size must be >= 1")
         _check(self.grad_accum_steps >= 1, "grad_accum_steps must be >= 1")
@@ -128,7 +128,7 @@ class LoopSettings:
 
     def total_steps(self, train_examples: int) -> int:
         """Return the optimiser steps to run for ``train_examples`` examples."""
-        if self.max_steps is not None:
+        if self.max_steps:
             return self.max_steps
         return max(1, math.ceil(self.epochs * train_examples / self.batch_size))
 

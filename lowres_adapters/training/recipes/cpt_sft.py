@@ -1,0 +1,268 @@
+"""Continual pre-training then supervised fine-tuning (methods.md B), with adapters.
+
+- ``cpt``: causal LM on the language's raw text (the ``language`` recipe with CPT defaults).
+- ``sft``: the pack's parallel pairs rendered as translation instructions, in both directions the
+  pack offers (into and out of the target language, from every source language present), loss on
+  the answer only; a share of plain original-language text (the non-target side of the pairs, e.g.
+  English or Chinese) is mixed in against forgetting.
+- ``cpt_sft``: both, one after the other on the same adapter; ``stages/cpt`` and ``stages/sft``
+  are run folders of their own and the run folder holds the final adapter.
+
+Defaults. The paper trains all 3B weights with lr 5e-5 (CPT, cosine, 3% warm-up) and 1e-5 (SFT,
+2 epochs, 10% warm-up). An adapter on a 135M model has ~1-5M freshly initialised weights and a CPU
+budget of tens of steps, so those rates barely move it: CPT uses lr 1e-3 (the rate that gave the
+Chichewa anchor its gain) and SFT lr 5e-4, a lower rate so SFT refines rather than overwrites what
+CPT learnt; the warm-up shares (3%, 10%) and cosine decay are the paper's. Both default to 40
+steps; ``--max-steps 0 --epochs 2`` gives the paper's 2 SFT epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
+
+from lowres_adapters.data.examples import PairExample
+from lowres_adapters.errors import LowresError
+from lowres_adapters.training.batching import CausalCollator, Feature, tokenize_for_clm, tokenize_prompt_answer
+from lowres_adapters.training.loop import TrainingJob
+from lowres_adapters.training.objectives import causal_lm_loss
+from lowres_adapters.training.recipes.base import Recipe, RecipeContext
+from lowres_adapters.training.recipes.language import LanguageRecipe
+
+CPT_DEFAULTS = {"lr": 1e-3, "batch_size": 8, "max_length": 128, "max_steps": 40, "schedule": "cosine",
+                "warmup_ratio": 0.03, "min_lr_ratio": 0.1}
+SFT_DEFAULTS = {"lr": 5e-4, "batch_size": 8, "max_length": 192, "max_steps": 40, "schedule": "cosine",
+                "warmup_ratio": 0.10, "min_lr_ratio": 0.1}
+PROMPT = "Translate from {source_name} to {target_name}.\n{source_name}: {source}\n{target_name}:"
+"""The instruction (the same as the translation evaluation's default prompt)."""
+DIRECTIONS = ("both", "into", "from")
+
+
+class CptRecipe(LanguageRecipe):
+    """Continual pre-training: causal LM on the language's raw text."""
+
+    name = "cpt"
+    description = "continual pre-training: causal LM on raw text (stage 1 of methods.md B)"
+
+    def loop_defaults(self, objective: str) -> dict[str, Any]:
+        """Return the CPT defaults (see the module docstring)."""
+        if objective != "clm":
+            return super().loop_defaults(objective)
+        return dict(CPT_DEFAULTS)
+
+
+@dataclass(frozen=True)
+class SftOptions:
+    """Options of the ``sft`` recipe.
+
+    Attributes:
+        directions: ``"both"``, ``"into"`` (other language -> target) or ``"from"`` (target -> other).
+        mix_share: Share of the training examples that are plain original-language text (causal
+            LM on the pairs' non-target side), against forgetting; 0 disables.
+        prompt: Instruction template with ``{source}``, ``{source_name}``, ``{target_name}``; the
+            answer follows after a space and ends with EOS.
+        max_pairs: Use at most this many training pairs (the first N); None for all.
+        eval_pairs: Held-out pairs (the first N of ``pairs["test"]``) whose answers are scored
+            (``answer_bits_per_char``), in the into-target direction.
+    """
+
+    directions: str = "both"
+    mix_share: float = 0.2
+    prompt: str = PROMPT
+    max_pairs: int | None = None
+    eval_pairs: int = 100
+
+    def __post_init__(self) -> None:
+        if self.directions not in DIRECTIONS:
+            raise ValueError(f"directions must be one of {', '.join(DIRECTIONS)}, got {self.directions!r}")
+        if not 0 <= self.mix_share < 1:
+            raise ValueError("mix_share must be in [0, 1)")
+        if "{source}" not in self.prompt:
+            raise ValueError("prompt must contain {source}")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise ValueError("max_pairs must be >= 1")
+        if self.eval_pairs < 0:
+            raise ValueError("eval_pairs must be >= 0")
+
+
+def _names(code: str) -> str:
+    from lowres_adapters.data.languages import language_name
+
+    return language_name(code)
+
+
+def oriented(pair: PairExample, language: str) -> tuple[str, str, str]:
+    """Return ``(other language, other text, target text)`` of a pair, whichever side is ``language``."""
+    if pair.target_lang == language:
+        return pair.source_lang, pair.source, pair.target
+    if pair.source_lang == language:
+        return pair.target_lang, pair.target, pair.source
+    raise LowresError(f"pair {pair.id} is {pair.source_lang}-{pair.target_lang}, neither side is {language}")
+
+
+def instruction_examples(pairs: Sequence[PairExample], language: str, directions: str,
+                         prompt: str) -> list[tuple[str, str]]:
+    """Return ``(prompt, answer)`` translation examples in the requested directions."""
+    examples = []
+    for pair in pairs:
+        other_lang, other_text, target_text = oriented(pair, language)
+        if directions in ("both", "into"):
+            examples.append((prompt.format(source=other_text, source_name=_names(other_lang),
+                                           target_name=_names(language)), " " + target_text))
+        if directions in ("both", "from"):
+            examples.append((prompt.format(source=target_text, source_name=_names(language),
+                                           target_name=_names(other_lang)), " " + other_text))
+    return examples
+
+
+def mixed_in_texts(pairs: Sequence[PairExample], language: str, share: float, sft_examples: int) -> list[str]:
+    """Return original-language texts so that they make ``share`` of all training examples.
+
+    The texts are the non-target sides of the pairs, taken evenly spaced (deterministic).
+    """
+    if share <= 0 or not pairs:
+        return []
+    wanted = min(len(pairs), math.ceil(share / (1 - share) * sft_examples))
+    stride = len(pairs) / wanted
+    return [oriented(pairs[int(i * stride)], language)[1] for i in range(wanted)]
+
+
+class SftRecipe(Recipe):
+    """Supervised fine-tuning on translation instructions built from parallel pairs."""
+
+    name = "sft"
+    description = "SFT on parallel pairs as translation instructions, loss on the answer (stage 2 of methods.md B)"
+    options_class = SftOptions
+    needs = ("pairs",)
+
+    def loop_defaults(self, objective: str) -> dict[str, Any]:
+        """Return the SFT defaults (see the module docstring)."""
+        return dict(SFT_DEFAULTS)
+
+    def check_data(self, context: RecipeContext) -> None:
+        """Require a causal LM besides the pairs and the held-out text."""
+        super().check_data(context)
+        if context.objective != "clm":
+            raise LowresError("the sft recipe needs a causal (decoder) model; encoders use the language recipe")
+
+    def features(self, context: RecipeContext, pairs: Sequence[PairExample]) -> list[Feature]:
+        """Return answer-only instruction features plus the mixed-in plain-text features."""
+        options, max_length = context.options, context.loop.max_length
+        examples = instruction_examples(pairs, context.language, options.directions, options.prompt)
+        features = [tokenize_prompt_answer(context.tokenizer, prompt, answer, max_length)
+                    for prompt, answer in examples]
+        mixed = mixed_in_texts(pairs, context.language, options.mix_share, len(features))
+        return features + tokenize_for_clm(context.tokenizer, mixed, max_length)
+
+    def job(self, context: RecipeContext) -> TrainingJob:
+        """Return the answer-only causal LM job on the instruction examples."""
+        pairs = list(context.data.pairs["train"])
+        if context.options.max_pairs is not None:
+            pairs = pairs[: context.options.max_pairs]
+        eval_features = None
+        if context.loop.eval_every:
+            held = context.data.pairs.get("validation") or context.data.pairs.get("test") or []
+            eval_features = self.features(context, held[: context.loop.eval_examples]) or None
+        return TrainingJob(model=context.handle.model, parameters=context.trained_parameters(),
+                           train_features=self.features(context, pairs),
+                           collate=CausalCollator(context.tokenizer.pad_token_id), loss_fn=causal_lm_loss,
+                           eval_features=eval_features, name=self.name, freezing=context.freezing())
+
+    def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:
+        """Return held-out bits/char and the bits per character of held-out translation answers."""
+        figures = super().evaluate(context, model)
+        held = list(context.data.pairs.get("test", []))[: context.options.eval_pairs]
+        if held:
+            figures.update(answer_scores(context, model, held))
+        return figures
+
+    def datasets(self, context: RecipeContext) -> list[str]:
+        """Return the pairs' corpora."""
+        names = {pair.provenance.source for pair in context.data.pairs.get("train", [])}
+        return sorted(name for name in names if name and name != "unknown")
+
+
+def answer_scores(context: RecipeContext, model: Any, pairs: Sequence[PairExample]) -> dict[str, Any]:
+    """Return ``answer_bits_per_char``: the answer-only loss of held-out into-target translations,
+    in bits per character of the reference answers (tokenizer-independent)."""
+    import torch
+
+    examples = instruction_examples(pairs, context.language, "into", context.options.prompt)
+    collate = CausalCollator(context.tokenizer.pad_token_id)
+    total_nats, characters = 0.0, 0
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(examples), 8):
+            chunk = examples[start: start + 8]
+            features = [tokenize_prompt_answer(context.tokenizer, p, a, 512) for p, a in chunk]
+            loss, count = causal_lm_loss(model, collate(features, torch.Generator()))
+            total_nats += float(loss) * count
+            characters += sum(len(answer.strip()) for _, answer in chunk)
+    model.train(was_training)
+    return {"answer_bits_per_char": total_nats / math.log(2) / max(characters, 1), "answer_examples": len(examples)}
+
+
+@dataclass(frozen=True)
+class CptSftOptions(SftOptions):
+    """Options of ``cpt_sft``: the SFT options plus per-stage steps and learning rates.
+
+    Attributes:
+        cpt_max_steps: Steps of the CPT stage (None: ``--max-steps`` or the CPT default).
+        sft_max_steps: Steps of the SFT stage (None: ``--max-steps`` or the SFT default).
+        cpt_lr: Learning rate of the CPT stage (None: ``--lr`` or the CPT default).
+        sft_lr: Learning rate of the SFT stage (None: ``--lr`` or the SFT default).
+    """
+
+    cpt_max_steps: int | None = None
+    sft_max_steps: int | None = None
+    cpt_lr: float | None = None
+    sft_lr: float | None = None
+
+
+class CptSftRecipe(Recipe):
+    """Two stages on one adapter: ``cpt`` then ``sft`` (SFT continues from the CPT adapter)."""
+
+    name = "cpt_sft"
+    description = "continual pre-training then SFT on one adapter (methods.md B); stages/cpt and stages/sft"
+    options_class = CptSftOptions
+    needs = ("text", "pairs")
+
+    def stages(self, options: CptSftOptions) -> list[tuple[str, Recipe, dict[str, Any], dict[str, Any]]]:
+        """Return the CPT and SFT stages with their own step and learning-rate overrides."""
+        def loop(max_steps: int | None, lr: float | None) -> dict[str, Any]:
+            return {key: value for key, value in (("max_steps", max_steps), ("lr", lr)) if value is not None}
+
+        sft_options = {f.name: getattr(options, f.name) for f in fields(SftOptions)}
+        return [("cpt", CptRecipe(), loop(options.cpt_max_steps, options.cpt_lr), {}),
+                ("sft", SftRecipe(), loop(options.sft_max_steps, options.sft_lr), sft_options)]
+
+    def check_data(self, context: RecipeContext) -> None:
+        """Require text, pairs, held-out text and a causal model."""
+        super().check_data(context)
+        if context.objective != "clm":
+            raise LowresError("the cpt_sft recipe needs a causal (decoder) model")
+
+    def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:
+        """Score the base model as the SFT stage does (bits/char and answer bits/char)."""
+        from lowres_adapters.configs import config_from_dict
+
+        sft_options = config_from_dict(SftOptions, {f.name: getattr(context.options, f.name)
+                                                    for f in fields(SftOptions)})
+        stage_context = _with_options(context, sft_options)
+        return SftRecipe().evaluate(stage_context, model)
+
+    def datasets(self, context: RecipeContext) -> list[str]:
+        """Return the text and pair corpora."""
+        return sorted(set(CptRecipe().datasets(context)) | set(SftRecipe().datasets(context)))
+
+    def job(self, context: RecipeContext) -> TrainingJob:  # pragma: no cover - stages run instead
+        """Not used: ``cpt_sft`` runs its stages."""
+        raise LowresError("cpt_sft runs as two stages; call adapt() rather than job()")
+
+
+def _with_options(context: RecipeContext, options: Any) -> RecipeContext:
+    from dataclasses import replace
+
+    return replace(context, options=options)

