@@ -102,7 +102,8 @@ def publish_files(run_dir: Path, repo_id: str | None = None) -> dict[str, bytes]
     if readme.is_file() and GENERATED_MARKER not in readme.read_text("utf-8", errors="replace"):
         files[README_FILE] = readme.read_bytes()
     else:
-        card = render_model_card(metadata, repo_id=repo_id, has_native=any(p.startswith(f"{NATIVE_DIR}/") for p in files))
+        has_native = any(path.startswith(f"{NATIVE_DIR}/") for path in files)
+        card = render_model_card(metadata, repo_id=repo_id, directory=run_dir, has_native=has_native)
         files[README_FILE] = card.encode("utf-8")
     return files
 

@@ -9,30 +9,51 @@ provenance and licences, limitations.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
-from lowres_adapters.artifact import NATIVE_DIR, ArtifactMetadata
+from lowres_adapters.artifact import METRICS_FILE, NATIVE_DIR, ArtifactMetadata
 
 LIBRARY_NAME = "lowres-adapters"
 GENERATED_MARKER = "<!-- lowres-adapters:generated-card -->"
 """Present in generated cards: ``publish`` regenerates such a card and keeps a hand-written one."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_METRIC_LABELS = {
-    "bits_per_char": "bits/char",
-    "perplexity": "perplexity",
-    "pseudo_perplexity": "pseudo-perplexity",
-    "loss": "loss",
-    "bleu": "BLEU",
-    "chrf": "chrF",
-    "chrf_plus_plus": "chrF++",
-    "f1": "F1",
-    "exact_match": "EM",
-}
-_LOWER_IS_BETTER = {"bits_per_char", "perplexity", "pseudo_perplexity", "loss"}
+_FALLBACK_LABELS = {"bits_per_char": "Bits per character", "perplexity": "Perplexity"}
+_LOWER_IS_BETTER = {"bits_per_char", "bits_per_byte", "perplexity", "pseudo_perplexity", "loss", "loss_per_token"}
+_HIGHLIGHTS = ("max_steps", "epochs", "batch_size", "grad_accum_steps", "lr", "schedule", "max_length", "seed")
+"""Recipe settings shown in the settings table; the rest go into a collapsed block."""
+
+
+def metric_labels() -> dict[str, str]:
+    """Return ``{metric key: display name}`` for the figures a card reports (evaluation's list)."""
+    try:
+        from lowres_adapters.evaluation.card_metrics import METRIC_NAMES
+    except ImportError:  # pragma: no cover - evaluation ships with the library
+        return dict(_FALLBACK_LABELS)
+    return dict(METRIC_NAMES)
+
+
+def card_metrics(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the adapted figures for ``model-index`` as ``[{"name", "type", "value"}]``."""
+    try:
+        from lowres_adapters.evaluation.card_metrics import metrics_for_card
+    except ImportError:  # pragma: no cover
+        adapted = numeric_metrics(metrics.get("adapted"))
+        return [{"name": label, "type": key, "value": round(adapted[key], 4)}
+                for key, label in _FALLBACK_LABELS.items() if key in adapted]
+    return metrics_for_card(metrics)
+
+
+def eval_split(metrics: Mapping[str, Any]) -> str | None:
+    """Return the held-out split the figures were computed on, if recorded."""
+    for block in (metrics, metrics.get("adapted") or {}):
+        if isinstance(block, Mapping) and isinstance(block.get("eval_split"), str):
+            return block["eval_split"]
+    return None
 
 
 def language_codes(code: str) -> list[str]:
@@ -90,20 +111,20 @@ def card_tags(metadata: ArtifactMetadata, has_native: bool) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def card_data(metadata: ArtifactMetadata, *, repo_id: str | None = None, has_native: bool = False) -> Any:
+def card_data(metadata: ArtifactMetadata, *, repo_id: str | None = None, has_native: bool = False,
+              metrics: Mapping[str, Any] | None = None) -> Any:
     """Build the ``huggingface_hub.ModelCardData`` (the YAML front matter) for ``metadata``."""
     from huggingface_hub import EvalResult, ModelCardData
 
+    metrics = metadata.metrics if metrics is None else metrics
     model_name = (repo_id or f"{metadata.adapter_type}-{metadata.language or 'adapter'}").split("/")[-1]
-    adapted = numeric_metrics(metadata.metrics.get("adapted"))
-    split = metadata.metrics.get("eval_split") if isinstance(metadata.metrics.get("eval_split"), str) else None
     dataset_name = metadata.datasets[0] if metadata.datasets else f"{metadata.language or 'held-out'} text"
     task_type = "fill-mask" if metadata.objective == "mlm" else "text-generation"
     eval_results = [
         EvalResult(task_type=task_type, task_name="Language modelling", dataset_type=dataset_name,
-                   dataset_name=dataset_name, dataset_split=split, metric_type=key,
-                   metric_name=f"{_METRIC_LABELS.get(key, key)} (adapted)", metric_value=round(value, 4))
-        for key, value in sorted(adapted.items())
+                   dataset_name=dataset_name, dataset_split=eval_split(metrics), metric_type=entry["type"],
+                   metric_name=entry["name"], metric_value=entry["value"])
+        for entry in card_metrics(metrics)
     ]
     return ModelCardData(
         language=language_codes(metadata.language) or None,
@@ -119,7 +140,8 @@ def card_data(metadata: ArtifactMetadata, *, repo_id: str | None = None, has_nat
 
 
 def render_model_card(metadata: ArtifactMetadata, *, repo_id: str | None = None,
-                      directory: Path | None = None, has_native: bool | None = None) -> str:
+                      directory: Path | None = None, has_native: bool | None = None,
+                      metrics: Mapping[str, Any] | None = None) -> str:
     """Render ``README.md`` for an adapter artifact.
 
     Args:
@@ -127,20 +149,26 @@ def render_model_card(metadata: ArtifactMetadata, *, repo_id: str | None = None,
         repo_id: The Hub repo the card is published to (used in the load snippet).
         directory: The artifact folder; used to see whether AdapterHub files are present.
         has_native: Whether AdapterHub files are present (overrides looking in ``directory``).
+        metrics: The run's ``metrics.json`` (figures and training summary); ``metadata.metrics``
+            (read from ``directory/metrics.json`` when present) by default.
 
     Returns:
         The card text: YAML front matter, then Markdown.
     """
     if has_native is None:
         has_native = directory is not None and any((Path(directory) / NATIVE_DIR).glob("*"))
-    data = card_data(metadata, repo_id=repo_id, has_native=has_native)
+    if metrics is None and directory is not None and (Path(directory) / METRICS_FILE).is_file():
+        with contextlib.suppress(ValueError, OSError):
+            metrics = json.loads((Path(directory) / METRICS_FILE).read_text("utf-8"))
+    metrics = metrics if isinstance(metrics, Mapping) else metadata.metrics
+    data = card_data(metadata, repo_id=repo_id, has_native=has_native, metrics=metrics)
     sections = [
         f"---\n{data.to_yaml()}\n---\n",
         GENERATED_MARKER,
         _summary(metadata, repo_id),
         _load_section(metadata, repo_id, has_native),
-        _settings_section(metadata),
-        _metrics_section(metadata),
+        _settings_section(metadata, metrics),
+        _metrics_section(metrics),
         _data_section(metadata),
         _limitations_section(metadata),
     ]
@@ -197,7 +225,7 @@ def _load_section(metadata: ArtifactMetadata, repo_id: str | None, has_native: b
     return text
 
 
-def _settings_section(metadata: ArtifactMetadata) -> str:
+def _settings_section(metadata: ArtifactMetadata, metrics: Mapping[str, Any]) -> str:
     revision = f" (revision `{metadata.base_model_revision}`)" if metadata.base_model_revision else ""
     rows = [
         ("adapter type", f"`{metadata.adapter_type}`" + (f" from `{metadata.plugin}`" if metadata.plugin else "")),
@@ -206,30 +234,54 @@ def _settings_section(metadata: ArtifactMetadata) -> str:
         ("objective", "masked LM" if metadata.objective == "mlm" else "causal LM"),
         ("recipe", f"`{metadata.recipe}`" if metadata.recipe else "-"),
     ]
-    rows += [(f"recipe: {key}", f"`{json.dumps(value)}`") for key, value in sorted(metadata.recipe_settings.items())]
+    flat = _flatten(metadata.recipe_settings)
+    rows += [(key, f"`{json.dumps(value)}`") for key, value in flat.items() if key.split(".")[-1] in _HIGHLIGHTS]
+    training = metrics.get("training") if isinstance(metrics.get("training"), Mapping) else {}
+    for key, label in (("steps", "steps trained"), ("trainable_parameters", "trainable parameters"),
+                       ("tokens_seen", "tokens seen")):
+        if isinstance(training.get(key), int):
+            rows.append((label, f"{training[key]:,}"))
     if metadata.vocabulary:
         rows.append(("vocabulary", f"{metadata.vocabulary.get('original_size')} + "
                                    f"{metadata.vocabulary.get('added_tokens')} new tokens"))
     rows.append(("library", f"lowres-adapters {metadata.library_version} (artifact format {metadata.format_version})"))
-    return "## Training settings\n\n" + _table(("setting", "value"), rows)
+    details = ""
+    if metadata.recipe_settings:
+        details = ("\n<details><summary>All recipe settings</summary>\n\n```json\n"
+                   + json.dumps(metadata.recipe_settings, indent=2, sort_keys=True) + "\n```\n\n</details>\n")
+    return "## Training settings\n\n" + _table(("setting", "value"), rows) + details
 
 
-def _metrics_section(metadata: ArtifactMetadata) -> str:
-    base = numeric_metrics(metadata.metrics.get("base"))
-    adapted = numeric_metrics(metadata.metrics.get("adapted"))
-    if not base and not adapted:
-        return "## Results\n\nNo held-out figures were recorded for this run.\n"
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _metrics_section(metrics: Mapping[str, Any]) -> str:
+    base = numeric_metrics(metrics.get("base"))
+    adapted = numeric_metrics(metrics.get("adapted"))
     rows = []
-    for key in sorted(set(base) | set(adapted)):
+    for key, label in metric_labels().items():
         before, after = base.get(key), adapted.get(key)
+        if before is None and after is None:
+            continue
         change = "-"
         if before is not None and after is not None:
             better = (after < before) if key in _LOWER_IS_BETTER else (after > before)
             change = f"{after - before:+.4g}" + (" (better)" if better else " (worse)" if after != before else "")
-        rows.append((_METRIC_LABELS.get(key, key), _number(before), _number(after), change))
-    split = metadata.metrics.get("eval_split")
-    where = f" on the `{split}` split" if isinstance(split, str) else " on held-out data"
-    return (f"## Results\n\nThe base model alone against the base model with this adapter{where}.\n\n"
+        rows.append((label, _number(before), _number(after), change))
+    if not rows:
+        return "## Results\n\nNo held-out figures were recorded for this run.\n"
+    split = eval_split(metrics)
+    where = f" on the `{split}` split" if split else " on held-out data"
+    count = (metrics.get("adapted") or {}).get("texts") if isinstance(metrics.get("adapted"), Mapping) else None
+    size = f" ({count} texts)" if isinstance(count, int) else ""
+    return (f"## Results\n\nThe base model alone against the base model with this adapter{where}{size}.\n\n"
             + _table(("metric", "base", "adapted", "change"), rows))
 
 

