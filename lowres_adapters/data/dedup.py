@@ -19,10 +19,23 @@ def _hash(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
 
 
+class _LettersOnly(dict):
+    """A ``str.translate`` table that keeps letters and marks and deletes everything else."""
+
+    def __missing__(self, code_point: int) -> str | None:
+        char = chr(code_point)
+        kept = char if unicodedata.category(char)[0] in "LM" else None
+        self[code_point] = kept
+        return kept
+
+
+_LETTERS_ONLY = _LettersOnly()
+
+
 def near_duplicate_key(text: str) -> str:
     """Return the key two near-duplicate texts share: case-folded letters and marks only."""
     folded = unicodedata.normalize("NFC", text.casefold())
-    letters = "".join(char for char in folded if unicodedata.category(char)[0] in "LM")
+    letters = folded.translate(_LETTERS_ONLY)
     return letters or folded  # a text without letters is only ever an exact duplicate
 
 
