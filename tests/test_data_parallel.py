@@ -64,3 +64,11 @@ def test_empty_side_is_an_error_for_users_files(tmp_path):
     path.write_text("a\tb\nc\t \n", encoding="utf-8")
     with pytest.raises(InputError, match=r"p\.tsv:2: expected non-empty source and target"):
         read_pairs_file(path, "eng", "nya")
+
+
+def test_blank_moses_files_are_empty(tmp_path):
+    source, target = tmp_path / "x.eng", tmp_path / "x.nya"
+    source.write_text("\n\n", encoding="utf-8")
+    target.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"x\.eng:1: expected at least one pair of texts, found none"):
+        read_pairs_file(source, "eng", "nya", target_path=target)

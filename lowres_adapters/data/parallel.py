@@ -204,6 +204,8 @@ def read_pairs_file(path: str | Path, source_lang: str, target_lang: str,
             raise InputError(path, _line_of(pair_id), "expected non-empty source and target texts")
         pairs.append(PairExample(source=source, target=target, source_lang=source_lang,
                                  target_lang=target_lang, id=pair_id, provenance=provenance))
+    if not pairs:
+        raise InputError(path, 1, "expected at least one pair of texts, found none")
     return pairs
 
 
