@@ -24,6 +24,15 @@ def test_nfc_exact_and_near_duplicates(tmp_path):
     assert len(_texts(path=str(path), lang="nya", dedup=False)) == 4
 
 
+def test_fuzzy_dedup_catches_a_changed_word_in_a_long_sentence(tmp_path):
+    path = tmp_path / "a.txt"
+    base = "The Tools menu contains commands to check spelling, to trace sheet references and to find mistakes."
+    other = "Charts show data series as bars, lines or pies; choose the type in the chart wizard dialog."
+    path.write_text("\n".join([base, base.replace("mistakes", "errors"), other]) + "\n", encoding="utf-8")
+    assert len(_texts(path=str(path), lang="eng", near_dedup=True)) == 3
+    assert _texts(path=str(path), lang="eng", fuzzy_dedup=True) == [base, other]
+
+
 def test_length_and_script_filters(tmp_path):
     path = tmp_path / "mixed.txt"
     path.write_text("ལག་ཆས་ཚུ་\nTools menu\nཁ\nལག་ཆས་ཚུ་ Tools\n", encoding="utf-8")

@@ -35,6 +35,8 @@ class TextSourceConfig:
         min_script_fraction: Share of letters that must be in ``script``.
         dedup: Drop exact duplicates.
         near_dedup: Also drop near-duplicates (equal letters after case folding).
+        fuzzy_dedup: Also drop texts similar to an earlier one by MinHash LSH (character 5-grams,
+            Jaccard above about 0.7): one changed word in a long sentence.
         split: Keep only this split (``train``/``validation``/``test``; empty: keep all).
         split_by: Unit kept together by the split: ``"line"`` or ``"file"``.
         seed: Seed of the split assignment.
@@ -51,6 +53,7 @@ class TextSourceConfig:
     min_script_fraction: float = 0.5
     dedup: bool = True
     near_dedup: bool = False
+    fuzzy_dedup: bool = False
     split: str = ""
     split_by: str = "line"
     seed: int = 0
@@ -112,7 +115,7 @@ def open_text(config: TextSourceConfig) -> Iterator[TextExample]:
         raise LowresError("the text source needs path=FILE_OR_FOLDER")
     if not config.lang:
         raise LowresError("the text source needs lang=ISO_639_3_CODE")
-    seen = Deduplicator(exact=config.dedup, near=config.near_dedup)
+    seen = Deduplicator(exact=config.dedup, near=config.near_dedup, fuzzy=config.fuzzy_dedup)
     for file in iter_files(config.path, TEXT_SUFFIXES):
         provenance = Provenance(config.source_name or file.name, config.licence, detail=str(file))
         for example_id, raw in iter_raw_texts(file, config.text_field):
