@@ -59,7 +59,7 @@ def distribution_version(distribution: str) -> str | None:
 def _run(args: Sequence[str], cwd: Path, route: str, hint: str) -> subprocess.CompletedProcess[str]:
     if shutil.which(args[0]) is None:
         raise LowresError(f"route {route} failed: `{args[0]}` is not available; {hint}")
-    logger.info("running %s", " ".join(args))
+    logger.debug("running %s", " ".join(args))
     return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, check=False)
 
 

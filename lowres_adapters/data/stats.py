@@ -12,9 +12,9 @@ from typing import Any
 
 from lowres_adapters.data.conceptnet import iter_assertions
 from lowres_adapters.data.examples import PackData
+from lowres_adapters.data.files import normalize_text
 from lowres_adapters.data.languages import detect_script, to_iso639_3, validate_language
 from lowres_adapters.data.parallel import ParallelSourceConfig, iter_raw_pairs, keep_pair
-from lowres_adapters.data.files import normalize_text
 from lowres_adapters.data.templates import ENGLISH_TEMPLATES
 from lowres_adapters.data.text import iter_raw_texts
 
