@@ -220,7 +220,9 @@ def _load_section(metadata: ArtifactMetadata, repo_id: str | None, has_native: b
     if has_native:
         text += (
             f"\nAdapterHub users: the `{NATIVE_DIR}/` folder holds the adapter in the `adapters` library's "
-            f"own format (`adapters.init(model); model.load_adapter(\"<download>/{NATIVE_DIR}\")`).\n"
+            "own format, as safetensors:\n\n```python\nimport adapters\n\nadapters.init(model)  # the base model\n"
+            f'name = model.load_adapter("<downloaded repo>/{NATIVE_DIR}", use_safetensors=True)\n'
+            "model.set_active_adapters(name)\n```\n"
         )
     return text
 

@@ -31,7 +31,8 @@ from lowres_adapters.testing import netguard  # noqa: E402
 
 netguard.install()
 
-# --- loopback Hub: started before huggingface_hub is imported (see tests/hub_server.py) ---
+# --- loopback Hub: started before huggingface_hub is imported (lowres_adapters.testing.hub) ---
+# Users alice (hf_loopback_alice_token) and bob (hf_loopback_bob_token); see docs/hub.md.
 try:
     from lowres_adapters.testing.hub import start_session_hub  # noqa: E402
 except ImportError:  # pragma: no cover - until the Hub module exists

@@ -157,17 +157,21 @@ import sys
 sys.path.insert(0, {tests!r})
 import hub_support
 from safetensors.torch import save_file
-hub_support.use_toy_registry()
+if {toy!r}:
+    hub_support.use_toy_registry()
 from lowres_adapters import load
 model, tokenizer = load({target!r}, **{kwargs!r})
 save_file({{"logits": hub_support.probe_logits(model, tokenizer).contiguous()}}, {out!r})
 """
 
 
-def load_in_fresh_process(target: str, out: Path, env: Mapping[str, str] | None = None,
+def load_in_fresh_process(target: str, out: Path, env: Mapping[str, str] | None = None, toy: bool = True,
                           **kwargs: Any) -> subprocess.CompletedProcess:
-    """Run ``load(target, **kwargs)`` in a new Python process; its probe logits go to ``out``."""
-    code = _CHILD.format(tests=str(Path(__file__).parent), target=target, kwargs=kwargs, out=str(out))
+    """Run ``load(target, **kwargs)`` in a new Python process; its probe logits go to ``out``.
+
+    With ``toy`` the child's registry holds only the toy adapter type; else the installed plugins.
+    """
+    code = _CHILD.format(tests=str(Path(__file__).parent), target=target, kwargs=kwargs, out=str(out), toy=toy)
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
                           timeout=300)

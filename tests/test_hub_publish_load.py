@@ -120,23 +120,22 @@ def test_private_repo_loads_with_hf_token_from_the_environment(run_dir: Path, mo
     assert torch.equal(hub_support.probe_logits(model, tokenizer), local_logits(run_dir))
 
 
-def test_offline_load_from_the_cache(run_dir: Path, tmp_path: Path, monkeypatch, request) -> None:
+def test_offline_load_from_the_cache(run_dir: Path, request) -> None:
     repo_id = unique_repo(request)
     hub.publish(run_dir, repo_id, token=ALICE)
     hub.download(repo_id, token=ALICE)  # fills the cache
-    result = hub_support.load_in_fresh_process(repo_id, tmp_path / "out.safetensors",
-                                               env={"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"})
-    assert result.returncode == 0, result.stderr
-    assert torch.equal(load_file(tmp_path / "out.safetensors")["logits"], local_logits(run_dir))
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    reset_sessions()  # the client's session decides offline-ness when it is created
-    try:
-        with pytest.raises(LowresError, match="not in the local cache .*HF_HUB_OFFLINE is set"):
-            hub.load("alice/never-published")
-    finally:
-        monkeypatch.undo()
+    expected = local_logits(run_dir)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "HF_HUB_OFFLINE", True)
         reset_sessions()
+        try:
+            model, tokenizer = hub.load(repo_id, token=ALICE)
+            assert torch.equal(hub_support.probe_logits(model, tokenizer), expected)
+            with pytest.raises(LowresError, match="not in the local cache .*HF_HUB_OFFLINE is set"):
+                hub.load("alice/never-published")
+        finally:
+            patch.undo()
+            reset_sessions()
 
 
 def test_write_errors_are_one_line_without_the_token(run_dir: Path, request) -> None:
