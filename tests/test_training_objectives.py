@@ -95,3 +95,18 @@ def test_causal_collator_pads_to_the_longest_feature_only():
     batch = CausalCollator(tokenizer.pad_token_id)(features, torch.Generator())
     assert batch["input_ids"].shape == (2, max(len(f["input_ids"]) for f in features))
     assert batch["attention_mask"].sum().item() == sum(len(f["input_ids"]) for f in features)
+
+
+def test_lazy_features_tokenise_on_access_like_the_eager_path():
+    from lowres_adapters.training.batching import lazy_features
+
+    tokenizer = tiny_tokenizer()
+    texts = [TINY_CORPUS[0], "   ", TINY_CORPUS[1], TINY_CORPUS[2]]
+    lazy = lazy_features("clm", tokenizer, texts, 16)
+    eager = tokenize_for_clm(tokenizer, texts, 16)
+    assert len(lazy) == len(eager) == 3
+    assert not lazy._cache
+    assert lazy[2] == eager[2] and lazy[-1] == eager[-1] and lazy[0:2] == eager[0:2]
+    assert set(lazy._cache) == {0, 1, 2}
+    with pytest.raises(IndexError):
+        lazy[3]

@@ -9,7 +9,7 @@ Batches are padded to the longest feature of the batch, not to ``max_length``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, overload
 
 import torch
 
@@ -135,6 +135,45 @@ def collator_for_objective(objective: str, tokenizer: Any) -> Collator:
     if objective == "mlm":
         return MaskedCollator(tokenizer)
     raise ValueError(f"objective must be 'clm' or 'mlm', got {objective!r}")
+
+
+class LazyFeatures(Sequence[Feature]):
+    """Features tokenised on first access (a 40-step run reads 320 of 20,000 texts).
+
+    Args:
+        texts: The non-empty texts, in order.
+        tokenize: ``tokenize(texts) -> features`` for a list of texts (one feature per text).
+    """
+
+    def __init__(self, texts: Sequence[str], tokenize: Callable[[list[str]], list[Feature]]) -> None:
+        self._texts = [text for text in texts if text.strip()]
+        self._tokenize = tokenize
+        self._cache: dict[int, Feature] = {}
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    @overload
+    def __getitem__(self, index: int) -> Feature: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Feature]: ...
+
+    def __getitem__(self, index: int | slice) -> Feature | list[Feature]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if index not in self._cache:
+            self._cache[index] = self._tokenize([self._texts[index]])[0]
+        return self._cache[index]
+
+
+def lazy_features(objective: str, tokenizer: Any, texts: Iterable[str], max_length: int) -> LazyFeatures:
+    """Return :class:`LazyFeatures` tokenising free text for ``"clm"`` or ``"mlm"`` on access."""
+    return LazyFeatures(list(texts), lambda chunk: tokenize_for_objective(objective, tokenizer, chunk, max_length))
 
 
 def tokenize_for_objective(objective: str, tokenizer: Any, texts: Iterable[str], max_length: int) -> list[Feature]:

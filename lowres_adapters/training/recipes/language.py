@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from lowres_adapters.data.examples import TextExample
-from lowres_adapters.training.batching import CausalCollator, MaskedCollator, tokenize_for_objective
+from lowres_adapters.training.batching import (
+    CausalCollator,
+    MaskedCollator,
+    lazy_features,
+    tokenize_for_objective,
+)
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import MASK_PROBABILITY, loss_for_objective
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, split_validation
@@ -43,7 +48,7 @@ def text_job(context: RecipeContext, train: Sequence[TextExample], validation: S
              name: str, mask_probability: float = MASK_PROBABILITY) -> TrainingJob:
     """Return a job training the adapter with the model's own objective on ``train`` texts."""
     max_length = context.loop.max_length
-    features = tokenize_for_objective(context.objective, context.tokenizer, (e.text for e in train), max_length)
+    features = lazy_features(context.objective, context.tokenizer, (e.text for e in train), max_length)
     eval_features = None
     if context.loop.eval_every and validation:
         texts = (e.text for e in list(validation)[: context.loop.eval_examples])
