@@ -42,6 +42,27 @@ def smollm2_lora_run(run_dir: Path) -> Path:
     return run_dir
 
 
+def test_lowres_adapt_nya_publish_then_two_lines_in_a_fresh_process(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The issue's acceptance run: `lowres adapt nya ... --publish`, then `load` in a new process."""
+    from lowres_adapters.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    run_dir = tmp_path / "nya-mini"
+    try:
+        main(["adapt", "nya", "--max-steps", "1", "--eval-examples", "4", "--max-train-examples", "16",
+              "--batch-size", "2", "--max-length", "64", "-o", str(run_dir), "--quiet",
+              "--publish", "alice/smollm2-nya-adapt"])
+    except SystemExit as exit_:
+        error = capsys.readouterr().err
+        if "lowres data fetch nya" in error:
+            pytest.skip("the Chichewa data is not in the cache (make data)")
+        assert exit_.code == 0, error
+    result = hub_support.load_in_fresh_process("alice/smollm2-nya-adapt", tmp_path / "out.safetensors", toy=False)
+    assert result.returncode == 0, result.stderr
+    loaded, tokenizer = hub.load(str(run_dir))
+    assert torch.equal(load_file(tmp_path / "out.safetensors")["logits"], hub_support.probe_logits(loaded, tokenizer))
+
+
 def test_smollm2_lora_publish_and_load_in_a_fresh_process(tmp_path: Path) -> None:
     run_dir = smollm2_lora_run(tmp_path / "nya-lora")
     info = hub.publish(run_dir, "alice/smollm2-nya-lora", token=ALICE)
