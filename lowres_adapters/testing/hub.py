@@ -29,6 +29,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from lowres_adapters.testing.hub_json import (
+    byte_range,
+    metadata_errors,
+    parse_ndjson,
+    paths_info_json,
+    refs_json,
+    tree_json,
+)
 from lowres_adapters.testing.hub_store import TEST_USERS, HubError, HubStore, HubUser, is_lfs
 
 _TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -119,6 +127,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                             error_message=error.message)
         except (ValueError, KeyError, json.JSONDecodeError) as error:
             self._send_json({"error": f"bad request: {error}"}, 400, error_message="Bad request")
+        except Exception as error:  # noqa: BLE001 - answer 500 rather than drop the connection
+            self._send_json({"error": f"{type(error).__name__}: {error}"}, 500, error_message="Internal error")
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -192,7 +202,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             if not isinstance(metadata, dict):
                 errors.append({"message": "metadata must be a YAML mapping"})
             else:
-                errors.extend(_metadata_errors(metadata))
+                errors.extend(metadata_errors(metadata))
         warnings = [] if match else [{"message": "empty or missing yaml metadata in repo card"}]
         self._send_json({"errors": errors, "warnings": warnings}, 400 if errors else 200)
 
@@ -218,7 +228,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if action == "commit" and method == "POST":
             if self.query.get("create_pr"):
                 raise HubError(400, "pull requests are not supported by the loopback Hub")
-            sha = store.commit(self.user, repo_type, repo_id, unquote(tail), _ndjson(self.body))
+            sha = store.commit(self.user, repo_type, repo_id, unquote(tail), parse_ndjson(self.body))
             prefix = "" if repo_type == "model" else f"{repo_type}s/"
             return self._send_json({"commitOid": sha, "commitUrl": f"{self.server.url}/{prefix}{repo_id}/commit/{sha}",
                                     "pullRequestUrl": None})
@@ -240,7 +250,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if action in ("", "revision") and method == "GET":
             return self._send_json(self._info(repo, repo_id, unquote(tail) if action else "main"))
         if action == "refs" and method == "GET":
-            return self._send_json(_refs(repo))
+            return self._send_json(refs_json(repo))
         if action == "commits" and method == "GET":
             history = store.history(repo, store.resolve(repo, unquote(tail) or "main"))
             return self._send_json([{"id": c["id"], "title": c["title"], "message": c["message"], "date": c["date"],
@@ -249,11 +259,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             revision, _, folder = tail.partition("/")
             recursive = self.query.get("recursive", ["false"])[0].lower() in ("1", "true")
             files = repo["commits"][store.resolve(repo, unquote(revision))]["files"]
-            return self._send_json(_tree(files, unquote(folder).strip("/"), recursive))
+            return self._send_json(tree_json(files, unquote(folder).strip("/"), recursive))
         if action == "paths-info" and method == "POST":
             files = repo["commits"][store.resolve(repo, unquote(tail))]["files"]
             wanted = parse_qs(self.body.decode("utf-8")).get("paths", []) if self.body else []
-            return self._send_json(_paths_info(files, wanted))
+            return self._send_json(paths_info_json(files, wanted))
         raise HubError(404, f"no route for {method} {rest or repo_id}")
 
     def _info(self, repo: dict[str, Any], repo_id: str, revision: str) -> dict[str, Any]:
@@ -335,7 +345,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if entry["lfs"]:
             headers.update({"X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(entry["size"])})
         data = store.blob_path(entry["sha256"]).read_bytes()
-        status, ranged = 200, _byte_range(self.headers.get("Range"), len(data))
+        status, ranged = 200, byte_range(self.headers.get("Range"), len(data))
         if ranged is not None:
             start, end = ranged
             if start >= len(data):
@@ -344,85 +354,6 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
             status, data = 206, data[start:end + 1]
         self._send(status, data, "application/octet-stream", headers)
-
-
-def _ndjson(body: bytes) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in body.decode("utf-8").splitlines() if line.strip()]
-
-
-def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """Parse ``Range: bytes=a-b`` (one range) into inclusive offsets."""
-    match = re.match(r"^bytes=(\d*)-(\d*)$", (header or "").strip())
-    if not match or not (match.group(1) or match.group(2)):
-        return None
-    if not match.group(1):  # suffix range: the last N bytes
-        return max(0, size - int(match.group(2))), size - 1
-    start = int(match.group(1))
-    end = int(match.group(2)) if match.group(2) else size - 1
-    return start, min(end, size - 1)
-
-
-def _refs(repo: dict[str, Any]) -> dict[str, Any]:
-    def refs(kind: str, prefix: str) -> list[dict[str, str]]:
-        return [{"name": name, "ref": f"{prefix}{name}", "targetCommit": sha} for name, sha in sorted(repo[kind].items())]
-
-    return {"branches": refs("branches", "refs/heads/"), "tags": refs("tags", "refs/tags/"), "converts": [],
-            "pullRequests": []}
-
-
-def _file_json(path: str, entry: dict[str, Any]) -> dict[str, Any]:
-    value: dict[str, Any] = {"type": "file", "path": path, "size": entry["size"], "oid": entry["git_oid"]}
-    if entry["lfs"]:
-        value["lfs"] = {"oid": entry["sha256"], "size": entry["size"], "pointerSize": 134}
-    return value
-
-
-def _tree(files: dict[str, Any], folder: str, recursive: bool) -> list[dict[str, Any]]:
-    prefix = f"{folder}/" if folder else ""
-    if folder and folder in files:
-        return [_file_json(folder, files[folder])]
-    below = {path: entry for path, entry in files.items() if path.startswith(prefix)}
-    if folder and not below:
-        raise HubError(404, f"Entry not found: {folder}", "EntryNotFound")
-    entries: dict[str, dict[str, Any]] = {}
-    for path, entry in sorted(below.items()):
-        parts = path[len(prefix):].split("/")
-        for depth in range(1, len(parts)):
-            directory = prefix + "/".join(parts[:depth])
-            if recursive or depth == 1:
-                entries.setdefault(directory, {"type": "directory", "path": directory, "size": 0, "oid": "0" * 40})
-        if recursive or len(parts) == 1:
-            entries[path] = _file_json(path, entry)
-    return list(entries.values())
-
-
-def _paths_info(files: dict[str, Any], wanted: list[str]) -> list[dict[str, Any]]:
-    found = []
-    for path in wanted:
-        path = path.strip("/")
-        if path in files:
-            found.append(_file_json(path, files[path]))
-        elif any(name.startswith(path + "/") for name in files):
-            found.append({"type": "directory", "path": path, "size": 0, "oid": "0" * 40})
-    return found
-
-
-def _metadata_errors(metadata: dict[str, Any]) -> list[dict[str, str]]:
-    """Check the card fields the Hub checks most often (types of the common keys)."""
-    errors = []
-    for key in ("language", "tags", "datasets", "base_model", "metrics"):
-        value = metadata.get(key)
-        if value is not None and not (isinstance(value, str) or (
-                isinstance(value, list) and all(isinstance(item, str) for item in value))):
-            errors.append({"message": f'"{key}" must be a string or a list of strings'})
-    for key in ("license", "library_name", "pipeline_tag"):
-        if metadata.get(key) is not None and not isinstance(metadata[key], str):
-            errors.append({"message": f'"{key}" must be a string'})
-    index = metadata.get("model-index")
-    if index is not None and not (isinstance(index, list) and all(
-            isinstance(model, dict) and isinstance(model.get("results"), list) for model in index)):
-        errors.append({"message": '"model-index" must be a list of {name, results: [...]}'})
-    return errors
 
 
 def main(argv: list[str] | None = None) -> None:
