@@ -295,16 +295,22 @@ def make_loss_fn(
     def loss_fn(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         return fast(model, batch, trim=trim, chunk_size=chunk_size)
 
+    loss_fn.trim = trim  # type: ignore[attr-defined]  # what it scores, for reports
     return loss_fn
+
+
+def _model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: batch[key] for key in (*BODY_KEYS, "labels") if key in batch and batch[key] is not None}
 
 
 def plain_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Return the plain forward's masked-LM loss (logits at every position, whole vocabulary)."""
-    outputs = model(**{key: value for key, value in batch.items() if value is not None})
+    outputs = model(**_model_inputs(batch))
     return outputs.loss, int((batch["labels"] != IGNORE_INDEX).sum())
 
 
 def plain_causal_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Return the plain forward's causal-LM loss (logits at every position, whole vocabulary)."""
-    outputs = model(**{key: value for key, value in batch.items() if value is not None})
+    # Without a cache the decoder reads packed examples' boundaries from position_ids.
+    outputs = model(**_model_inputs(batch), use_cache=False)
     return outputs.loss, int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())

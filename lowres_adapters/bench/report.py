@@ -1,0 +1,75 @@
+"""Render bench rows as a Markdown table, with the machine's figures that explain them."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any, Sequence
+
+COLUMNS = (
+    ("workload", "workload"), ("setup", "setup"), ("adapter", "adapter"),
+    ("trainable_parameters", "trainable"), ("tokens_per_step", "tokens/step"), ("tokens_per_s", "tokens/s"),
+    ("ms_per_step", "ms/step"), ("peak_rss_mb", "peak RSS MB"), ("heldout_loss", "held-out loss"),
+    ("speedup_vs_baseline", "speedup"), ("adapter_bytes_ratio", "adapter bytes / trainable bytes"),
+    ("step_gflop", "GFLOP/step"), ("achieved_gflops", "GFLOP/s"),
+)
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """Return the load average and this machine's matmul GFLOP/s at ``threads`` threads."""
+    import torch
+
+    from lowres_adapters.bench.flops import bf16_matmul_gflops, matmul_gflops
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fp32, bf16 = matmul_gflops(), bf16_matmul_gflops()
+    finally:
+        torch.set_num_threads(previous)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {"threads": threads, "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in load],
+            "matmul_fp32_gflops": round(fp32, 1), "matmul_bf16_gflops": round(bf16, 1),
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 100 and value != int(value) else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Return the rows as a Markdown table (errors get a row of their own)."""
+    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |",
+             "|" + "|".join("---" if key in ("workload", "setup", "adapter") else "---:" for key, _ in COLUMNS) + "|"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['workload']} | {row['setup']} | error: {row['error']} |" + " |" * (len(COLUMNS) - 3))
+            continue
+        cells = []
+        for key, _ in COLUMNS:
+            value = row.get(key)
+            if key == "speedup_vs_baseline" and value is not None:
+                cells.append(f"{value:.2f}x")
+            elif key in ("heldout_loss", "adapter_bytes_ratio") and value is not None:
+                cells.append(f"{value:.4f}" if key == "heldout_loss" else f"{value:.3f}")
+            elif key in ("tokens_per_s", "ms_per_step", "peak_rss_mb", "tokens_per_step", "achieved_gflops",
+                         "step_gflop") and value is not None:
+                cells.append(f"{value:,.1f}" if key in ("achieved_gflops", "step_gflop") else f"{value:,.0f}")
+            else:
+                cells.append(_cell(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    """Return one line describing the machine the rows were measured on."""
+    load = ", ".join(f"{x:.2f}" for x in info["load_average"])
+    return (f"{info['threads']} threads of {info['cpu_count']} CPUs, load average {load}; matmul (1024^3) "
+            f"{info['matmul_fp32_gflops']:.0f} GFLOP/s fp32, {info['matmul_bf16_gflops']:.0f} GFLOP/s bf16; "
+            f"torch {info['torch']}")

@@ -1,0 +1,150 @@
+"""Speed options for the training loop, applied to a recipe's job without changing what it learns.
+
+:func:`speed_up_job` takes the :class:`~lowres_adapters.training.loop.TrainingJob` a recipe built
+(plain collator, plain loss) and returns one that packs examples, scores only labelled positions
+over the corpus's own vocabulary, and optionally runs under bf16 autocast, ``torch.compile`` or
+gradient checkpointing. Each option is tested to give the plain path's loss on the same batch
+(``tests/test_fast_*.py``, ``tests/test_packing.py``); which ones pay on a CPU is measured by
+``lowres bench`` (``docs/bench.md``): packing, masked-only logits and vocabulary trimming are on by
+default, bf16, compile and checkpointing off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+
+from lowres_adapters.errors import LowresError
+from lowres_adapters.training.fast_lm import IGNORE_INDEX, VocabularyTrim, make_loss_fn, split_lm_model
+from lowres_adapters.training.packing import PackedCollator, pack_features
+
+Feature = dict[str, list[int]]
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """Switches for the loop's speed optimisations.
+
+    Attributes:
+        packing: Pack short examples into full rows (attention kept inside each example).
+        masked_only_logits: Apply the LM head only where a label is (masked / non-padding tokens).
+        vocab_trim: Score only the token ids the training corpus uses (needs masked_only_logits).
+        token_cache: Keep tokenised corpora in the cache as memory-mapped arrays.
+        bf16: Run forward and backward under CPU bf16 autocast (weights stay float32).
+        compile: ``torch.compile`` the model body.
+        gradient_checkpointing: Recompute activations in the backward pass (less memory, slower).
+        chunk_size: Score at most this many positions at a time (less memory for big vocabularies).
+    """
+
+    packing: bool = True
+    masked_only_logits: bool = True
+    vocab_trim: bool = True
+    token_cache: bool = True
+    bf16: bool = False
+    compile: bool = False
+    gradient_checkpointing: bool = False
+    chunk_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.vocab_trim and not self.masked_only_logits:
+            raise LowresError("vocab_trim needs masked_only_logits")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise LowresError(f"chunk_size must be at least 1, got {self.chunk_size}")
+
+    @classmethod
+    def plain(cls) -> "SpeedOptions":
+        """Return every optimisation off (the plain path)."""
+        return cls(packing=False, masked_only_logits=False, vocab_trim=False, token_cache=False)
+
+    def replace(self, **changes: Any) -> "SpeedOptions":
+        """Return a copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+def vocabulary_trim_for(features: Iterable[Mapping[str, Any]], vocab_size: int,
+                        always_keep: Iterable[int] = ()) -> VocabularyTrim:
+    """Return the trim keeping every id a feature predicts (its labels, or its input ids)."""
+    targets = []
+    for feature in features:
+        labels = feature.get("labels", feature["input_ids"])
+        targets.append([token for token in labels if token != IGNORE_INDEX])
+    return VocabularyTrim.from_token_ids(targets, vocab_size, always_keep=always_keep)
+
+
+def count_real_tokens(batch: Mapping[str, torch.Tensor]) -> int:
+    """Return the real (non-padding) input tokens of a plain or packed batch."""
+    if "token_mask" in batch:
+        return int(batch["token_mask"].sum())
+    mask = batch.get("attention_mask")
+    if mask is not None and mask.dim() == 2:
+        return int(mask.sum())
+    return int(batch["input_ids"].numel())
+
+
+def speed_up_job(job: Any, options: SpeedOptions, *, objective: str, tokenizer: Any, row_length: int) -> Any:
+    """Return ``job`` with the collator, loss and model set up for ``options``.
+
+    Args:
+        job: A :class:`~lowres_adapters.training.loop.TrainingJob` with plain features and loss.
+        options: Which optimisations to apply.
+        objective: ``"mlm"`` or ``"clm"``.
+        tokenizer: The model's tokenizer (pad / mask / special ids).
+        row_length: Tokens per packed row (the loop's ``max_length``).
+    """
+    model = job.model
+    changes: dict[str, Any] = {"count_tokens": count_real_tokens}
+    if options.packing:
+        changes["train_features"] = pack_features(job.train_features, row_length)
+        changes["collate"] = PackedCollator.for_model(objective, _transformers_model(model), tokenizer, row_length)
+    trim = None
+    if options.vocab_trim:
+        vocab_size = _transformers_model(model).get_output_embeddings().out_features
+        trim = vocabulary_trim_for(job.train_features, vocab_size, always_keep=tokenizer.all_special_ids)
+        if job.eval_features:  # validation may use ids the training text never does
+            extra = vocabulary_trim_for(job.eval_features, vocab_size).kept_ids.tolist()
+            trim = VocabularyTrim.from_token_ids([trim.kept_ids.tolist(), extra], vocab_size)
+    loss_fn = make_loss_fn(objective, masked_only_logits=options.masked_only_logits, trim=trim,
+                           chunk_size=options.chunk_size)
+    if options.masked_only_logits:
+        split_lm_model(model)  # fail now, with a clear message, if the head cannot be separated
+    if options.bf16:
+        loss_fn = _under_autocast(loss_fn)
+        loss_fn.trim = trim  # type: ignore[attr-defined]
+    if options.gradient_checkpointing:
+        _transformers_model(model).gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    if options.compile:
+        split_lm_model(model).body.compile(dynamic=True)
+    changes["loss_fn"] = loss_fn
+    return dataclasses.replace(job, **changes)
+
+
+def tokenize_texts(objective: str, tokenizer: Any, texts: Sequence[str], max_length: int,
+                   options: SpeedOptions) -> list[Feature]:
+    """Tokenise free text as the loop's ``tokenize_for_objective`` does, through the token cache if on."""
+    from lowres_adapters.training.batching import tokenize_for_clm, tokenize_for_mlm, tokenize_for_objective
+
+    if not options.token_cache:
+        return tokenize_for_objective(objective, tokenizer, texts, max_length)
+    from lowres_adapters.data.token_cache import cached_features
+
+    tokenize = tokenize_for_clm if objective == "clm" else tokenize_for_mlm
+    return cached_features(list(texts), tokenizer, tokenize, max_length)
+
+
+def _transformers_model(model: Any) -> Any:
+    if callable(getattr(model, "get_base_model", None)):
+        return model.get_base_model()
+    return model
+
+
+def _under_autocast(loss_fn: Callable[..., tuple[torch.Tensor, int]]) -> Callable[..., tuple[torch.Tensor, int]]:
+    def loss_in_bf16(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss, count = loss_fn(model, batch)
+        return loss.float(), count
+
+    return loss_in_bf16
