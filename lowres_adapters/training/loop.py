@@ -20,7 +20,6 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,7 +27,6 @@ import numpy as np
 import torch
 
 from lowres_adapters.errors import LowresError
-from lowres_adapters.training.batching import Collator
 from lowres_adapters.training.checkpoint import (
     LoopState,
     latest_checkpoint,
@@ -37,101 +35,12 @@ from lowres_adapters.training.checkpoint import (
     save_checkpoint,
 )
 from lowres_adapters.training.distributed import ProcessInfo, current_process
-from lowres_adapters.training.objectives import LossFn, count_input_tokens
+from lowres_adapters.training.job import LoopResult, StepReport, TrainingJob
+
+__all__ = ["LoopResult", "StepReport", "TrainingJob", "evaluate_loss", "seed_everything", "select_parameters", "train"]
 from lowres_adapters.training.run_log import RunLog
 from lowres_adapters.training.schedules import build_scheduler
 from lowres_adapters.training.settings import LoopSettings
-
-
-@dataclass
-class TrainingJob:
-    """What a recipe hands the loop.
-
-    Attributes:
-        model: The module ``loss_fn`` is called with (``handle.model``).
-        parameters: Exactly the parameters that train, by name; everything else in ``model``
-            is frozen by the loop.
-        train_features: Tokenised training examples (see :mod:`~lowres_adapters.training.batching`).
-        collate: ``collate(features, generator) -> batch``.
-        loss_fn: ``loss_fn(model, batch) -> (mean loss over predicted tokens, n_predicted_tokens)``.
-        eval_features: Validation features for the periodic evaluation (the first
-            ``eval_examples`` are used), or None.
-        name: Label of the progress bar (e.g. the stage name).
-        freezing: One line saying what trains, printed at start.
-        count_tokens: ``count_tokens(batch) -> int`` real input tokens, for tokens/s.
-    """
-
-    model: torch.nn.Module
-    parameters: Mapping[str, torch.nn.Parameter]
-    train_features: Sequence[Mapping[str, Any]]
-    collate: Collator
-    loss_fn: LossFn
-    eval_features: Sequence[Mapping[str, Any]] | None = None
-    name: str = "train"
-    freezing: str = "adapter only"
-    count_tokens: Callable[[Mapping[str, Any]], int] = count_input_tokens
-
-
-@dataclass
-class StepReport:
-    """What callbacks receive after each optimiser step."""
-
-    step: int
-    total_steps: int
-    loss: float
-    lr: float
-    tokens_seen: int
-    eval_loss: float | None = None
-
-
-@dataclass
-class LoopResult:
-    """How a training run went.
-
-    Attributes:
-        steps: Optimiser steps done in total (including those before a resume).
-        total_steps: Steps the run was set to do.
-        final_loss: Training loss of the last step (NaN when no step ran in this process).
-        eval_loss: Validation loss at the end, or None without validation data.
-        best_eval_loss: Lowest validation loss seen, or None.
-        best_step: Step of the best validation loss.
-        stopped_early: True when early stopping ended the run.
-        resumed_from: Step of the checkpoint the run resumed from, or None.
-        seconds: Training time (across resumes).
-        tokens_seen: Real input tokens processed (all processes).
-        trainable_parameters: Number of trained parameters.
-        total_parameters: Number of parameters of the model.
-    """
-
-    steps: int
-    total_steps: int
-    final_loss: float
-    eval_loss: float | None
-    best_eval_loss: float | None
-    best_step: int | None
-    stopped_early: bool
-    resumed_from: int | None
-    seconds: float
-    tokens_seen: int
-    trainable_parameters: int
-    total_parameters: int
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def tokens_per_second(self) -> float:
-        """Return real input tokens processed per second of training."""
-        return self.tokens_seen / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready summary (without the history)."""
-        return {
-            "steps": self.steps, "total_steps": self.total_steps, "final_loss": self.final_loss,
-            "eval_loss": self.eval_loss, "best_eval_loss": self.best_eval_loss, "best_step": self.best_step,
-            "stopped_early": self.stopped_early, "resumed_from": self.resumed_from,
-            "seconds": round(self.seconds, 3), "tokens_seen": self.tokens_seen,
-            "tokens_per_second": round(self.tokens_per_second, 1),
-            "trainable_parameters": self.trainable_parameters, "total_parameters": self.total_parameters,
-        }
 
 
 def seed_everything(seed: int) -> None:
@@ -304,28 +213,8 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
     started = time.perf_counter() - state.elapsed_seconds
     while state.step < total_steps and not state.stopped_early:
         global_indices = order.next_batch(state, settings.batch_size)
-        totals = torch.zeros(3, dtype=torch.float64)  # (loss sum, predicted tokens, input tokens)
-        for accum in range(settings.grad_accum_steps):
-            micro_index = process.rank * settings.grad_accum_steps + accum
-            chunk = global_indices[micro_index * micro: (micro_index + 1) * micro]
-            batch = job.collate([job.train_features[i] for i in chunk],
-                                micro_batch_generator(settings.seed, state.step, micro_index))
-            loss, count = job.loss_fn(job.model, batch)
-            if int(count) > 0:
-                (loss * int(count)).backward()
-            totals += torch.tensor([float(loss.detach()) * int(count), int(count), job.count_tokens(batch)],
-                                   dtype=torch.float64)
-        process.sum_gradients_(parameters)
-        process.sum_(totals)
-        predicted = float(totals[1])
-        if predicted > 0:
-            for parameter in parameters:
-                if parameter.grad is not None:
-                    parameter.grad.div_(predicted)
-            if settings.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        totals = _accumulate_gradients(job, settings, process, state.step, global_indices, micro)
+        _apply_update(parameters, optimizer, settings, process, totals)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         state.step += 1
@@ -381,6 +270,46 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
         resumed_from=resumed_from, seconds=state.elapsed_seconds, tokens_seen=state.tokens_seen,
         trainable_parameters=trainable, total_parameters=total_parameters, history=history,
     )
+
+
+def _accumulate_gradients(job: TrainingJob, settings: LoopSettings, process: ProcessInfo, step: int,
+                          global_indices: Sequence[int], micro: int) -> torch.Tensor:
+    """Backpropagate this process's micro-batches of one step (summed losses, not means).
+
+    Returns:
+        This process's ``(loss sum, predicted tokens, input tokens)``, float64.
+    """
+    totals = torch.zeros(3, dtype=torch.float64)  # (loss sum, predicted tokens, input tokens)
+    for accum in range(settings.grad_accum_steps):
+        micro_index = process.rank * settings.grad_accum_steps + accum
+        chunk = global_indices[micro_index * micro: (micro_index + 1) * micro]
+        batch = job.collate([job.train_features[i] for i in chunk],
+                            micro_batch_generator(settings.seed, step, micro_index))
+        loss, count = job.loss_fn(job.model, batch)
+        count = int(count)
+        if count > 0:
+            (loss * count).backward()
+        totals += torch.tensor([float(loss.detach()) * count, count, job.count_tokens(batch)], dtype=torch.float64)
+    return totals
+
+
+def _apply_update(parameters: Sequence[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
+                  settings: LoopSettings, process: ProcessInfo, totals: torch.Tensor) -> None:
+    """Sum gradients and counts over processes, turn the sum into the token-weighted mean, clip, step.
+
+    ``totals`` is summed over processes in place, so the caller logs the global figures.
+    """
+    process.sum_gradients_(parameters)
+    process.sum_(totals)
+    predicted = float(totals[1])
+    if predicted > 0:
+        for parameter in parameters:
+            if parameter.grad is not None:
+                parameter.grad.div_(predicted)
+        if settings.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _track_best(state: LoopState, eval_loss: float, settings: LoopSettings) -> None:
