@@ -1,0 +1,128 @@
+"""Speed options applied to a loop job: same loss as the plain job, and training still works."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from lowres_adapters.errors import LowresError
+from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
+from lowres_adapters.training.batching import collator_for_objective, tokenize_for_objective
+from lowres_adapters.training.fast_lm import split_lm_model
+from lowres_adapters.training.loop import TrainingJob, train
+from lowres_adapters.training.objectives import loss_for_objective
+from lowres_adapters.training.settings import LoopSettings
+from lowres_adapters.training.speed import SpeedOptions, count_real_tokens, speed_up_job, tokenize_texts
+
+ROW = 128
+TEXTS = list(TINY_CORPUS) + ["Amen.", "Ndipo Mulungu anati, Kukhale kuwala; ndipo kunali kuwala."]
+
+
+def _job(kind: str) -> tuple[TrainingJob, object, str]:
+    model, tokenizer = tiny_model(kind)
+    objective = "clm" if kind == "llama" else "mlm"
+    features = tokenize_for_objective(objective, tokenizer, TEXTS, ROW)
+    job = TrainingJob(model=model, parameters=dict(model.named_parameters()), train_features=features,
+                      collate=collator_for_objective(objective, tokenizer), loss_fn=loss_for_objective(objective))
+    return job, tokenizer, objective
+
+
+def _weighted_loss(job: TrainingJob, generator_seed: int = 0) -> tuple[float, int]:
+    batch = job.collate(job.train_features, torch.Generator().manual_seed(generator_seed))
+    with torch.no_grad():
+        loss, count = job.loss_fn(job.model, batch)
+    return float(loss), count
+
+
+def test_packed_fast_causal_job_gives_the_plain_loss():
+    job, tokenizer, objective = _job("llama")
+    options = SpeedOptions(vocab_trim=False, token_cache=False)
+    fast = speed_up_job(job, options, objective=objective, tokenizer=tokenizer, row_length=ROW)
+    assert len(fast.train_features) < len(job.train_features)  # rows were packed
+    plain_loss, plain_count = _weighted_loss(job)
+    fast_loss, fast_count = _weighted_loss(fast)
+    assert fast_count == plain_count
+    assert fast_loss == pytest.approx(plain_loss, rel=1e-5)
+
+
+def test_unpacked_fast_masked_job_gives_the_plain_loss_on_the_same_masks():
+    job, tokenizer, objective = _job("xlmr")
+    options = SpeedOptions(packing=False, vocab_trim=False, token_cache=False)
+    fast = speed_up_job(job, options, objective=objective, tokenizer=tokenizer, row_length=ROW)
+    assert fast.collate is job.collate
+    assert _weighted_loss(fast, 4) == pytest.approx(_weighted_loss(job, 4), rel=1e-5)
+
+
+def test_bf16_autocast_stays_close_to_float32():
+    job, tokenizer, objective = _job("llama")
+    plain_options = SpeedOptions(packing=False, vocab_trim=False, token_cache=False)
+    reference = speed_up_job(job, plain_options, objective=objective, tokenizer=tokenizer, row_length=ROW)
+    bf16 = speed_up_job(job, plain_options.replace(bf16=True), objective=objective, tokenizer=tokenizer,
+                        row_length=ROW)
+    assert _weighted_loss(bf16)[0] == pytest.approx(_weighted_loss(reference)[0], rel=2e-2)
+
+
+def test_trimmed_vocabulary_covers_training_and_validation_ids():
+    job, tokenizer, objective = _job("xlmr")
+    job = dataclasses.replace(job, eval_features=tokenize_for_objective(objective, tokenizer, ["Zebra quiz!"], ROW))
+    fast = speed_up_job(job, SpeedOptions(token_cache=False), objective=objective, tokenizer=tokenizer, row_length=ROW)
+    kept = set(fast.loss_fn.trim.kept_ids.tolist())
+    used = {token for feature in job.train_features + job.eval_features for token in feature["input_ids"]}
+    assert used <= kept and set(tokenizer.all_special_ids) <= kept
+    assert len(kept) < job.model.config.vocab_size
+
+
+@pytest.mark.parametrize("kind", ["llama", "xlmr"])
+def test_the_loop_trains_with_every_default_option(kind):
+    job, tokenizer, objective = _job(kind)
+    fast = speed_up_job(job, SpeedOptions(token_cache=False), objective=objective, tokenizer=tokenizer,
+                        row_length=ROW)
+    before = _weighted_loss(fast, 1)[0]
+    settings = LoopSettings(max_steps=8, batch_size=2, lr=1e-2, schedule="constant", progress=False)
+    result = train(fast, settings)
+    assert result.steps == 8
+    # Real tokens only: packed rows are padded to ROW, and the padding is not counted.
+    assert 0 < result.tokens_seen < 8 * 2 * ROW
+    fast.model.eval()
+    assert _weighted_loss(fast, 1)[0] < before
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    job, tokenizer, objective = _job("llama")
+    plain = speed_up_job(job, SpeedOptions(token_cache=False, vocab_trim=False), objective=objective,
+                         tokenizer=tokenizer, row_length=ROW)
+    batch = plain.collate(plain.train_features, torch.Generator())
+    job.model.train()
+    plain.loss_fn(job.model, batch)[0].backward()
+    expected = {n: p.grad.clone() for n, p in job.model.named_parameters() if p.grad is not None}
+    job.model.zero_grad()
+    checkpointed = speed_up_job(job, SpeedOptions(token_cache=False, vocab_trim=False, gradient_checkpointing=True),
+                                objective=objective, tokenizer=tokenizer, row_length=ROW)
+    checkpointed.loss_fn(job.model, batch)[0].backward()
+    assert job.model.is_gradient_checkpointing
+    for name, grad in expected.items():
+        torch.testing.assert_close(dict(job.model.named_parameters())[name].grad, grad, rtol=1e-4, atol=1e-6)
+
+
+def test_count_real_tokens_for_plain_and_packed_batches():
+    assert count_real_tokens({"input_ids": torch.zeros(2, 5), "attention_mask": torch.tensor([[1] * 5, [1, 1, 0, 0, 0]])}) == 7
+    assert count_real_tokens({"input_ids": torch.zeros(2, 5), "token_mask": torch.ones(2, 4)}) == 8
+
+
+def test_options_are_validated_and_tokenize_texts_uses_the_cache(tmp_path, monkeypatch):
+    with pytest.raises(LowresError):
+        SpeedOptions(masked_only_logits=False)  # vocab_trim is on by default
+    with pytest.raises(LowresError):
+        SpeedOptions(chunk_size=0)
+    monkeypatch.setenv("LOWRES_CACHE", str(tmp_path))
+    _, tokenizer = tiny_model("llama")
+    cached = tokenize_texts("clm", tokenizer, TEXTS, 32, SpeedOptions())
+    assert cached == tokenize_texts("clm", tokenizer, TEXTS, 32, SpeedOptions(token_cache=False))
+    assert list((tmp_path / "tokens").iterdir())
+
+
+def test_split_refuses_models_without_a_separable_head():
+    with pytest.raises(LowresError):
+        split_lm_model(torch.nn.Linear(3, 3))
