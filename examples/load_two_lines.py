@@ -33,7 +33,7 @@ def publish_demo_adapter() -> str:
     loopback = start_session_hub(workdir / "hub")
     # huggingface_hub reads these once, when first imported: set them before anything imports it.
     os.environ.update(HF_ENDPOINT=loopback.url, HF_HOME=str(workdir / "hf-home"), HF_HUB_DISABLE_XET="1",
-                      HF_TOKEN="hf_loopback_alice_token", NO_PROXY="127.0.0.1")
+                      HF_HUB_OFFLINE="0", HF_TOKEN="hf_loopback_alice_token", NO_PROXY="127.0.0.1")
 
     import torch
 

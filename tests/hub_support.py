@@ -25,6 +25,8 @@ TOY_VERSION = "1.0"
 PROBE_TEXT = "Pachiyambi Mulungu adalenga kumwamba"
 ALICE = "hf_loopback_alice_token"
 BOB = "hf_loopback_bob_token"
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+"""Not passed on to child processes unless a test asks (another conftest may set them session-wide)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,7 @@ def load_in_fresh_process(target: str, out: Path, env: Mapping[str, str] | None 
     With ``toy`` the child's registry holds only the toy adapter type; else the installed plugins.
     """
     code = _CHILD.format(tests=str(Path(__file__).parent), target=target, kwargs=kwargs, out=str(out), toy=toy)
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    environment = {key: value for key, value in os.environ.items() if key not in OFFLINE_VARIABLES}
+    environment.update({"OMP_NUM_THREADS": "1", **(env or {})})
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
                           timeout=300)
