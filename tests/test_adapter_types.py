@@ -129,8 +129,8 @@ def test_prompt_tuning_with_masked_lm_labels_keeps_logits_aligned():
     outputs = handle.model(**batch, output_hidden_states=True)
     assert outputs.logits.shape[:2] == batch["input_ids"].shape
     assert all(state.shape[:2] == batch["input_ids"].shape for state in outputs.hidden_states)
-    expected = torch.nn.functional.cross_entropy(outputs.logits.reshape(-1, outputs.logits.shape[-1]),
-                                                 batch["labels"].reshape(-1), ignore_index=-100)
+    flat_logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])  # (batch * seq, vocab)
+    expected = torch.nn.functional.cross_entropy(flat_logits, batch["labels"].reshape(-1), ignore_index=-100)
     assert torch.allclose(outputs.loss, expected)
     outputs.loss.backward()
     assert handle.model.soft_prompt.grad is not None
@@ -143,8 +143,8 @@ def test_prompt_tuning_causal_loss_is_next_token_prediction():
     batch = batch_for(tokenizer)
     outputs = handle.model(**batch)
     vocab = outputs.logits.shape[-1]
-    shifted = torch.nn.functional.cross_entropy(outputs.logits[:, :-1].reshape(-1, vocab),
-                                                batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
+    predictions = outputs.logits[:, :-1].reshape(-1, vocab)  # (batch * (seq - 1), vocab)
+    shifted = torch.nn.functional.cross_entropy(predictions, batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
     assert torch.allclose(outputs.loss, shifted)
     with torch.no_grad():
         without_prompt = model(**batch).logits

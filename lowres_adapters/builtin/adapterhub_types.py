@@ -77,8 +77,9 @@ class AdapterHubAdapter(ParameterSetAdapter):
         set_active_setup(self.model, self.name)
 
     def save_native(self, directory: Path) -> list[str]:
-        """Write AdapterHub's own files (safetensors, no head) so ``model.load_adapter(dir, use_safetensors=True)`` works.
+        """Write AdapterHub's own files: safetensors, no head.
 
+        An AdapterHub user loads them with ``model.load_adapter(directory, use_safetensors=True)``.
         The LM head is not saved: it is frozen and, when tied, is the whole embedding matrix.
         """
         return save_adapterhub_files(self.model, self.name, Path(directory))

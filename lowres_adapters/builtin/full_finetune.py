@@ -28,7 +28,9 @@ class FullFinetuneConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.freeze_embeddings, bool):
-            raise ValueError(f"FullFinetuneConfig.freeze_embeddings must be true or false, got {self.freeze_embeddings!r}")
+            raise ValueError(
+                f"FullFinetuneConfig.freeze_embeddings must be true or false, got {self.freeze_embeddings!r}"
+            )
 
 
 class FullFinetune(ParameterSetAdapter):

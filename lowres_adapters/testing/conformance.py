@@ -74,7 +74,8 @@ def _resolve(spec_or_name: AdapterType | str) -> tuple[AdapterType, Registry]:
         return registry.adapter_type(spec_or_name), registry
     if not isinstance(spec_or_name, AdapterType):
         raise TypeError(f"expected an AdapterType or a registered name, got {spec_or_name!r}")
-    if spec_or_name.name in registry.names("adapter_types") and registry.adapter_type(spec_or_name.name) == spec_or_name:
+    registered = spec_or_name.name in registry.names("adapter_types")
+    if registered and registry.adapter_type(spec_or_name.name) == spec_or_name:
         return spec_or_name, registry
     private = Registry(strict=True, entry_points=False)
     private.add_plugin(_SingleTypePlugin(spec_or_name), name=f"conformance:{spec_or_name.name}")
