@@ -182,3 +182,19 @@ def test_seeds_report_mean_and_std(files, capsys, tmp_path):
 def test_bad_seeds_are_one_line_error(files, capsys):
     code, _, err = run_cli(["adapt", "tum", "--seeds", "1,x"], capsys)
     assert code == 1 and "--seeds" in err and err.count("\n") == 1
+
+
+def test_publish_uploads_the_run_folder_to_the_hub(files, capsys, tmp_path, monkeypatch):
+    from hub_support import ALICE
+    from huggingface_hub import HfApi
+
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    run_dir = tmp_path / "run"
+    code, _, err = run_cli(["adapt", "tum", "--model", files["model"], "--adapter", "toy", "--text", files["train"],
+                            "--eval-text", files["held_out"], "--max-steps", "2", "--quiet", "--output",
+                            str(run_dir), "--publish", "alice/tum-toy"], capsys)
+    assert code == 0, err
+    api = HfApi(token=ALICE)
+    assert {"adapter.safetensors", "lowres_adapter.json", "README.md"} <= set(api.list_repo_files("alice/tum-toy"))
+    uploaded = api.hf_hub_download("alice/tum-toy", "adapter.safetensors")
+    assert open(uploaded, "rb").read() == (run_dir / "adapter.safetensors").read_bytes()
