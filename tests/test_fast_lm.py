@@ -168,3 +168,28 @@ def test_output_logits_shape_with_trim():
     hidden = torch.randn(6, model.config.hidden_size)
     assert output_logits(parts, hidden).shape == (6, model.config.vocab_size)
     assert output_logits(parts, hidden, trim).shape == (6, 3)
+
+
+def test_sampled_negatives_drawing_every_dropped_id_is_the_full_loss():
+    model, tokenizer = tiny_model("xlmr")
+    batch = _mlm_batch(tokenizer)
+    trim = _trim_for(batch, model.config.vocab_size)
+    everything = trim.with_negatives(10**6)
+    assert everything.negatives == model.config.vocab_size - trim.size
+    torch.testing.assert_close(masked_lm_loss(model, batch, trim=everything)[0], plain_lm_loss(model, batch)[0])
+
+
+def test_sampled_negatives_estimate_the_full_partition_function():
+    model, tokenizer = tiny_model("xlmr")
+    parts = split_lm_model(model)
+    batch = _mlm_batch(tokenizer)
+    trim = _trim_for(batch, model.config.vocab_size).with_negatives(40)
+    hidden = torch.randn(3, model.config.hidden_size)
+    with torch.no_grad():
+        full = output_logits(parts, hidden).exp().sum(-1)  # (3,)
+        torch.manual_seed(0)
+        estimates = torch.stack([output_logits(parts, hidden, trim).exp().sum(-1) for _ in range(400)])
+    assert output_logits(parts, hidden, trim).shape == (3, trim.size + 40)
+    torch.testing.assert_close(estimates.mean(0), full, rtol=0.03, atol=0)  # unbiased: the mean converges
+    with pytest.raises(LowresError):
+        trim.with_negatives(-1)

@@ -19,6 +19,7 @@ equals the plain forward's loss (tests pin this within float tolerance).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -37,13 +38,33 @@ BODY_KEYS = ("input_ids", "attention_mask", "position_ids", "token_type_ids")
 class VocabularyTrim:
     """The token ids a corpus uses, and the map from original ids to positions among them.
 
+    With ``negatives`` > 0, every scoring also draws that many of the dropped ids at random and
+    adds them to the softmax with their logits raised by ``log(dropped / negatives)`` (sampled
+    softmax with a uniform proposal): the denominator then estimates the full vocabulary's, so
+    training still pushes down tokens the corpus never uses. With every dropped id drawn, the loss
+    is exactly the full-vocabulary loss.
+
     Attributes:
         kept_ids: ``(kept,)`` sorted original token ids that are scored.
         position_of: ``(vocab,)`` original id -> index into ``kept_ids``, or -1 when not kept.
+        negatives: Dropped ids drawn per scoring (0: none).
     """
 
     kept_ids: torch.Tensor
     position_of: torch.Tensor
+    negatives: int = 0
+
+    @property
+    def dropped_ids(self) -> torch.Tensor:
+        """Return ``(dropped,)`` the original ids that are not kept."""
+        return torch.nonzero(self.position_of < 0).reshape(-1)
+
+    def with_negatives(self, negatives: int) -> "VocabularyTrim":
+        """Return this trim drawing ``negatives`` dropped ids per scoring (capped at all of them)."""
+        if negatives < 0:
+            raise LowresError(f"negatives must be >= 0, got {negatives}")
+        dropped = int((self.position_of < 0).sum())
+        return VocabularyTrim(self.kept_ids, self.position_of, min(negatives, dropped))
 
     @classmethod
     def from_token_ids(
@@ -169,7 +190,12 @@ def _parent_of(root: nn.Module, target: nn.Module) -> tuple[nn.Module, str]:
 def output_logits(
     parts: LMHeadParts, hidden: torch.Tensor, trim: VocabularyTrim | None = None,
 ) -> torch.Tensor:
-    """Score ``(n, hidden)`` gathered hidden states: ``(n, vocab)`` or ``(n, trim.size)`` logits."""
+    """Score ``(n, hidden)`` gathered hidden states.
+
+    Returns:
+        ``(n, vocab)`` logits; with ``trim``, ``(n, trim.size + trim.negatives)``: the kept ids in
+        order, then the drawn negatives (already corrected for sampling).
+    """
     if parts.transform is not None:
         hidden = parts.transform(hidden)
     layer = parts.output_layer
@@ -178,11 +204,22 @@ def output_logits(
         if result is not None:
             hidden = result[0] if isinstance(result, tuple) else result
     weight, bias = layer.weight, layer.bias
-    if trim is not None:
-        kept = trim.kept_ids.to(weight.device)
-        weight = weight.index_select(0, kept)  # (kept, hidden)
-        bias = bias.index_select(0, kept) if bias is not None else None
-    return F.linear(hidden, weight, bias)
+    if trim is None:
+        return F.linear(hidden, weight, bias)
+    rows = trim.kept_ids
+    if trim.negatives:
+        dropped = trim.dropped_ids
+        drawn = dropped[torch.randperm(dropped.numel())[: trim.negatives]]  # (negatives,)
+        rows = torch.cat([rows, drawn])
+    rows = rows.to(weight.device)
+    weight = weight.index_select(0, rows)  # (kept + negatives, hidden)
+    bias = bias.index_select(0, rows) if bias is not None else None
+    logits = F.linear(hidden, weight, bias)  # (n, kept + negatives)
+    if trim.negatives:
+        correction = torch.zeros(rows.numel(), dtype=logits.dtype, device=logits.device)
+        correction[trim.size:] = math.log(trim.dropped_ids.numel() / trim.negatives)
+        logits = logits + correction
+    return logits
 
 
 def _body_hidden(parts: LMHeadParts, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -36,6 +36,8 @@ class SpeedOptions:
         bf16: Run forward and backward under CPU bf16 autocast (weights stay float32).
         compile: ``torch.compile`` the model body.
         gradient_checkpointing: Recompute activations in the backward pass (less memory, slower).
+        trim_negatives: With ``vocab_trim``, also draw this many unused ids per step into the
+            softmax (sampled softmax), so unused tokens are still pushed down; 0 scores kept ids only.
         chunk_size: Score at most this many positions at a time (less memory for big vocabularies).
     """
 
@@ -46,11 +48,14 @@ class SpeedOptions:
     bf16: bool = False
     compile: bool = False
     gradient_checkpointing: bool = False
+    trim_negatives: int = 0
     chunk_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.vocab_trim and not self.masked_only_logits:
             raise LowresError("vocab_trim needs masked_only_logits")
+        if self.trim_negatives < 0:
+            raise LowresError(f"trim_negatives must be >= 0, got {self.trim_negatives}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise LowresError(f"chunk_size must be at least 1, got {self.chunk_size}")
 
@@ -106,6 +111,7 @@ def speed_up_job(job: Any, options: SpeedOptions, *, objective: str, tokenizer: 
         if job.eval_features:  # validation may use ids the training text never does
             extra = vocabulary_trim_for(job.eval_features, vocab_size).kept_ids.tolist()
             trim = VocabularyTrim.from_token_ids([trim.kept_ids.tolist(), extra], vocab_size)
+        trim = trim.with_negatives(options.trim_negatives)
     loss_fn = make_loss_fn(objective, masked_only_logits=options.masked_only_logits, trim=trim,
                            chunk_size=options.chunk_size)
     if options.masked_only_logits:
