@@ -150,3 +150,19 @@ def test_graph_source_without_the_language_is_one_line_error(files):
     with pytest.raises(LowresError, match="no sentences for tum"):
         adapt("tum", recipe="graph", output=str(files["tmp"] / "g"), recipe_options={"source": "tiny_graph"},
               **common(files))
+
+
+def test_resuming_cpt_sft_reuses_the_finished_cpt_stage(files, capsys):
+    import shutil
+
+    output = files["tmp"] / "two"
+    adapt("nya", recipe="cpt_sft", max_steps=4, output=str(output), **common(files))
+    finished = read_tensors(output)
+    cpt_before = (output / "stages" / "cpt" / "adapter.safetensors").read_bytes()
+    shutil.rmtree(output / "stages" / "sft")  # as if the run died during SFT
+    capsys.readouterr()
+    adapt("nya", recipe="cpt_sft", max_steps=4, output=str(output), resume=True, **common(files))
+    assert "cpt: already finished" in capsys.readouterr().err
+    assert (output / "stages" / "cpt" / "adapter.safetensors").read_bytes() == cpt_before
+    for name, tensor in read_tensors(output).items():
+        assert torch.equal(tensor, finished[name])
