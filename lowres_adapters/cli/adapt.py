@@ -47,6 +47,8 @@ def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
 @click.option("--source-lang", help="ISO 639-3 code of the pairs' source column (default eng).")
 @click.option("--eval-examples", type=int, help="Held-out texts scored before/after (default 300).")
 @click.option("--max-train-examples", "--max-examples", "max_train_examples", type=int, help="Use only the first N training examples.")
+@click.option("--lang-adapter", type=click.Path(file_okay=False),
+              help="task recipe: run folder of the frozen language adapter to stack the task adapter on.")
 @click.option("--extend-vocab", type=int, help="Add up to N new tokens trained on the training text.")
 @click.option("--train-also", multiple=True, help="Also train base parameters matching this glob (repeatable).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
@@ -55,7 +57,8 @@ def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout at the end.")
 def adapt(language: str, config_file: str | None, seeds: str | None, assignments: tuple[str, ...],
-          train_also: tuple[str, ...], quiet: bool, as_json: bool, **options: object) -> None:
+          train_also: tuple[str, ...], quiet: bool, as_json: bool, lang_adapter: str | None,
+          **options: object) -> None:
     """Adapt a model to LANGUAGE (ISO 639-3) and write the run folder.
 
     Uses the language pack's data and default recipe (run `lowres data fetch LANGUAGE` first), or
@@ -71,6 +74,8 @@ def adapt(language: str, config_file: str | None, seeds: str | None, assignments
     extra: dict = {}
     for assignment in assignments:
         extra = merge_settings(extra, parse_assignment(assignment))
+    if lang_adapter:
+        extra = merge_settings(extra, {"recipe_options": {"lang_adapter": lang_adapter}})
     for section in ("loop", "data", "adapter_config", "recipe_options"):
         if section in extra:
             overrides[section] = extra.pop(section)

@@ -8,7 +8,7 @@ Works with any fast tokenizer: words and answers are located through character o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -39,6 +39,10 @@ class EncodedExample:
     text: str
     context_start: int = 0
     word_starts: tuple[int, ...] = ()
+
+    def feature(self) -> dict[str, Any]:
+        """Return the loop's feature: ``input_ids`` and the targets."""
+        return {"input_ids": self.input_ids, **self.targets}
 
 
 def _tokenize(tokenizer: Any, text: str, max_length: int) -> tuple[list[int], list[tuple[int, int]]]:
@@ -121,25 +125,41 @@ def encode_examples(kind: str, examples: Sequence[LabeledExample], tokenizer: An
     raise LowresError(f"unknown task kind {kind!r}")
 
 
-def collate(encoded: Sequence[EncodedExample], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Pad a list of encoded examples on the right into a batch of tensors."""
-    width = max(len(example.input_ids) for example in encoded)
-    input_ids = torch.full((len(encoded), width), pad_token_id, dtype=torch.long)  # (batch, seq)
-    attention_mask = torch.zeros((len(encoded), width), dtype=torch.long)  # (batch, seq)
-    for row, example in enumerate(encoded):
-        input_ids[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
-        attention_mask[row, : len(example.input_ids)] = 1
+def collate(features: Sequence[Mapping[str, Any] | EncodedExample], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Pad features (dicts from :meth:`EncodedExample.feature`, or encoded examples) on the right."""
+    rows = [item.feature() if isinstance(item, EncodedExample) else item for item in features]
+    width = max(len(row["input_ids"]) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)  # (batch, seq)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # (batch, seq)
+    for index, row in enumerate(rows):
+        input_ids[index, : len(row["input_ids"])] = torch.tensor(row["input_ids"])
+        attention_mask[index, : len(row["input_ids"])] = 1
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-    first = encoded[0].targets
-    if "labels" in first and isinstance(first["labels"], list):
-        labels = torch.full((len(encoded), width), IGNORE_INDEX, dtype=torch.long)  # (batch, seq)
-        for row, example in enumerate(encoded):
-            labels[row, : len(example.targets["labels"])] = torch.tensor(example.targets["labels"])
+    if "labels" in rows[0] and isinstance(rows[0]["labels"], list):
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)  # (batch, seq)
+        for index, row in enumerate(rows):
+            labels[index, : len(row["labels"])] = torch.tensor(row["labels"])
         batch["labels"] = labels
     else:
-        for key in first:
-            batch[key] = torch.tensor([example.targets[key] for example in encoded], dtype=torch.long)
+        for key in ("labels", "start_positions", "end_positions"):
+            if key in rows[0]:
+                batch[key] = torch.tensor([row[key] for row in rows], dtype=torch.long)
     return batch
+
+
+class TaskCollator:
+    """The loop's collator for task features (nothing random: the generator is unused).
+
+    Args:
+        pad_token_id: Id used for padding.
+    """
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: Sequence[Mapping[str, Any]], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Return the padded batch."""
+        return collate(features, self.pad_token_id)
 
 
 def decode_token_tags(logits: torch.Tensor, encoded: EncodedExample, labels: Sequence[str]) -> list[str]:

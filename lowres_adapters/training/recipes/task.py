@@ -1,0 +1,312 @@
+"""The ``task`` recipe (MAD-X): a task adapter + head stacked on a frozen language adapter.
+
+The language adapter comes from a run folder (``--lang-adapter RUN_DIR``), loaded frozen with
+``artifact.attach_from_artifact``; with ``fuse_with`` several language adapters (e.g. the text and
+the graph adapter) are fused (AdapterFusion) under the task adapter and the fusion layer trains
+too. A task adapter (default ``seq_bn``, reduction factor 16) is stacked on top,
+``Stack(lang, task)``, with a head (sequence classification, token classification or extractive
+QA); only the task adapter, the head (and a fusion layer) train. Without ``--lang-adapter`` the
+task adapter sits on the bare base model (the baseline). Scores: accuracy and macro-F1, seqeval
+entity F1, or SQuAD EM/F1 on the task's test split; ``--seeds 1,2,3`` gives mean ± std.
+
+The run folder is an artifact of the task adapter; the head is saved under ``lowres.head.`` and
+:func:`load_task_model` rebuilds base + language adapter(s) + task adapter + head.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lowres_adapters.data.examples import TaskData
+from lowres_adapters.errors import LowresError
+from lowres_adapters.training.heads import HEAD_PREFIX, POOLINGS, HeadConfig, TaskHead, build_head, hidden_size_of
+from lowres_adapters.training.loop import TrainingJob
+from lowres_adapters.training.recipes.base import Recipe, RecipeContext, attach_adapter, score_held_out
+from lowres_adapters.training.task_features import TaskCollator, encode_examples
+from lowres_adapters.training.task_scoring import evaluate_task
+
+DECODER_DEFAULTS = {"lr": 1e-3, "batch_size": 16, "max_length": 128, "max_steps": 200, "schedule": "linear",
+                    "warmup_ratio": 0.05}
+TASK_HEAD_FILE = "task_head.json"
+"""Task name, kind, labels and head settings of a task run folder."""
+ENCODER_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "max_length": 128, "epochs": 10.0, "schedule": "linear",
+                    "warmup_ratio": 0.0}
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Options of the ``task`` recipe (``[recipe_options]``).
+
+    Attributes:
+        task: Name of the pack's task (``lowres data stats LANG``); empty picks the only one.
+        lang_adapter: Run folder of the language adapter to stack on (frozen); empty = none.
+        fuse_with: More language-adapter run folders, fused with ``lang_adapter`` (AdapterFusion).
+        fusion: AdapterFusion kind, ``dynamic`` or ``static``.
+        pooling: Sequence pooling of the classification head: mean, first or last.
+        head_layers: 2 (dense + tanh + output, as AdapterHub) or 1 (linear).
+        head_dropout: Dropout before the head.
+        eval_split: Split scored before and after: ``test`` (or ``validation`` while tuning).
+        max_eval_examples: Score at most this many examples of that split (the first N); None = all.
+        selection_seed: Seed of the draw of ``--max-examples`` training examples.
+    """
+
+    task: str = ""
+    lang_adapter: str = ""
+    fuse_with: tuple[str, ...] = ()
+    fusion: str = "dynamic"
+    pooling: str = "mean"
+    head_layers: int = 2
+    head_dropout: float = 0.1
+    eval_split: str = "test"
+    max_eval_examples: int | None = None
+    selection_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fuse_with and not self.lang_adapter:
+            raise ValueError("fuse_with needs lang_adapter (the first adapter of the fusion)")
+        if self.fusion not in ("dynamic", "static"):
+            raise ValueError("fusion must be 'dynamic' or 'static'")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
+        if self.head_layers not in (1, 2):
+            raise ValueError("head_layers must be 1 or 2")
+        if not 0 <= self.head_dropout < 1:
+            raise ValueError("head_dropout must be in [0, 1)")
+        if self.eval_split not in ("test", "validation"):
+            raise ValueError("eval_split must be 'test' or 'validation'")
+        if self.max_eval_examples is not None and self.max_eval_examples < 1:
+            raise ValueError("max_eval_examples must be >= 1")
+
+
+def chosen_task(context: RecipeContext) -> tuple[str, TaskData]:
+    """Return the task named in the options (or the pack's only task)."""
+    tasks = context.data.tasks
+    name = context.options.task
+    if not tasks:
+        raise LowresError(f"the task recipe needs a labelled task; {context.language} has none "
+                          "(see `lowres data stats LANG`)")
+    if not name:
+        if len(tasks) > 1:
+            raise LowresError(f"{context.language} has several tasks ({', '.join(sorted(tasks))}): "
+                              "choose one with --set recipe_options.task=NAME")
+        name = next(iter(tasks))
+    if name not in tasks:
+        raise LowresError(f"unknown task {name!r} for {context.language}; available: {', '.join(sorted(tasks))}")
+    return name, tasks[name]
+
+
+def attach_language_adapters(model: Any, options: TaskOptions) -> tuple[Any, Any]:
+    """Attach the frozen language adapter(s) from run folders; return ``(lower handle, tokenizer or None)``.
+
+    The first folder's extended vocabulary, if any, is restored first (its tokenizer is returned).
+    Adapters that were trained under the same name (e.g. both called after the language) are
+    renamed ``<name>_2``, ``<name>_3``, ... so they can be fused.
+    """
+    from lowres_adapters.composition import fuse
+    from lowres_adapters.training.vocabulary import restore_extended_vocabulary
+
+    folders = [Path(options.lang_adapter), *map(Path, options.fuse_with)]
+    for folder in folders:
+        if not folder.is_dir():
+            raise LowresError(f"{folder}: language adapter folder not found (a run folder of `lowres adapt`)")
+    tokenizer = restore_extended_vocabulary(model, folders[0])
+    handles = []
+    for index, folder in enumerate(folders):
+        handle, tensors = attach_artifact_adapter(model, folder, rename_to=None if index == 0 else f"_{index + 1}")
+        handle.load_adapter_state_dict(tensors)
+        handle.activate()
+        handles.append(handle)
+    if len(handles) == 1:
+        return handles[0], tokenizer
+    return fuse(handles, options.fusion), tokenizer
+
+
+def attach_artifact_adapter(model: Any, directory: Path, rename_to: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Attach (not load) the adapter of an artifact folder; return ``(handle, its saved tensors)``.
+
+    Args:
+        model: The model to attach to.
+        directory: The artifact / run folder.
+        rename_to: A suffix appended to the adapter's name when that name is taken already.
+    """
+    from lowres_adapters.artifact import build_config, read_metadata, read_tensors
+
+    metadata = read_metadata(directory)
+    spec, config = build_config(metadata)
+    name = metadata.adapter_name
+    taken = name in getattr(getattr(model, "adapters_config", None) or {}, "adapters", {})
+    new_name = f"{name}{rename_to}" if rename_to and taken else name
+    tensors = {key: value for key, value in read_tensors(directory).items() if not key.startswith("lowres.")}
+    if new_name != name:
+        tensors = {".".join(new_name if part == name else part for part in key.split(".")): value
+                   for key, value in tensors.items()}
+    return spec.attach(model, new_name, config), tensors
+
+
+class TaskRecipe(Recipe):
+    """A task adapter + head on a frozen language adapter (MAD-X), or on fused language adapters."""
+
+    name = "task"
+    description = "task adapter + head stacked on a frozen language adapter (MAD-X), or on fused ones"
+    options_class = TaskOptions
+    needs = ("tasks",)
+    default_adapter = "seq_bn"
+
+    def loop_defaults(self, objective: str) -> dict[str, Any]:
+        """Return encoder defaults after the paper (lr 1e-4, batch 16) or short decoder defaults."""
+        return dict(ENCODER_DEFAULTS if objective == "mlm" else DECODER_DEFAULTS)
+
+    def check_data(self, context: RecipeContext) -> None:
+        """Check the task exists and has train and evaluation examples."""
+        name, task = chosen_task(context)
+        split = context.options.eval_split
+        for needed in ("train", split):
+            if not task.splits.get(needed):
+                raise LowresError(f"task {name!r} of {context.language} has no {needed!r} examples")
+
+    def attach(self, context: RecipeContext) -> Any:
+        """Load the language adapter(s) frozen, attach the task adapter and head, stack, activate."""
+        from lowres_adapters.composition import stack
+
+        options = context.options
+        lower = None
+        if options.lang_adapter:
+            lower, tokenizer = attach_language_adapters(context.model, options)
+            if tokenizer is not None:
+                context.tokenizer = tokenizer
+        task_name, task = chosen_task(context)
+        if not context.settings.adapter_name:
+            from dataclasses import replace
+
+            context.settings = replace(context.settings, adapter_name=f"task_{task_name}")
+        upper = attach_adapter(context)
+        num_labels = 2 if task.kind == "extractive_qa" else len(task.labels)
+        head = build_head(HeadConfig(kind=task.kind, num_labels=num_labels, hidden_size=hidden_size_of(context.model),
+                                     pooling=options.pooling, dropout=options.head_dropout,
+                                     layers=options.head_layers), context.model)
+        context.state["head"] = head
+        context.state["task"] = (task_name, task)
+        if lower is None:
+            return upper
+        handle = stack(lower, upper, train_lower=bool(options.fuse_with))
+        handle.activate()
+        return handle
+
+    def job(self, context: RecipeContext) -> TrainingJob:
+        """Return the job: task examples -> head loss on the stacked model's last hidden states."""
+        from lowres_adapters.training.heads import last_hidden_states
+
+        task_name, task = context.state["task"]
+        head: TaskHead = context.state["head"]
+        train = list(task.splits["train"])
+        limit = context.settings.data.max_train_examples
+        if limit is not None and limit < len(train):
+            train = random.Random(context.options.selection_seed).sample(train, limit)
+        max_length = context.loop.max_length
+        encoded = encode_examples(task.kind, train, context.tokenizer, task.labels, max_length)
+        if task.kind == "extractive_qa":  # answers cut off by truncation teach nothing
+            encoded = [item for item in encoded if item.targets["end_positions"] > 0]
+        features = [item.feature() for item in encoded]
+        eval_features = None
+        if context.loop.eval_every and task.splits.get("validation"):
+            validation = list(task.splits["validation"])[: context.loop.eval_examples]
+            eval_features = [item.feature() for item in
+                             encode_examples(task.kind, validation, context.tokenizer, task.labels, max_length)]
+
+        def loss_fn(model: Any, batch: Any) -> tuple[Any, int]:
+            hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
+            loss = head.loss(head(hidden, batch["attention_mask"]), batch)
+            if task.kind == "token_classification":
+                return loss, max(int((batch["labels"] != -100).sum()), 1)
+            return loss, int(batch["input_ids"].shape[0])
+
+        parameters = dict(context.trained_parameters())
+        parameters.update({HEAD_PREFIX + name: parameter for name, parameter in head.named_parameters()})
+        head.train()
+        lower = f" on frozen {context.options.lang_adapter}" if context.options.lang_adapter else " on the base model"
+        return TrainingJob(model=context.handle.model, parameters=parameters, train_features=features,
+                           collate=TaskCollator(context.tokenizer.pad_token_id), loss_fn=loss_fn,
+                           eval_features=eval_features, name=f"{self.name}:{task_name}",
+                           freezing=f"task adapter {context.handle.name!r} + {task.kind} head{lower}; "
+                                    "everything else frozen")
+
+    def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:
+        """Return held-out bits/char and, once a head is trained, the task scores on ``eval_split``."""
+        figures: dict[str, Any] = score_held_out(context, model) if context.data.text.get("test") else {}
+        if "task" not in context.state or context.handle is None:
+            return figures  # the base model has no trained head: no task figures
+        task_name, task = context.state["task"]
+        examples = list(task.splits[context.options.eval_split])
+        if context.options.max_eval_examples is not None:
+            examples = examples[: context.options.max_eval_examples]
+        scores = evaluate_task(model, context.state["head"], context.tokenizer, task, examples,
+                               max_length=context.loop.max_length)
+        figures.update({f"task_{key}": value for key, value in scores.items()})
+        figures.update({"task": task_name, "task_split": context.options.eval_split})
+        return figures
+
+    def artifact_extras(self, context: RecipeContext) -> dict[str, Any]:
+        """Return the head's tensors (``lowres.head.*``) with the default extras, and write
+        ``task_head.json`` (task, kind, labels, head settings) next to them."""
+        from lowres_adapters.artifact import atomic_write_text
+        from lowres_adapters.configs import config_to_dict
+
+        task_name, task = context.state["task"]
+        head: TaskHead = context.state["head"]
+        description = {"task": task_name, "kind": task.kind, "labels": list(task.labels),
+                       "head": config_to_dict(head.config)}
+        atomic_write_text(Path(context.run_dir) / TASK_HEAD_FILE, json.dumps(description, indent=2) + "\n")
+        extras = super().artifact_extras(context)
+        extras.update(head.head_state_dict())
+        return extras
+
+    def datasets(self, context: RecipeContext) -> list[str]:
+        """Return the task's name (its data come from the language pack)."""
+        return [f"{context.language}:{chosen_task(context)[0]}"]
+
+
+def load_task_model(run_dir: Path, model: Any = None) -> tuple[Any, TaskHead, Any, TaskData]:
+    """Rebuild a trained task model: base + language adapter(s) + task adapter + head.
+
+    Args:
+        run_dir: The task run folder.
+        model: The base model to use; loaded from the artifact's ``base_model`` when None.
+
+    Returns:
+        ``(model to call, head, tokenizer, task)`` where ``task`` has the kind and labels (no
+        examples); predict with :func:`lowres_adapters.training.task_scoring.predict`.
+    """
+    from lowres_adapters.artifact import read_metadata, read_tensors
+    from lowres_adapters.composition import stack
+    from lowres_adapters.configs import config_from_dict
+    from lowres_adapters.models import load_base_model, load_tokenizer
+
+    run_dir = Path(run_dir)
+    metadata = read_metadata(run_dir)
+    head_file = run_dir / TASK_HEAD_FILE
+    if not head_file.exists():
+        raise LowresError(f"{head_file}: not found; expected a run folder of the task recipe")
+    description = json.loads(head_file.read_text("utf-8"))
+    run_config = json.loads((run_dir / "run_config.json").read_text("utf-8"))
+    options = config_from_dict(TaskOptions, run_config["recipe_options"], where=str(run_dir / "run_config.json"))
+    tokenizer = None
+    if model is None:
+        model, tokenizer = load_base_model(metadata.base_model)
+    lower = None
+    if options.lang_adapter:
+        lower, extended = attach_language_adapters(model, options)
+        tokenizer = extended or tokenizer
+    upper, tensors = attach_artifact_adapter(model, run_dir)
+    handle = stack(lower, upper, train_lower=bool(options.fuse_with)) if lower is not None else upper
+    handle.load_adapter_state_dict(tensors)
+    handle.activate()
+    head = TaskHead(config_from_dict(HeadConfig, description["head"], where=str(head_file)))
+    head.load_head_state_dict(read_tensors(run_dir))
+    head.eval()
+    handle.model.eval()
+    task = TaskData(kind=description["kind"], labels=tuple(description["labels"]), splits={})
+    return handle.model, head, tokenizer or load_tokenizer(metadata.base_model), task
