@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 os.environ["LOWRES_STRICT_PLUGINS"] = "1"
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from lowres_adapters.testing import netguard  # noqa: E402
 
