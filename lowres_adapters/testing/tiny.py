@@ -6,6 +6,7 @@ tests of every adapter type, loss and loop feature take seconds.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 TINY_CORPUS = (
@@ -20,14 +21,10 @@ TINY_CORPUS = (
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<mask>")
 
 
-def tiny_tokenizer(vocab_size: int = 256, corpus: tuple[str, ...] = TINY_CORPUS) -> Any:
-    """Return a byte-level BPE ``PreTrainedTokenizerFast`` trained on ``corpus``.
-
-    Special tokens: ``<pad>`` (0), ``<unk>`` (1), ``<s>`` (2), ``</s>`` (3), ``<mask>`` (4).
-    Every string can be encoded (byte fallback through the byte-level alphabet).
-    """
+@functools.lru_cache(maxsize=8)
+def _trained_tokenizer_json(vocab_size: int, corpus: tuple[str, ...]) -> str:
+    """Train the byte-level BPE once per (size, corpus) and return it serialised."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -39,6 +36,20 @@ def tiny_tokenizer(vocab_size: int = 256, corpus: tuple[str, ...] = TINY_CORPUS)
         show_progress=False,
     )
     tokenizer.train_from_iterator(list(corpus), trainer=trainer)
+    return tokenizer.to_str()
+
+
+def tiny_tokenizer(vocab_size: int = 256, corpus: tuple[str, ...] = TINY_CORPUS) -> Any:
+    """Return a byte-level BPE ``PreTrainedTokenizerFast`` trained on ``corpus``.
+
+    Special tokens: ``<pad>`` (0), ``<unk>`` (1), ``<s>`` (2), ``</s>`` (3), ``<mask>`` (4).
+    Every string can be encoded (byte fallback through the byte-level alphabet). Training runs
+    once per process; each call returns a new, independent tokenizer object.
+    """
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer.from_str(_trained_tokenizer_json(vocab_size, tuple(corpus)))
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>", mask_token="<mask>",
