@@ -229,3 +229,35 @@ def test_no_connection_leaves_loopback(run_dir: Path, monkeypatch, request) -> N
     with pytest.raises(OutsideConnectionError):
         socket.create_connection(("93.184.216.34", 443), timeout=1)
     assert os.environ["HF_ENDPOINT"].startswith("http://127.0.0.1:")
+
+
+def test_adapterhub_types_never_reach_adapters_own_loader(base_dir: Path, tmp_path: Path, monkeypatch, request) -> None:
+    """A builtin `adapters` type (lora) publishes its native files but loads without `load_adapter`."""
+    import adapters.loading
+    from lowres_adapters import get_registry
+    from lowres_adapters.artifact import ArtifactMetadata, describe_config, write_artifact
+
+    calls: list[object] = []
+    monkeypatch.setattr(adapters.loading, "resolve_adapter_path", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr(adapters.loading.AdapterLoader, "load", lambda *args, **kwargs: calls.append(args))
+    model, _ = load_base_model(str(base_dir))
+    spec = get_registry().adapter_type("lora")
+    handle = spec.attach(model, "nya", spec.config_class())
+    handle.activate()
+    with torch.no_grad():
+        for parameter in handle.trainable_parameters().values():
+            parameter.normal_(0.0, 0.5)
+    described = describe_config(spec, handle.config)
+    write_artifact(tmp_path / "run", handle, ArtifactMetadata(
+        adapter_type="lora", adapter_name="nya", adapter_config=described["config"], plugin=described["plugin"],
+        base_model=str(base_dir), language="nya"))
+    repo_id = unique_repo(request)
+    info = hub.publish(tmp_path / "run", repo_id, token=ALICE)
+    assert any(name.startswith("adapterhub/") for name in HfApi(token=ALICE).list_repo_files(repo_id, revision=info.oid))
+    loaded, tokenizer = hub.load(repo_id, token=ALICE)
+    assert torch.equal(hub_support.probe_logits(loaded, tokenizer), hub_support.probe_logits(handle.model, tokenizer))
+    wide = hub_support.save_tiny_base(tmp_path / "wide-base", hidden_size=48, intermediate_size=96)
+    for failing in (lambda: hub.load(repo_id, token=ALICE, model=str(wide)), lambda: hub.load("alice/no-such-adapter")):
+        with pytest.raises(LowresError):
+            failing()
+    assert calls == []
