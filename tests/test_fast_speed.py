@@ -14,7 +14,9 @@ from lowres_adapters.training.fast_lm import split_lm_model
 from lowres_adapters.training.loop import TrainingJob, train
 from lowres_adapters.training.objectives import loss_for_objective
 from lowres_adapters.training.settings import LoopSettings
-from lowres_adapters.training.speed import SpeedOptions, count_real_tokens, speed_up_job, tokenize_texts
+from lowres_adapters.training.speed import (
+    SpeedOptions, count_real_tokens, speed_up_for_loop, speed_up_job, tokenize_texts,
+)
 
 ROW = 128
 TEXTS = list(TINY_CORPUS) + ["Amen.", "Ndipo Mulungu anati, Kukhale kuwala; ndipo kunali kuwala."]
@@ -126,3 +128,29 @@ def test_options_are_validated_and_tokenize_texts_uses_the_cache(tmp_path, monke
 def test_split_refuses_models_without_a_separable_head():
     with pytest.raises(LowresError):
         split_lm_model(torch.nn.Linear(3, 3))
+
+
+class _PromptWrapper(torch.nn.Module):
+    """Stands for a soft-prompt wrapper: a forward that does more than the transformers model's."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.base_model = model
+
+    def forward(self, **inputs):
+        return self.base_model(**inputs)
+
+
+def test_loop_settings_switch_the_options_and_unsupported_models_fall_back(capsys):
+    job, tokenizer, objective = _job("llama")
+    assert speed_up_for_loop(job, LoopSettings(), objective=objective, tokenizer=tokenizer) is job
+    loop = LoopSettings(packing=True, masked_only_logits=True, vocab_trim=True, max_length=ROW)
+    assert SpeedOptions.from_loop(loop) == SpeedOptions(token_cache=False)
+    fast = speed_up_for_loop(job, loop, objective=objective, tokenizer=tokenizer)
+    assert len(fast.train_features) < len(job.train_features) and fast.loss_fn.trim is not None
+    wrapped = dataclasses.replace(job, model=_PromptWrapper(job.model))
+    fallback = speed_up_for_loop(wrapped, loop, objective=objective, tokenizer=tokenizer)
+    assert fallback.train_features == job.train_features and fallback.collate is job.collate
+    assert "off for" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="vocab_trim needs masked_only_logits"):
+        LoopSettings(vocab_trim=True)

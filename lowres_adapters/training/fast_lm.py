@@ -141,9 +141,16 @@ def split_lm_model(model: nn.Module) -> LMHeadParts:
     Raises:
         LowresError: The model has no output embeddings or no base model.
     """
+    from transformers import PreTrainedModel
+
+    config = getattr(model, "active_peft_config", None)
+    if config is not None and getattr(config, "is_prompt_learning", False):
+        raise LowresError("a PEFT prompt-learning model adds tokens in its wrapper; use the plain loss")
     if callable(getattr(model, "get_base_model", None)):  # a PEFT (or PEFT-style) wrapper
         model = model.get_base_model()
-    output_layer = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if not isinstance(model, PreTrainedModel):  # e.g. a soft-prompt wrapper: its forward does more
+        raise LowresError(f"{type(model).__name__} is not a transformers model; use the plain loss")
+    output_layer = model.get_output_embeddings()
     body = getattr(model, "base_model", None)
     if not isinstance(output_layer, nn.Linear) or body is None or body is model:
         raise LowresError(f"{type(model).__name__} has no separable LM head; use the plain loss")

@@ -71,6 +71,16 @@ class LoopSettings:
         log_every: Write a line to ``train_log.jsonl`` every N steps.
         seed: Seeds adapter initialisation, data order, MLM masks and dropout.
         progress: Show a progress bar and the start summary.
+        packing: Pack short examples into full ``max_length`` rows, attention kept inside each
+            example (:mod:`~lowres_adapters.training.packing`).
+        masked_only_logits: Apply the LM head only at labelled positions
+            (:mod:`~lowres_adapters.training.fast_lm`).
+        vocab_trim: Score only the token ids the training text uses (needs ``masked_only_logits``).
+        trim_negatives: With ``vocab_trim``, unused ids drawn into each softmax (sampled softmax).
+        token_cache: Cache tokenised text on disk (memory-mapped) so later runs skip tokenising.
+        bf16: Train under CPU bf16 autocast (weights stay float32).
+        compile: ``torch.compile`` the model body.
+        gradient_checkpointing: Recompute activations in the backward pass (less memory, slower).
     """
 
     max_steps: int | None = None
@@ -99,6 +109,14 @@ class LoopSettings:
     log_every: int = 1
     seed: int = 0
     progress: bool = True
+    packing: bool = False
+    masked_only_logits: bool = False
+    vocab_trim: bool = False
+    trim_negatives: int = 0
+    token_cache: bool = False
+    bf16: bool = False
+    compile: bool = False
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         _check(self.max_steps is None or self.max_steps >= 0, "max_steps must be >= 0 (0: use epochs)")
@@ -125,6 +143,8 @@ class LoopSettings:
         _check(self.log_every >= 1, "log_every must be >= 1")
         _check(self.early_stopping_patience == 0 or self.eval_every > 0,
                "early_stopping_patience needs eval_every > 0")
+        _check(not self.vocab_trim or self.masked_only_logits, "vocab_trim needs masked_only_logits")
+        _check(self.trim_negatives >= 0, "trim_negatives must be >= 0")
 
     def total_steps(self, train_examples: int) -> int:
         """Return the optimiser steps to run for ``train_examples`` examples."""

@@ -12,6 +12,7 @@ default, bf16, compile and checkpointing off.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -60,6 +61,16 @@ class SpeedOptions:
             raise LowresError(f"chunk_size must be at least 1, got {self.chunk_size}")
 
     @classmethod
+    def from_loop(cls, loop: Any) -> "SpeedOptions":
+        """Return the options set in :class:`~lowres_adapters.training.settings.LoopSettings`."""
+        return cls(**{name: getattr(loop, name) for name in _SWITCHES})
+
+    @property
+    def any(self) -> bool:
+        """Return True when some option changes the job."""
+        return any(getattr(self, name) for name in _SWITCHES if name != "token_cache")
+
+    @classmethod
     def plain(cls) -> "SpeedOptions":
         """Return every optimisation off (the plain path)."""
         return cls(packing=False, masked_only_logits=False, vocab_trim=False, token_cache=False)
@@ -67,6 +78,28 @@ class SpeedOptions:
     def replace(self, **changes: Any) -> "SpeedOptions":
         """Return a copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+
+_SWITCHES = ("packing", "masked_only_logits", "vocab_trim", "trim_negatives", "token_cache", "bf16", "compile",
+             "gradient_checkpointing")
+
+
+def speed_up_for_loop(job: Any, loop: Any, *, objective: str, tokenizer: Any) -> Any:
+    """Return ``job`` with the speed options of ``loop`` (LoopSettings) applied.
+
+    Models whose LM head cannot be separated (e.g. a soft-prompt wrapper) keep the plain
+    collator and loss; a note on stderr says so.
+    """
+    options = SpeedOptions.from_loop(loop)
+    if not options.any:
+        return job
+    if options.packing or options.masked_only_logits:
+        try:
+            split_lm_model(job.model)
+        except LowresError as error:
+            print(f"note: packing / masked-only logits off for {job.name}: {error}", file=sys.stderr)
+            options = options.replace(packing=False, masked_only_logits=False, vocab_trim=False)
+    return speed_up_job(job, options, objective=objective, tokenizer=tokenizer, row_length=loop.max_length)
 
 
 def vocabulary_trim_for(features: Iterable[Mapping[str, Any]], vocab_size: int,
@@ -101,6 +134,8 @@ def speed_up_job(job: Any, options: SpeedOptions, *, objective: str, tokenizer: 
     """
     model = job.model
     changes: dict[str, Any] = {"count_tokens": count_real_tokens}
+    if options.packing or options.vocab_trim:
+        job = dataclasses.replace(job, train_features=list(job.train_features))  # tokenise a lazy sequence once
     if options.packing:
         changes["train_features"] = pack_features(job.train_features, row_length)
         changes["collate"] = PackedCollator.for_model(objective, _transformers_model(model), tokenizer, row_length)
@@ -131,12 +166,20 @@ def speed_up_job(job: Any, options: SpeedOptions, *, objective: str, tokenizer: 
 def tokenize_texts(objective: str, tokenizer: Any, texts: Sequence[str], max_length: int,
                    options: SpeedOptions) -> list[Feature]:
     """Tokenise free text as the loop's ``tokenize_for_objective`` does, through the token cache if on."""
-    from lowres_adapters.training.batching import tokenize_for_clm, tokenize_for_mlm, tokenize_for_objective
+    from lowres_adapters.training.batching import tokenize_for_objective
 
     if not options.token_cache:
         return tokenize_for_objective(objective, tokenizer, texts, max_length)
-    from lowres_adapters.data.token_cache import cached_features
+    return cached_text_features(objective, tokenizer, texts, max_length)
 
+
+def cached_text_features(objective: str, tokenizer: Any, texts: Sequence[str], max_length: int) -> list[Feature]:
+    """Return ``tokenize_for_objective(objective, tokenizer, texts, max_length)`` through the token cache."""
+    from lowres_adapters.data.token_cache import cached_features
+    from lowres_adapters.training.batching import tokenize_for_clm, tokenize_for_mlm
+
+    if objective not in ("clm", "mlm"):
+        raise LowresError(f"objective must be 'clm' or 'mlm', got {objective!r}")
     tokenize = tokenize_for_clm if objective == "clm" else tokenize_for_mlm
     return cached_features(list(texts), tokenizer, tokenize, max_length)
 

@@ -22,6 +22,7 @@ from lowres_adapters.training.batching import (
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import MASK_PROBABILITY, loss_for_objective
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, split_validation
+from lowres_adapters.training.speed import cached_text_features, speed_up_for_loop
 
 ENCODER_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "max_length": 128, "max_steps": 100_000,
                     "schedule": "linear", "warmup_ratio": 0.0}
@@ -48,7 +49,10 @@ def text_job(context: RecipeContext, train: Sequence[TextExample], validation: S
              name: str, mask_probability: float = MASK_PROBABILITY) -> TrainingJob:
     """Return a job training the adapter with the model's own objective on ``train`` texts."""
     max_length = context.loop.max_length
-    features = lazy_features(context.objective, context.tokenizer, (e.text for e in train), max_length)
+    if context.loop.token_cache:  # the whole text, tokenised once and memory-mapped afterwards
+        features: Any = cached_text_features(context.objective, context.tokenizer, [e.text for e in train], max_length)
+    else:
+        features = lazy_features(context.objective, context.tokenizer, (e.text for e in train), max_length)
     eval_features = None
     if context.loop.eval_every and validation:
         texts = (e.text for e in list(validation)[: context.loop.eval_examples])
@@ -57,9 +61,11 @@ def text_job(context: RecipeContext, train: Sequence[TextExample], validation: S
         collate: Any = MaskedCollator(context.tokenizer, mask_probability)
     else:
         collate = CausalCollator(context.tokenizer.pad_token_id)
-    return TrainingJob(model=context.handle.model, parameters=context.trained_parameters(),
-                       train_features=features, collate=collate, loss_fn=loss_for_objective(context.objective),
-                       eval_features=eval_features, name=name, freezing=context.freezing())
+    job = TrainingJob(model=context.handle.model, parameters=context.trained_parameters(),
+                      train_features=features, collate=collate, loss_fn=loss_for_objective(context.objective),
+                      eval_features=eval_features, name=name, freezing=context.freezing())
+    # Packing, masked-only logits, vocabulary trimming... when the loop settings ask for them.
+    return speed_up_for_loop(job, context.loop, objective=context.objective, tokenizer=context.tokenizer)
 
 
 class LanguageRecipe(Recipe):
