@@ -1,0 +1,121 @@
+"""The task recipe (MAD-X) on tiny models: what trains, stacking, fusion, the three head kinds, reload."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import lowres_adapters.training.adapt as adapt_module
+from lowres_adapters.artifact import read_tensors
+from lowres_adapters.data.examples import LabeledExample, PackData, TaskData, TextExample
+from lowres_adapters.errors import LowresError
+from lowres_adapters.testing.tiny import TINY_CORPUS
+from lowres_adapters.training.adapt import adapt
+from lowres_adapters.training.recipes.task import TASK_HEAD_FILE, load_task_model
+from lowres_adapters.training.task_scoring import evaluate_task
+from training_support import save_tiny_model
+
+SENTENCES = [LabeledExample(text=text, label="nya" if index % 2 == 0 else "eng", id=str(index))
+             for index, text in enumerate(TINY_CORPUS)]
+TAGGED = [LabeledExample(tokens=tuple(text.rstrip(".").split()), id=str(index),
+                         tags=tuple("B-PER" if word in ("God", "Mulungu") else "O" for word in text.rstrip(".").split()))
+          for index, text in enumerate(TINY_CORPUS)]
+QUESTIONS = [LabeledExample(question="Who?", text=text, answers=("God" if "God" in text else "Mulungu",), id=str(i))
+             for i, text in enumerate(TINY_CORPUS) if "God" in text or "Mulungu" in text]
+
+
+def pack_with(tasks: dict[str, TaskData]) -> PackData:
+    """Return pack data with tiny text splits and ``tasks``."""
+    text = [TextExample(text, str(index), "xyz") for index, text in enumerate(TINY_CORPUS)]
+    return PackData(text={"train": text * 4, "test": text}, tasks=tasks)
+
+
+def task_of(kind: str, examples: list[LabeledExample], labels: tuple[str, ...]) -> TaskData:
+    return TaskData(kind=kind, labels=labels, splits={"train": examples * 4, "test": examples})
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    """Return (model folder, function installing pack data) with the pack loader patched."""
+    model_dir = save_tiny_model(tmp_path / "model")
+
+    def install(tasks: dict[str, TaskData]) -> None:
+        monkeypatch.setattr(adapt_module, "load_run_data", lambda language, settings: (pack_with(tasks), None))
+
+    install({"topic": task_of("sequence_classification", SENTENCES, ("eng", "nya"))})
+    return model_dir, install
+
+
+def run(model_dir, output, **settings):
+    defaults = dict(model=str(model_dir), output=str(output), max_steps=12, batch_size=4, progress=False,
+                    echo=lambda line: None)
+    return adapt("xyz", **{**defaults, **settings})
+
+
+def test_task_adapter_on_frozen_language_adapter(setup, tmp_path):
+    model_dir, _ = setup
+    lang = run(model_dir, tmp_path / "lang", adapter="seq_bn", max_steps=2)
+    lang_tensors = read_tensors(lang.run_dir)
+    result = run(model_dir, tmp_path / "task", recipe="task", lr=5e-3,
+                 recipe_options={"lang_adapter": str(lang.run_dir)})
+    adapted = result.metrics["adapted"]
+    assert {"task_accuracy", "task_macro_f1", "bits_per_char"} <= set(adapted)
+    assert "task_accuracy" not in result.metrics["base"]  # no head before training
+    saved = read_tensors(result.run_dir)
+    head_keys = [key for key in saved if key.startswith("lowres.head.")]
+    adapter_keys = [key for key in saved if not key.startswith("lowres.")]
+    assert head_keys and adapter_keys
+    assert all(".task_topic." in key for key in adapter_keys)  # only the task adapter is saved
+    assert json.loads((result.run_dir / TASK_HEAD_FILE).read_text())["labels"] == ["eng", "nya"]
+
+    model, head, tokenizer, task = load_task_model(result.run_dir,
+                                                   model=AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    inside = dict(model.named_parameters())
+    for key, value in lang_tensors.items():  # the language adapter did not train
+        torch.testing.assert_close(inside[key].detach(), value)
+    assert str(model.adapters_config.active_setup) == "Stack[xyz, task_topic]"
+    rescored = evaluate_task(model, head, tokenizer, task, SENTENCES)
+    assert rescored["macro_f1"] == pytest.approx(adapted["task_macro_f1"])
+    assert rescored["accuracy"] == pytest.approx(adapted["task_accuracy"])
+
+
+def test_fusion_of_two_language_adapters_under_the_task_adapter(setup, tmp_path):
+    model_dir, _ = setup
+    text = run(model_dir, tmp_path / "text", adapter="seq_bn", max_steps=2)
+    graph = run(model_dir, tmp_path / "graph", adapter="seq_bn", max_steps=2, seed=7)  # same adapter name "xyz"
+    result = run(model_dir, tmp_path / "fused", recipe="task",
+                 recipe_options={"lang_adapter": str(text.run_dir), "fuse_with": [str(graph.run_dir)]})
+    saved = read_tensors(result.run_dir)
+    assert any("adapter_fusion_layer" in key for key in saved)  # the fusion layer trained and was saved
+    model, head, tokenizer, task = load_task_model(result.run_dir,
+                                                   model=AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    assert "Fuse" in str(model.adapters_config.active_setup)
+    rescored = evaluate_task(model, head, tokenizer, task, SENTENCES)
+    assert rescored["macro_f1"] == pytest.approx(result.metrics["adapted"]["task_macro_f1"])
+
+
+@pytest.mark.parametrize("kind,examples,labels,metric", [
+    ("token_classification", TAGGED, ("O", "B-PER"), "task_entity_f1"),
+    ("extractive_qa", QUESTIONS, (), "task_exact_match"),
+])
+def test_token_classification_and_qa_train_on_the_base_model(setup, tmp_path, kind, examples, labels, metric):
+    model_dir, install = setup
+    install({"probe": task_of(kind, examples, labels)})
+    result = run(model_dir, tmp_path / kind, recipe="task", lr=1e-2, max_steps=30)
+    adapted = result.metrics["adapted"]
+    assert metric in adapted and 0.0 <= adapted[metric] <= 100.0
+    log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
+    losses = [record["loss"] for record in log if record.get("event", record.get("type")) in (None, "train")
+              and "loss" in record]
+    assert losses and losses[-1] < losses[0]
+
+
+def test_unknown_task_and_missing_adapter_folder_are_one_line_errors(setup, tmp_path):
+    model_dir, _ = setup
+    with pytest.raises(LowresError, match="unknown task 'nosuch'"):
+        run(model_dir, tmp_path / "a", recipe="task", recipe_options={"task": "nosuch"})
+    with pytest.raises(LowresError, match="language adapter folder not found"):
+        run(model_dir, tmp_path / "b", recipe="task", recipe_options={"lang_adapter": str(tmp_path / "none")})
