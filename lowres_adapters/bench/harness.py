@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lowres_adapters.bench.setups import BASELINE, SETUPS, RunConfig
-from lowres_adapters.bench.workloads import WORKLOADS
+from lowres_adapters.bench.workloads import TINY_WORKLOADS, WORKLOADS
 from lowres_adapters.errors import LowresError
 
 MAIN_SETUPS = ("adapters+trainer", "peft+loop", "lowres")
@@ -45,7 +45,7 @@ class BenchPlan:
     workloads: tuple[str, ...] = WORKLOADS
     setups: tuple[str, ...] = MAIN_SETUPS
     steps: int = 10
-    batch_size: dict[str, int] = field(default_factory=lambda: {"mlm": 16, "clm": 8})
+    batch_size: dict[str, int] = field(default_factory=lambda: {"mlm": 16, "clm": 8, "tiny-mlm": 4, "tiny-clm": 4})
     repeats: int = 2
     threads: int = 2
     heldout_examples: int = 128
@@ -53,7 +53,7 @@ class BenchPlan:
     lr: float = 1e-3
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.workloads if name not in WORKLOADS]
+        unknown = [name for name in self.workloads if name not in WORKLOADS + TINY_WORKLOADS]
         unknown += [name for name in self.setups if name not in SETUPS]
         if unknown:
             raise LowresError(f"unknown workload or setup {', '.join(unknown)}; "
@@ -64,7 +64,8 @@ class BenchPlan:
     @classmethod
     def quick(cls, **overrides: Any) -> "BenchPlan":
         """Return the few-minutes plan: 4 steps of 8 rows, one repeat, 32 held-out verses."""
-        values: dict[str, Any] = {"steps": 4, "batch_size": {"mlm": 8, "clm": 8}, "repeats": 1,
+        values: dict[str, Any] = {"steps": 4, "batch_size": {"mlm": 8, "clm": 8, "tiny-mlm": 4, "tiny-clm": 4},
+                                  "repeats": 1,
                                   "heldout_examples": 32}
         values.update(overrides)
         return cls(**values)

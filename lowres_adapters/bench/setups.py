@@ -120,7 +120,7 @@ def adapter_for(workload: str, setup: str) -> tuple[str, dict[str, Any]]:
     ``mlm``: seq_bn (reduction factor 16) for (a) and (c); PEFT has no bottleneck adapter, so (b)
     trains LoRA r=8 on query/value. ``clm``: LoRA r=16, alpha 32 on q/v everywhere.
     """
-    if workload == "mlm":
+    if workload.endswith("mlm"):
         if setup == "peft+loop":
             return "lora", {"r": 8, "alpha": 8}
         return "seq_bn", {"reduction_factor": 16}
@@ -204,7 +204,7 @@ def _peft_loop(config: RunConfig, data: WorkloadData) -> dict[str, Any]:
 
     model = build_model(config.workload, config.seed)
     kind, options = adapter_for(config.workload, config.setup)
-    targets = ["query", "value"] if config.workload == "mlm" else ["q_proj", "v_proj"]
+    targets = ["query", "value"] if config.workload.endswith("mlm") else ["q_proj", "v_proj"]
     model = peft.get_peft_model(model, peft.LoraConfig(r=options["r"], lora_alpha=options["alpha"],
                                                        lora_dropout=0.0, target_modules=targets))
     trainable = [p for p in model.parameters() if p.requires_grad]

