@@ -1,5 +1,6 @@
 """A small training run for the subprocess tests (SIGKILL + resume, several processes).
 
+Importable (``run_training``) for the in-process reference runs, and a script for the subprocesses.
 Usage: python _training_script.py RUN_DIR [--steps N] [--save-every N] [--hang-at N] [--resume]
 [--accum N] [--objective clm|mlm]. Writes RUN_DIR/weights.safetensors (first process) when done.
 With --hang-at N it writes RUN_DIR/hanging after step N and sleeps, waiting to be killed.
@@ -12,17 +13,41 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
-torch.set_num_threads(1)
+from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
+from lowres_adapters.training.batching import collator_for_objective, tokenize_for_objective
+from lowres_adapters.training.distributed import current_process
+from lowres_adapters.training.loop import TrainingJob, select_parameters, train
+from lowres_adapters.training.objectives import loss_for_objective
+from lowres_adapters.training.settings import LoopSettings
 
-from safetensors.torch import save_file  # noqa: E402
 
-from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model  # noqa: E402
-from lowres_adapters.training.batching import collator_for_objective, tokenize_for_objective  # noqa: E402
-from lowres_adapters.training.distributed import current_process  # noqa: E402
-from lowres_adapters.training.loop import TrainingJob, select_parameters, train  # noqa: E402
-from lowres_adapters.training.objectives import loss_for_objective  # noqa: E402
-from lowres_adapters.training.settings import LoopSettings  # noqa: E402
+def run_training(run_dir: Path, steps: int = 12, save_every: int = 0, hang_at: int = 0, resume: bool = False,
+                 accum: int = 1, objective: str = "clm") -> dict[str, torch.Tensor]:
+    """Train the tiny model's attention/MLP projections and return the trained tensors."""
+    process = current_process()
+    model, tokenizer = tiny_model("llama" if objective == "clm" else "xlmr")
+    features = tokenize_for_objective(objective, tokenizer, list(TINY_CORPUS) * 4, 64)
+    parameters = select_parameters(model, ["*q_proj*", "*down_proj*"] if objective == "clm"
+                                   else ["*attention.self.query*", "*output.dense*"])
+    job = TrainingJob(model=model, parameters=parameters, train_features=features,
+                      collate=collator_for_objective(objective, tokenizer),
+                      loss_fn=loss_for_objective(objective), eval_features=features[:6])
+    settings = LoopSettings(max_steps=steps, lr=1e-2, batch_size=8, grad_accum_steps=accum,
+                            save_every=save_every, keep_checkpoints=2, eval_every=4, progress=False,
+                            warmup_steps=2)
+
+    def hang(report) -> None:
+        if hang_at and report.step == hang_at:
+            (run_dir / "hanging").write_text(str(report.step))
+            time.sleep(300)
+
+    train(job, settings, run_dir, resume=resume, callbacks=[hang], process=process)
+    tensors = {name: p.detach().contiguous().clone() for name, p in parameters.items()}
+    if process.is_main:
+        save_file(tensors, str(run_dir / "weights.safetensors"))
+    return tensors
 
 
 def main() -> None:
@@ -35,28 +60,8 @@ def main() -> None:
     parser.add_argument("--accum", type=int, default=1)
     parser.add_argument("--objective", default="clm")
     args = parser.parse_args()
-
-    process = current_process()
-    model, tokenizer = tiny_model("llama" if args.objective == "clm" else "xlmr")
-    features = tokenize_for_objective(args.objective, tokenizer, list(TINY_CORPUS) * 4, 64)
-    parameters = select_parameters(model, ["*q_proj*", "*down_proj*"] if args.objective == "clm"
-                                   else ["*attention.self.query*", "*output.dense*"])
-    job = TrainingJob(model=model, parameters=parameters, train_features=features,
-                      collate=collator_for_objective(args.objective, tokenizer),
-                      loss_fn=loss_for_objective(args.objective), eval_features=features[:6])
-    settings = LoopSettings(max_steps=args.steps, lr=1e-2, batch_size=8, grad_accum_steps=args.accum,
-                            save_every=args.save_every, keep_checkpoints=2, eval_every=4, progress=False,
-                            warmup_steps=2)
-
-    def hang(report) -> None:
-        if args.hang_at and report.step == args.hang_at:
-            (args.run_dir / "hanging").write_text(str(report.step))
-            time.sleep(300)
-
-    train(job, settings, args.run_dir, resume=args.resume, callbacks=[hang], process=process)
-    if process.is_main:
-        save_file({name: p.detach().contiguous() for name, p in parameters.items()},
-                  str(args.run_dir / "weights.safetensors"))
+    torch.set_num_threads(1)
+    run_training(args.run_dir, args.steps, args.save_every, args.hang_at, args.resume, args.accum, args.objective)
 
 
 if __name__ == "__main__":

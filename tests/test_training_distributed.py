@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from training_support import reference_run
 
 SCRIPT = Path(__file__).parent / "_training_script.py"
 
@@ -22,9 +23,8 @@ def accelerate_command() -> list[str]:
 
 def test_two_processes_match_one_process_with_accumulation(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # one process, global batch 8 as 2 micro-batches of 4
-    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "one"), "--steps", "6", "--accum", "2"],
-                   env=env, check=True, capture_output=True, text=True, timeout=300)
+    # one process (this one, one thread), global batch 8 as 2 micro-batches of 4
+    one = reference_run(tmp_path / "one", steps=6, accum=2)
     # two processes, global batch 8 as 1 micro-batch of 4 each (the torchrun launcher, gloo on CPU)
     launched = subprocess.run(
         [*accelerate_command(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -32,7 +32,6 @@ def test_two_processes_match_one_process_with_accumulation(tmp_path):
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert launched.returncode == 0, launched.stderr[-2000:]
-    one = load_file(str(tmp_path / "one" / "weights.safetensors"))
     two = load_file(str(tmp_path / "two" / "weights.safetensors"))
     assert set(one) == set(two)
     for name in one:

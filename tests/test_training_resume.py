@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from training_support import reference_run
+
 from lowres_adapters.training.checkpoint import checkpoint_steps
 
 SCRIPT = Path(__file__).parent / "_training_script.py"
@@ -25,8 +27,7 @@ def run_script(run_dir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_sigkill_then_resume_matches_the_uninterrupted_run(tmp_path):
-    run_script(tmp_path / "reference", "--steps", "12")
-    reference = load_file(str(tmp_path / "reference" / "weights.safetensors"))
+    reference = reference_run(tmp_path / "reference", steps=12)
 
     run_dir = tmp_path / "killed"
     run_dir.mkdir()

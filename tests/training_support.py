@@ -7,7 +7,6 @@ transformers model and its training visibly changes the loss.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -114,6 +113,13 @@ def write_corpus(directory: Path, repeat: int = 4) -> tuple[Path, Path]:
     return train, held_out
 
 
-def python() -> str:
-    """Return the interpreter running the tests (for subprocesses)."""
-    return sys.executable
+def reference_run(run_dir: Path, **options) -> dict[str, torch.Tensor]:
+    """Run the uninterrupted reference in this process, with the subprocesses' one thread."""
+    from _training_script import run_training
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_training(run_dir, **options)
+    finally:
+        torch.set_num_threads(threads)
