@@ -206,17 +206,15 @@ def _check_adapter(settings: RunSettings) -> None:
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, is_main: bool) -> None:
-    """Refuse to start over a run's checkpoints unless resuming."""
-    if not is_main:
-        return
+    """Refuse to start over a run's checkpoints unless resuming (checked in every process, so all
+    of them stop); clear the stages of a finished run that is started again (first process)."""
     has_checkpoints = bool(checkpoint_steps(run_dir)) or any(
         checkpoint_steps(stage) for stage in (run_dir / "stages").glob("*") if stage.is_dir())
     if has_checkpoints and not resume:
         raise LowresError(f"{run_dir} holds checkpoints of an unfinished run: pass --resume to continue it, "
                           "or choose another --output")
-    if (run_dir / METADATA_FILE).exists() and not resume:
-        for name in ("stages",):
-            shutil.rmtree(run_dir / name, ignore_errors=True)
+    if is_main and (run_dir / METADATA_FILE).exists() and not resume:
+        shutil.rmtree(run_dir / "stages", ignore_errors=True)
 
 
 def _stage_context(context: RecipeContext, recipe: Recipe, stage_dir: Path, stage_loop: Mapping[str, Any],
