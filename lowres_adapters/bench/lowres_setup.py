@@ -1,4 +1,9 @@
-"""Setup (c): this library's adapter types, training loop and speed options on a bench workload."""
+"""Setup (c): this library's adapter types, training loop and speed options on a bench workload.
+
+On ``mlm`` it trains the adapter plus the MLM head's dense + layer norm, exactly what (a)'s
+``train_adapter`` trains, so the held-out losses compare the optimisations, not trainable sets
+(the library's own ``language`` recipe trains the adapter only unless ``train_also`` says more).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,10 @@ from lowres_adapters.bench.workloads import WorkloadData, build_model, heldout_l
 from lowres_adapters.training.speed import SpeedOptions, speed_up_job
 
 
-def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, bool]) -> dict[str, Any]:
+HEAD_TRANSFORM = ("lm_head.dense.", "lm_head.layer_norm.")
+
+
+def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, Any]) -> dict[str, Any]:
     """Train the workload's adapter through the one loop with the speed options in ``switches``."""
     from safetensors.torch import save_file
 
@@ -31,8 +39,12 @@ def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, boo
     spec = get_registry().adapter_type(kind)
     handle = spec.attach(model, "nya", spec.config_class(**adapter_options))
     handle.activate()
+    parameters = dict(handle.trainable_parameters())
+    if data.objective == "mlm":
+        # Train what (a) trains: AdapterHub's train_adapter leaves the MLM head transform trainable.
+        parameters.update({name: p for name, p in model.named_parameters() if name.startswith(HEAD_TRANSFORM)})
     job = TrainingJob(
-        model=handle.model, parameters=dict(handle.trainable_parameters()),
+        model=handle.model, parameters=parameters,
         train_features=[{"input_ids": ids} for ids in data.train_ids],
         collate=collator_for_objective(data.objective, data.tokenizer), loss_fn=loss_for_objective(data.objective),
         name=config.setup, freezing=f"adapter {kind} only")
@@ -52,6 +64,7 @@ def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, boo
     clock.started = time.perf_counter()
     result = train(job, settings, callbacks=[lambda report: clock.step_done()])
     tensors = {name: tensor.detach().contiguous() for name, tensor in handle.adapter_state_dict().items()}
+    tensors.update({name: p.detach().contiguous() for name, p in parameters.items() if name.startswith(HEAD_TRANSFORM)})
     with tempfile.TemporaryDirectory(prefix="lowres-bench-") as folder:
         path = Path(folder) / "adapter.safetensors"
         save_file(tensors, str(path))

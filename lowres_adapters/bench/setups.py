@@ -28,11 +28,12 @@ import torch
 from lowres_adapters.bench.workloads import WorkloadData, build_model, heldout_loss
 from lowres_adapters.errors import LowresError
 
-LOWRES_VARIANTS: dict[str, dict[str, bool]] = {
+LOWRES_VARIANTS: dict[str, dict[str, Any]] = {
     "lowres": {},
     "lowres:no-packing": {"packing": False},
     "lowres:no-trim": {"vocab_trim": False},
     "lowres:full-logits": {"masked_only_logits": False, "vocab_trim": False},
+    "lowres:trim-negatives": {"trim_negatives": 4096},
     "lowres:bf16": {"bf16": True},
     "lowres:compile": {"compile": True},
     "lowres:checkpointing": {"gradient_checkpointing": True},
