@@ -23,7 +23,7 @@ def test_adapt_with_extended_vocabulary_saves_rows_and_restores(tmp_path, adapte
     lines = tibetan_like_text(240, seed=3)
     (tmp_path / "train.txt").write_text("\n".join(lines[:200]) + "\n", encoding="utf-8")
     (tmp_path / "heldout.txt").write_text("\n".join(lines[200:]) + "\n", encoding="utf-8")
-    result = adapt("dzo", model=str(model_dir), adapter=adapter, text=str(tmp_path / "train.txt"),
+    result = adapt("adx", model=str(model_dir), adapter=adapter, text=str(tmp_path / "train.txt"),
                    eval_text=str(tmp_path / "heldout.txt"), output=str(tmp_path / "run"), max_steps=4,
                    batch_size=4, lr=5e-3, extend_vocab=40, progress=False, echo=lambda line: None)
     run_dir = result.run_dir

@@ -189,11 +189,6 @@ def build_head(config: HeadConfig, reference: Any = None) -> TaskHead:
     return head
 
 
-def head_parameter_count(head: TaskHead) -> int:
-    """Return the number of trainable parameters of ``head``."""
-    return sum(parameter.numel() for parameter in head.parameters() if parameter.requires_grad)
-
-
 def hidden_size_of(model: nn.Module) -> int:
     """Return the hidden width of a transformers model (``config.hidden_size``)."""
     config = getattr(model, "config", None)
@@ -204,6 +199,6 @@ def hidden_size_of(model: nn.Module) -> int:
 
 
 __all__ = [
-    "HEAD_PREFIX", "HeadConfig", "TaskHead", "backbone_of", "build_head", "head_parameter_count",
+    "HEAD_PREFIX", "HeadConfig", "TaskHead", "backbone_of", "build_head",
     "hidden_size_of", "last_hidden_states", "pool_sequence", "qa_logits",
 ]
