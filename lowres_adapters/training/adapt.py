@@ -161,8 +161,7 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
     recipe.check_data(context)
 
     if base_metrics is None and process.is_main:
-        echo(f"scoring the base model on {len(context.held_out_texts())} held-out texts")
-        base_metrics = recipe.evaluate(context, model)
+        base_metrics = _score_base(recipe, context, model_id, echo)
     base_metrics = dict(base_metrics or {})
     if settings.extend_vocab:
         from lowres_adapters.training.vocabulary import extend_for_run, tokens_per_character
@@ -194,6 +193,24 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
             _publish(run_dir, settings.publish, echo)
     process.barrier()
     return RunResult(run_dir=run_dir, settings=settings, recipe=recipe.name, metrics=metrics, stages=results)
+
+
+def _score_base(recipe: Recipe, context: RecipeContext, model_id: str,
+                echo: Callable[[str], None]) -> dict[str, Any]:
+    """Score the base model on the held-out data (cached for models with a pinned revision)."""
+    from lowres_adapters.configs import config_to_dict
+    from lowres_adapters.training.base_scores import cached_base_scores
+
+    texts = context.held_out_texts()
+
+    def score() -> dict[str, Any]:
+        echo(f"scoring the base model on {len(texts)} held-out texts")
+        return recipe.evaluate(context, context.model)
+
+    parts = {"objective": context.objective, "recipe": recipe.name, "options": config_to_dict(context.options),
+             "max_length": context.loop.max_length}
+    held_out_pairs = [side for pair in context.data.pairs.get("test", [])[:1000] for side in (pair.source, pair.target)]
+    return cached_base_scores(model_id, parts, texts + ["\0pairs"] + held_out_pairs, score)
 
 
 def _check_adapter(settings: RunSettings) -> None:

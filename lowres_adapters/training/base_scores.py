@@ -1,0 +1,45 @@
+"""Cache of the base model's held-out figures, so a repeated run does not score the base again.
+
+Only models with a pinned revision (the embedded default) are cached: a local folder or a Hub id
+without a revision may change under the same name. The key covers the model and its revision,
+the objective, the recipe and its options, the scoring length and the held-out texts themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from lowres_adapters.artifact import atomic_write_text
+from lowres_adapters.paths import cache_dir
+
+
+def cache_key(model_id: str, revision: str, parts: Mapping[str, Any], texts: list[str]) -> str:
+    """Return the hex digest naming one base-model scoring."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"model": model_id, "revision": revision, **parts}, sort_keys=True,
+                             default=str).encode("utf-8"))
+    for text in texts:
+        digest.update(b"\0" + text.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def cached_base_scores(model_id: str, parts: Mapping[str, Any], texts: list[str],
+                       score: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Return the base model's figures from the cache, or ``score()`` them and store them."""
+    from lowres_adapters.models import model_revision
+
+    revision = model_revision(model_id)
+    if revision is None:
+        return score()
+    path = Path(cache_dir()) / "base-scores" / f"{cache_key(model_id, revision, parts, texts)}.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text("utf-8"))
+        except (OSError, json.JSONDecodeError):
+            pass  # a damaged entry is scored again and replaced
+    figures = score()
+    atomic_write_text(path, json.dumps(figures, sort_keys=True) + "\n")
+    return figures
