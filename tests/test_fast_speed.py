@@ -154,3 +154,14 @@ def test_loop_settings_switch_the_options_and_unsupported_models_fall_back(capsy
     assert "off for" in capsys.readouterr().err
     with pytest.raises(ValueError, match="vocab_trim needs masked_only_logits"):
         LoopSettings(vocab_trim=True)
+
+
+def test_the_fast_training_example_runs(capsys):
+    import runpy
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "fast_training.py"
+    figures = runpy.run_path(str(example))["main"]()
+    assert figures["fast_loss"] == pytest.approx(figures["plain_loss"], rel=1e-5)
+    assert figures["final_loss"] < figures["plain_loss"]
+    assert "packed into" in capsys.readouterr().out
