@@ -119,3 +119,18 @@ def test_unknown_task_and_missing_adapter_folder_are_one_line_errors(setup, tmp_
         run(model_dir, tmp_path / "a", recipe="task", recipe_options={"task": "nosuch"})
     with pytest.raises(LowresError, match="language adapter folder not found"):
         run(model_dir, tmp_path / "b", recipe="task", recipe_options={"lang_adapter": str(tmp_path / "none")})
+
+
+def test_cli_lang_adapter_flag_reaches_the_recipe(setup, tmp_path, capsys):
+    from lowres_adapters.cli import main
+
+    model_dir, _ = setup
+    lang = run(model_dir, tmp_path / "lang", adapter="seq_bn", max_steps=1)
+    try:
+        main(["adapt", "xyz", "--recipe", "task", "--model", str(model_dir), "--lang-adapter", str(lang.run_dir),
+              "--max-steps", "2", "--batch-size", "4", "--output", str(tmp_path / "task"), "--quiet"])
+    except SystemExit as done:
+        assert done.code == 0, capsys.readouterr().err
+    settings = json.loads((tmp_path / "task" / "run_config.json").read_text())
+    assert settings["recipe_options"]["lang_adapter"] == str(lang.run_dir)
+    assert settings["adapter"] == "seq_bn"  # the task recipe's default adapter type
