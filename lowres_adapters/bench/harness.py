@@ -137,8 +137,9 @@ def aggregate(workload: str, runs: dict[str, list[dict[str, Any]]], plan: BenchP
         rows.append({
             "workload": workload, "setup": setup, "adapter": first["adapter"],
             "trainable_parameters": first["trainable_parameters"], "steps": first["steps"],
-            "batch_rows": plan.batch_size[workload], "repeats": len(good),
+            "batch_rows": first.get("rows_per_step", plan.batch_size[workload]), "repeats": len(good),
             "tokens_per_step": round(statistics.median(r["tokens_per_step"] for r in good), 1),
+            "real_token_share": round(statistics.median(r["tokens_per_step"] / r["slots_per_step"] for r in good), 3),
             "tokens_per_s": round(rate, 1),
             "tokens_per_s_range": [round(min(r["tokens_per_s"] for r in good), 1),
                                    round(max(r["tokens_per_s"] for r in good), 1)],

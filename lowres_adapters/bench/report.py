@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 COLUMNS = (
     ("workload", "workload"), ("setup", "setup"), ("adapter", "adapter"),
-    ("trainable_parameters", "trainable"), ("tokens_per_step", "tokens/step"), ("tokens_per_s", "tokens/s"),
+    ("trainable_parameters", "trainable"), ("batch_rows", "rows/step"), ("tokens_per_step", "tokens/step"),
+    ("real_token_share", "real share"), ("tokens_per_s", "tokens/s"),
     ("ms_per_step", "ms/step"), ("peak_rss_mb", "peak RSS MB"), ("heldout_loss", "held-out loss"),
     ("speedup_vs_baseline", "speedup"), ("adapter_bytes_ratio", "adapter bytes / trainable bytes"),
     ("step_gflop", "GFLOP/step"), ("achieved_gflops", "GFLOP/s"),
@@ -56,6 +57,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
             value = row.get(key)
             if key == "speedup_vs_baseline" and value is not None:
                 cells.append(f"{value:.2f}x")
+            elif key == "real_token_share" and value is not None:
+                cells.append(f"{value:.0%}")
             elif key in ("heldout_loss", "adapter_bytes_ratio") and value is not None:
                 cells.append(f"{value:.4f}" if key == "heldout_loss" else f"{value:.3f}")
             elif key in ("tokens_per_s", "ms_per_step", "peak_rss_mb", "tokens_per_step", "achieved_gflops",
