@@ -73,3 +73,15 @@ def test_evaluate_translation_returns_scores_and_hypotheses():
                                               max_new_tokens=4)
     assert len(hypotheses) == 1 and scores.examples == 1
     assert 0.0 <= scores.chrf <= 100.0
+
+
+def test_generation_is_capped_relative_to_the_source_length():
+    model, tokenizer = tiny_model("llama")
+    model.generation_config.eos_token_id = None
+    source = "God is light."
+    capped = generate_translations(model, tokenizer, [source], prompt=plain_prompt("English", "Chichewa"),
+                                   num_beams=1, max_new_tokens=64, stop_at_newline=False, length_ratio=0.0)
+    uncapped = generate_translations(model, tokenizer, [source], prompt=plain_prompt("English", "Chichewa"),
+                                     num_beams=1, max_new_tokens=64, stop_at_newline=False, length_ratio=None)
+    assert len(tokenizer(capped[0], add_special_tokens=False)["input_ids"]) <= 8 + 1
+    assert uncapped[0].startswith(capped[0]) and len(uncapped[0]) > len(capped[0])

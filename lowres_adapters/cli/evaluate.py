@@ -40,7 +40,7 @@ def _print_figures(results: Mapping[str, Any]) -> None:
               help="Write report.md, report.html, evaluation.json and PNG plots into this folder.")
 @click.option("--max-examples", type=click.IntRange(min=1),
               help="Held-out texts (and at most as many pairs) to use; default: as many as the run used.")
-@click.option("--translation-examples", type=click.IntRange(min=1), default=50, show_default=True,
+@click.option("--translation-examples", type=click.IntRange(min=1), default=32, show_default=True,
               help="Held-out pairs translated per model.")
 @click.option("--num-beams", type=click.IntRange(min=1), default=4, show_default=True, help="Beam size.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,

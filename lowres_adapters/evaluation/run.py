@@ -94,18 +94,21 @@ def held_out_data(metadata: ArtifactMetadata, run_config: Mapping[str, Any], *, 
                    source_lang=chosen[0][2] if chosen else "", target_lang=chosen[0][3] if chosen else "")
 
 
-def translation_prompt(source_lang: str, target_lang: str) -> Callable[[str], str]:
-    """Return the prompt builder for a direction: the SFT recipe's own when installed, else a plain one."""
-    try:
-        from lowres_adapters.training.recipes import cpt_sft
-    except ImportError:
-        cpt_sft = None
-    builder = getattr(cpt_sft, "translation_prompt", None)
-    if callable(builder):
-        return builder(source_lang, target_lang)
-    from lowres_adapters.model_card import language_name
+def translation_prompt(source_lang: str, target_lang: str, template: str | None = None) -> Callable[[str], str]:
+    """Return the prompt builder for a direction: the run's SFT instruction template, else the default one.
 
-    return plain_prompt(language_name(source_lang), language_name(target_lang))
+    The SFT recipe trains on ``template.format(source=..., source_name=..., target_name=...)``
+    followed by the answer, so evaluation asks the same question.
+    """
+    from lowres_adapters.data.languages import language_name
+
+    source_name, target_name = language_name(source_lang), language_name(target_lang)
+    if not template:
+        return plain_prompt(source_name, target_name)
+
+    def build(source: str) -> str:
+        return template.format(source=source, source_name=source_name, target_name=target_name)
+    return build
 
 
 def _evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: str, script: str,
@@ -119,7 +122,7 @@ def _evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective:
     if held_out.sources and objective == "clm":
         translation, hypotheses = evaluate_translation(
             model, tokenizer, held_out.sources, held_out.references,
-            prompt=translation_prompt(held_out.source_lang, held_out.target_lang),
+            prompt=translation_prompt(held_out.source_lang, held_out.target_lang, options.get("prompt")),
             num_beams=options["num_beams"], max_new_tokens=options["max_new_tokens"],
             batch_size=max(1, options["batch_size"] // 2),
             bleu_tokenize="char" if script in UNSPACED_SCRIPTS else None)
@@ -133,7 +136,7 @@ def _evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective:
 
 
 def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | Path | None = None,
-                 max_examples: int | None = None, translation_examples: int = 50, num_beams: int = 4,
+                 max_examples: int | None = None, translation_examples: int = 32, num_beams: int = 4,
                  max_new_tokens: int = 256, batch_size: int = 8, max_length: int = 512, layers: bool = True,
                  skip_base: bool = False, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate a run folder, base model and adapted model side by side.
@@ -168,7 +171,7 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
     held_out = held_out_data(metadata, run_config, max_examples=max_examples,
                              translation_examples=translation_examples)
     options = {"batch_size": batch_size, "max_length": max_length, "num_beams": num_beams,
-               "max_new_tokens": max_new_tokens}
+               "max_new_tokens": max_new_tokens, "prompt": run_config.get("recipe_options", {}).get("prompt")}
     figures: dict[str, dict[str, Any]] = {}
     extras: dict[str, dict[str, Any]] = {}
     recorded = read_json(run_dir / METRICS_FILE)

@@ -96,7 +96,8 @@ def _stop_token_ids(tokenizer: Any, stop_at_newline: bool) -> list[int]:
 
 def generate_translations(model: Any, tokenizer: Any, sources: Sequence[str], *,
                           prompt: Callable[[str], str], num_beams: int = 4, max_new_tokens: int = 256,
-                          batch_size: int = 4, stop_at_newline: bool = True) -> list[str]:
+                          batch_size: int = 4, stop_at_newline: bool = True,
+                          length_ratio: float | None = 3.0) -> list[str]:
     """Translate ``sources`` by generation from a causal LM and return the decoded continuations.
 
     Args:
@@ -108,6 +109,9 @@ def generate_translations(model: Any, tokenizer: Any, sources: Sequence[str], *,
         max_new_tokens: Longest continuation (methods.md B uses 256).
         batch_size: Prompts per ``generate`` call (left-padded).
         stop_at_newline: End a translation at its first newline (for one-line segments).
+        length_ratio: Also cap each batch's continuation at ``length_ratio`` times its longest
+            source in tokens, plus 8 (a degenerate repetition otherwise runs to ``max_new_tokens``,
+            which costs minutes per batch on a CPU); None for no such cap.
 
     Returns:
         One stripped hypothesis per source, in order.
@@ -128,13 +132,18 @@ def generate_translations(model: Any, tokenizer: Any, sources: Sequence[str], *,
     hypotheses: list[str] = []
     try:
         for offset in range(0, len(sources), batch_size):
-            prompts = [prompt(source) for source in sources[offset:offset + batch_size]]
+            batch_sources = sources[offset:offset + batch_size]
+            prompts = [prompt(source) for source in batch_sources]
             encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True)
+            budget = max_new_tokens
+            if length_ratio is not None:
+                longest = max(len(tokenizer(source, add_special_tokens=False)["input_ids"]) for source in batch_sources)
+                budget = min(max_new_tokens, int(length_ratio * longest) + 8)
             with torch.no_grad():
                 output = model.generate(
                     input_ids=encoded["input_ids"].to(device),
                     attention_mask=encoded["attention_mask"].to(device),
-                    num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False,
+                    num_beams=num_beams, max_new_tokens=budget, do_sample=False,
                     eos_token_id=stop_ids, pad_token_id=pad_id,
                 )
             continuations = output[:, encoded["input_ids"].shape[1]:]  # (batch, new tokens)
@@ -149,8 +158,10 @@ def generate_translations(model: Any, tokenizer: Any, sources: Sequence[str], *,
 
 def evaluate_translation(model: Any, tokenizer: Any, sources: Sequence[str], references: Sequence[str], *,
                          prompt: Callable[[str], str], num_beams: int = 4, max_new_tokens: int = 256,
-                         batch_size: int = 4, bleu_tokenize: str | None = None) -> tuple[TranslationScores, list[str]]:
+                         batch_size: int = 4, bleu_tokenize: str | None = None,
+                         length_ratio: float | None = 3.0) -> tuple[TranslationScores, list[str]]:
     """Generate translations of ``sources`` and score them; return the scores and the hypotheses."""
     hypotheses = generate_translations(model, tokenizer, sources, prompt=prompt, num_beams=num_beams,
-                                       max_new_tokens=max_new_tokens, batch_size=batch_size)
+                                       max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                       length_ratio=length_ratio)
     return score_translations(hypotheses, references, bleu_tokenize=bleu_tokenize), hypotheses
