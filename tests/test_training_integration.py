@@ -31,7 +31,7 @@ def test_adapt_nya_lora_lowers_held_out_bits_per_char(tmp_path, capsys):
     run_dir = tmp_path / "nya"
     try:
         main(["adapt", "nya", "--adapter", "lora", "--max-steps", "8", "--eval-examples", "40", "--max-length", "64",
-              "--lr", "3e-3", "--output", str(run_dir), "--quiet"])
+              "--output", str(run_dir), "--quiet"])
     except SystemExit as done:
         assert done.code == 0, capsys.readouterr().err
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -3,8 +3,9 @@
 Masked LM (15% of tokens, 80/10/10) for encoders, causal LM for decoders. Encoder defaults are
 the paper's (arXiv 2502.10140): lr 1e-4, batch 16, one sentence per example, 100k steps. The
 decoder defaults are chosen for the embedded SmolLM2-135M so that ~40 steps give a clear gain on
-a CPU (the measured Chichewa anchor used lr 1e-3, batch 8, 128 tokens): lr 1e-3, batch 8,
-128 tokens, 5% warm-up, cosine decay to 10%.
+a CPU: batch 8, 128 tokens (as the measured Chichewa anchor), 5% warm-up, cosine decay to 10%,
+and lr 1e-2: with the default LoRA (r=8 on query and value) 40 steps took held-out bits/char
+from 3.972 to 3.196 at lr 3e-3 and to 3.045 at lr 1e-2 (first 100 NT verses).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from lowres_adapters.training.speed import cached_text_features, speed_up_for_lo
 
 ENCODER_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "max_length": 128, "max_steps": 100_000,
                     "schedule": "linear", "warmup_ratio": 0.0}
-DECODER_DEFAULTS = {"lr": 1e-3, "batch_size": 8, "max_length": 128, "max_steps": 40,
+DECODER_DEFAULTS = {"lr": 1e-2, "batch_size": 8, "max_length": 128, "max_steps": 40,
                     "schedule": "cosine", "warmup_ratio": 0.05, "min_lr_ratio": 0.1}
 
 
