@@ -85,3 +85,13 @@ def test_generation_is_capped_relative_to_the_source_length():
                                      num_beams=1, max_new_tokens=64, stop_at_newline=False, length_ratio=None)
     assert len(tokenizer(capped[0], add_special_tokens=False)["input_ids"]) <= 8 + 1
     assert uncapped[0].startswith(capped[0]) and len(uncapped[0]) > len(capped[0])
+
+
+def test_length_ratio_is_the_largest_target_to_source_ratio():
+    from lowres_adapters.evaluation.translation import length_ratio_of
+
+    _, tokenizer = tiny_model("llama")
+    sources, references = ["ab", "abcd"], ["abcdef", "a"]
+    lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in sources + references]
+    assert length_ratio_of(tokenizer, sources, references) == pytest.approx(max(1.0, lengths[2] / lengths[0]))
+    assert length_ratio_of(tokenizer, ["abcdef"], ["a"]) == 1.0

@@ -89,15 +89,21 @@ def plot_loss_curves(records: Sequence[Mapping[str, Any]], path: Path, title: st
 
 def plot_metric_bars(base: Mapping[str, float], adapted: Mapping[str, float], metrics: Sequence[str],
                      path: Path, title: str = "Base vs adapted") -> Path | None:
-    """Draw one small bar chart per metric, base (grey) next to adapted (blue), values printed on the bars."""
-    shown = [m for m in metrics if isinstance(base.get(m), (int, float)) and isinstance(adapted.get(m), (int, float))]
+    """Draw one small bar chart per metric, base (grey) next to adapted (blue), values printed on the bars.
+
+    A metric only the adapted model has (e.g. a task head's) gets a single bar.
+    """
+    shown = [m for m in metrics if isinstance(adapted.get(m), (int, float))]
     if not shown:
         return None
     pyplot = _pyplot()
     figure, axes_list = pyplot.subplots(1, len(shown), figsize=(2.6 * len(shown) + 0.6, 3.6), squeeze=False)
     for axes, metric in zip(axes_list[0], shown):
-        values = [float(base[metric]), float(adapted[metric])]
-        bars = axes.bar(["base", "adapted"], values, color=[BASE_COLOUR, ADAPTED_COLOUR], width=0.6)
+        has_base = isinstance(base.get(metric), (int, float))
+        names = ["base", "adapted"] if has_base else ["adapted"]
+        values = ([float(base[metric])] if has_base else []) + [float(adapted[metric])]
+        colours = [BASE_COLOUR, ADAPTED_COLOUR] if has_base else [ADAPTED_COLOUR]
+        bars = axes.bar(names, values, color=colours, width=0.6)
         for bar, value in zip(bars, values):
             axes.annotate(f"{value:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                           ha="center", va="bottom", fontsize=9, xytext=(0, 2), textcoords="offset points")

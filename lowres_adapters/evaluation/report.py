@@ -59,12 +59,15 @@ def summary_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     base, adapted = results.get("base", {}), results.get("adapted", {})
     rows = []
     for metric in (*LM_METRICS, *TRANSLATION_METRICS, *TASK_METRICS):
-        if not (isinstance(base.get(metric), (int, float)) and isinstance(adapted.get(metric), (int, float))):
+        if not isinstance(adapted.get(metric), (int, float)):
+            continue
+        label = METRIC_LABELS.get(metric, metric) + (" ↓" if metric in LOWER_IS_BETTER else " ↑")
+        if not isinstance(base.get(metric), (int, float)):  # e.g. a task head the base model lacks
+            rows.append((label, "–", _format(float(adapted[metric])), ""))
             continue
         before, after = float(base[metric]), float(adapted[metric])
         change = f"{100 * (after - before) / before:+.1f}%" if before else "n/a"
         better = (after < before) if metric in LOWER_IS_BETTER else (after > before)
-        label = METRIC_LABELS.get(metric, metric) + (" ↓" if metric in LOWER_IS_BETTER else " ↑")
         rows.append((label, _format(before), _format(after), change + (" ✓" if better else "")))
     return rows
 

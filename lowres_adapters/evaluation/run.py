@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import json as json_module
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -18,11 +18,12 @@ from lowres_adapters.artifact import METRICS_FILE, ArtifactMetadata, read_metada
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.card_metrics import metrics_for_card
 from lowres_adapters.evaluation.language_modeling import score_texts
-from lowres_adapters.evaluation.translation import evaluate_translation, plain_prompt
+from lowres_adapters.evaluation.translation import evaluate_translation, length_ratio_of, plain_prompt
 
 __all__ = ["evaluate_run", "metrics_for_card", "HeldOut"]
 
 RUN_CONFIG_FILE = "run_config.json"
+TASK_HEAD_FILE = "task_head.json"
 UNSPACED_SCRIPTS = frozenset({"Tibt", "Thai", "Laoo", "Khmr", "Mymr", "Hani", "Hans", "Hant", "Jpan"})
 """Scripts without spaces between words: BLEU uses sacrebleu's ``char`` tokenizer for them."""
 LM_FIGURES = ("bits_per_char", "bits_per_byte", "perplexity", "pseudo_perplexity", "loss_per_token", "tokens",
@@ -41,6 +42,7 @@ class HeldOut:
         references: Gold translations.
         source_lang: ISO 639-3 code of the sources ("" without pairs).
         target_lang: ISO 639-3 code of the references.
+        tasks: The pack's downstream tasks (name -> ``TaskData``).
     """
 
     texts: list[str]
@@ -48,6 +50,7 @@ class HeldOut:
     references: list[str]
     source_lang: str = ""
     target_lang: str = ""
+    tasks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def direction(self) -> str | None:
@@ -91,7 +94,8 @@ def held_out_data(metadata: ArtifactMetadata, run_config: Mapping[str, Any], *, 
     chosen = chosen[:count]
     return HeldOut(texts=texts, sources=[source for source, *_ in chosen],
                    references=[target for _, target, *_ in chosen],
-                   source_lang=chosen[0][2] if chosen else "", target_lang=chosen[0][3] if chosen else "")
+                   source_lang=chosen[0][2] if chosen else "", target_lang=chosen[0][3] if chosen else "",
+                   tasks=dict(pack_data.tasks))
 
 
 def translation_prompt(source_lang: str, target_lang: str, template: str | None = None) -> Callable[[str], str]:
@@ -125,7 +129,8 @@ def _evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective:
             prompt=translation_prompt(held_out.source_lang, held_out.target_lang, options.get("prompt")),
             num_beams=options["num_beams"], max_new_tokens=options["max_new_tokens"],
             batch_size=max(1, options["batch_size"] // 2),
-            bleu_tokenize="char" if script in UNSPACED_SCRIPTS else None)
+            bleu_tokenize="char" if script in UNSPACED_SCRIPTS else None,
+            length_ratio=length_ratio_of(tokenizer, held_out.sources, held_out.references))
         figures.update({key: getattr(translation, key) for key in TRANSLATION_FIGURES})
         extras = {"signatures": {"bleu": translation.bleu_signature, "chrf": translation.chrf_signature,
                                  "chrf_pp": translation.chrf_pp_signature},
@@ -133,6 +138,33 @@ def _evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective:
         say(f"{label}: chrF {translation.chrf:.2f}, chrF++ {translation.chrf_pp:.2f}, BLEU {translation.bleu:.2f} "
             f"on {len(held_out.sources)} {held_out.direction} pairs")
     return figures, extras
+
+
+def evaluate_task_run(run_dir: Path, tasks: Mapping[str, Any], *, max_examples: int | None,
+                      batch_size: int) -> dict[str, Any]:
+    """Return the task figures of a task run (one with ``task_head.json``), or {} for other runs.
+
+    The task model is rebuilt by the task recipe (base + language adapter(s) + task adapter + head)
+    and scored on the split the run was scored on.
+    """
+    head_file = run_dir / TASK_HEAD_FILE
+    if not head_file.exists():
+        return {}
+    from lowres_adapters.training.recipes.task import load_task_model
+    from lowres_adapters.training.task_scoring import evaluate_task
+
+    description = read_json(head_file)
+    task_name = description.get("task", "")
+    if task_name not in tasks:
+        raise LowresError(f"{head_file}: task {task_name!r} is not in the language pack's data")
+    split = read_json(run_dir / RUN_CONFIG_FILE).get("recipe_options", {}).get("eval_split", "test")
+    examples = list(tasks[task_name].splits.get(split, []))[:max_examples]
+    if not examples:
+        raise LowresError(f"task {task_name!r} has no {split!r} examples to score")
+    model, head, tokenizer, task = load_task_model(run_dir)
+    scores = evaluate_task(model, head, tokenizer, task, examples, batch_size=batch_size)
+    return {"task": task_name, "task_split": split, "task_examples": len(examples),
+            "figures": {key: value for key, value in scores.items() if key != "examples"}}
 
 
 def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | Path | None = None,
@@ -209,6 +241,13 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
                       "adapted": extras["adapted"]["hypotheses"][index]}
                      for index, (source, reference) in enumerate(zip(held_out.sources[:SAMPLES],
                                                                       held_out.references[:SAMPLES]))])
+    task = evaluate_task_run(run_dir, held_out.tasks, max_examples=max_examples, batch_size=batch_size)
+    if task:
+        results["adapted"].update(task.pop("figures"))
+        results.update(task)
+        say(f"task {task['task']}: " + ", ".join(f"{key} {results['adapted'][key]:.2f}" for key in
+                                                 ("accuracy", "macro_f1", "entity_f1", "exact_match", "f1")
+                                                 if key in results["adapted"]))
     if recorded.get("stages"):
         results["stages"] = recorded["stages"]
     results["card_metrics"] = metrics_for_card(results)
