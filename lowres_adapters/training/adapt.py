@@ -207,6 +207,9 @@ def _score_base(recipe: Recipe, context: RecipeContext, model_id: str,
         echo(f"scoring the base model on {len(texts)} held-out texts")
         return recipe.evaluate(context, context.model)
 
+    if not recipe.cache_base_scores:
+        return score()
+
     parts = {"objective": context.objective, "recipe": recipe.name, "options": config_to_dict(context.options),
              "max_length": context.loop.max_length}
     held_out_pairs = [side for pair in context.data.pairs.get("test", [])[:1000] for side in (pair.source, pair.target)]

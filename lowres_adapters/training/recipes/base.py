@@ -105,11 +105,14 @@ class Recipe:
         description: One line for ``lowres adapt --help`` and the docs.
         options_class: Frozen dataclass of the recipe's own settings (``[recipe_options]``).
         needs: What data the recipe reads: some of ``"text"``, ``"pairs"``, ``"edges"``, ``"tasks"``.
+        cache_base_scores: Whether :meth:`evaluate` of the base model depends only on the model,
+            the options and the held-out data, so its figures may be cached between runs.
         default_adapter: Adapter type used when the run names none.
     """
 
     name: str = ""
     default_adapter: str = "lora"
+    cache_base_scores: bool = False
     description: str = ""
     options_class: type = NoOptions
     needs: tuple[str, ...] = ("text",)

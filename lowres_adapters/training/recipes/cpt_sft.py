@@ -134,6 +134,7 @@ class SftRecipe(Recipe):
     name = "sft"
     description = "SFT on parallel pairs as translation instructions, loss on the answer (stage 2 of methods.md B)"
     options_class = SftOptions
+    cache_base_scores = True
     needs = ("pairs",)
 
     def loop_defaults(self, objective: str) -> dict[str, Any]:
@@ -227,6 +228,7 @@ class CptSftRecipe(Recipe):
     name = "cpt_sft"
     description = "continual pre-training then SFT on one adapter (methods.md B); stages/cpt and stages/sft"
     options_class = CptSftOptions
+    cache_base_scores = True
     needs = ("text", "pairs")
 
     def stages(self, options: CptSftOptions) -> list[tuple[str, Recipe, dict[str, Any], dict[str, Any]]]:

@@ -75,6 +75,7 @@ class LanguageRecipe(Recipe):
     name = "language"
     description = "language adapter on free text (MLM for encoders, CLM for decoders)"
     options_class = LanguageOptions
+    cache_base_scores = True
     needs = ("text",)
 
     def loop_defaults(self, objective: str) -> dict[str, Any]:
