@@ -45,7 +45,8 @@ def _print_figures(results: Mapping[str, Any]) -> None:
 @click.option("--num-beams", type=click.IntRange(min=1), default=4, show_default=True, help="Beam size.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
               help="Longest generated translation.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Texts per forward pass (half as many prompts per generate call).")
 @click.option("--no-layers", is_flag=True, help="Leave the layer-wise analysis out of the report.")
 @click.option("--skip-base", is_flag=True, help="Take the base figures from metrics.json.")
 def evaluate(run_dir: str, as_json: bool, report_dir: str | None, max_examples: int | None,
