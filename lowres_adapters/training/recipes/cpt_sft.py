@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from lowres_adapters.data.examples import PairExample
 from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.translation import DEFAULT_PROMPT
 from lowres_adapters.training.batching import CausalCollator, Feature, tokenize_for_clm, tokenize_prompt_answer
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import causal_lm_loss
@@ -34,8 +35,8 @@ CPT_DEFAULTS = {"lr": 1e-2, "batch_size": 8, "max_length": 128, "max_steps": 40,
                 "warmup_ratio": 0.03, "min_lr_ratio": 0.1}
 SFT_DEFAULTS = {"lr": 5e-3, "batch_size": 8, "max_length": 192, "max_steps": 40, "schedule": "cosine",
                 "warmup_ratio": 0.10, "min_lr_ratio": 0.1}
-PROMPT = "Translate from {source_name} to {target_name}.\n{source_name}: {source}\n{target_name}:"
-"""The instruction (the same as the translation evaluation's default prompt)."""
+PROMPT = DEFAULT_PROMPT
+"""The instruction: the translation evaluation's own prompt, so ``lowres evaluate`` asks as SFT taught."""
 DIRECTIONS = ("both", "into", "from")
 
 
