@@ -144,6 +144,7 @@ def aggregate(workload: str, runs: dict[str, list[dict[str, Any]]], plan: BenchP
             "tokens_per_s_range": [round(min(r["tokens_per_s"] for r in good), 1),
                                    round(max(r["tokens_per_s"] for r in good), 1)],
             "ms_per_step": round(statistics.median(r["ms_per_step"] for r in good), 1),
+            "tokens_per_cpu_s": round(statistics.median(r["tokens_per_cpu_s"] for r in good), 1),
             "peak_rss_mb": round(max(r["peak_rss_mb"] for r in good), 1),
             "heldout_loss": round(statistics.fmean(r["heldout_loss"] for r in good), 4),
             "speedup_vs_baseline": None,
@@ -154,7 +155,10 @@ def aggregate(workload: str, runs: dict[str, list[dict[str, Any]]], plan: BenchP
             "achieved_gflops": round(statistics.median(r["achieved_gflops"] for r in good), 1),
             "tokenizer": first["tokenizer"], "threads": first["threads"],
         })
+    baseline_cpu_rate = next((row["tokens_per_cpu_s"] for row in rows if row["setup"] == BASELINE
+                              and "tokens_per_cpu_s" in row), None)
     for row in rows:
         if baseline_rate and "tokens_per_s" in row:
             row["speedup_vs_baseline"] = round(row["tokens_per_s"] / baseline_rate, 2)
+            row["cpu_speedup_vs_baseline"] = round(row["tokens_per_cpu_s"] / baseline_cpu_rate, 2)
     return rows

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -62,7 +61,7 @@ def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, Any
         return batch
 
     job = dataclasses.replace(job, collate=counting_collate)
-    clock.started = time.perf_counter()
+    clock.start()
     result = train(job, settings, callbacks=[lambda report: clock.step_done()])
     tensors = {name: tensor.detach().contiguous() for name, tensor in handle.adapter_state_dict().items()}
     tensors.update({name: p.detach().contiguous() for name, p in parameters.items() if name.startswith(HEAD_TRANSFORM)})

@@ -78,7 +78,9 @@ class StepClock:
 
     scores_every_slot: bool = True
     started: float = field(default_factory=time.perf_counter)
+    cpu_started: float = field(default_factory=time.process_time)
     ends: list[float] = field(default_factory=list)
+    cpu_ends: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     work: list[tuple[int, int, int]] = field(default_factory=list)  # (slots, slots x width, scored)
     pending: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
@@ -92,9 +94,14 @@ class StepClock:
         for index, value in enumerate((count_real_tokens(batch), slots, slots * batch["input_ids"].shape[1], scored)):
             self.pending[index] += int(value)
 
+    def start(self) -> None:
+        """Mark the start of training (wall and CPU time)."""
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
+
     def step_done(self) -> None:
         """Close the current step."""
         self.ends.append(time.perf_counter())
+        self.cpu_ends.append(time.process_time())
         self.tokens.append(self.pending[0])
         self.work.append((self.pending[1], self.pending[2], self.pending[3]))
         self.pending = [0, 0, 0, 0]
@@ -106,11 +113,15 @@ class StepClock:
         skip = 1 if len(self.ends) >= 3 else 0
         start = self.ends[skip - 1] if skip else self.started
         seconds = self.ends[-1] - start
+        cpu_ends = self.cpu_ends or self.ends
+        cpu_seconds = cpu_ends[-1] - (cpu_ends[skip - 1] if skip else self.cpu_started)
         steady = len(self.ends) - skip
         slots, slot_width, scored = (sum(item[k] for item in self.work[skip:]) / steady for k in range(3))
         return {"steps": len(self.ends), "timed_steps": steady, "seconds": seconds,
                 "tokens_per_step": sum(self.tokens[skip:]) / steady,
                 "tokens_per_s": sum(self.tokens[skip:]) / seconds, "ms_per_step": 1000.0 * seconds / steady,
+                "tokens_per_cpu_s": sum(self.tokens[skip:]) / max(cpu_seconds, 1e-9),
+                "cpu_ms_per_step": 1000.0 * cpu_seconds / steady,
                 "first_step_ms": 1000.0 * (self.ends[0] - self.started), "slots_per_step": slots,
                 "attended_per_slot": slot_width / max(slots, 1), "scored_per_step": scored}
 
@@ -177,7 +188,7 @@ def _adapters_trainer(config: RunConfig, data: WorkloadData) -> dict[str, Any]:
 
     class _Clock(TrainerCallback):
         def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
-            clock.started = time.perf_counter()
+            clock.start()
 
         def on_step_end(self, *args: Any, **kwargs: Any) -> None:
             clock.step_done()
@@ -215,6 +226,7 @@ def _peft_loop(config: RunConfig, data: WorkloadData) -> dict[str, Any]:
     order = torch.randperm(len(data.train_ids), generator=torch.Generator().manual_seed(config.seed)).tolist()
     clock = StepClock()
     model.train()
+    clock.start()
     for step in range(config.steps):
         indices = order[step * config.batch_size:(step + 1) * config.batch_size]
         batch = collate([{"input_ids": data.train_ids[i]} for i in indices])
