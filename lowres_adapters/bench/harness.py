@@ -4,6 +4,8 @@ Each child trains one setup and writes its measurements; the parent takes the ch
 from ``os.wait4`` (``ru_maxrss``), so a setup's memory is its own. Rows give the median over
 repeats of tokens/s and ms/step, the largest peak RSS, the mean held-out loss and
 ``speedup_vs_baseline`` = tokens/s / tokens/s of ``adapters+trainer`` on the same workload.
+Repeat ``r`` runs with seed ``r`` (adapter initialisation, data order, masks; the base weights
+never change), so the spread of the held-out loss shows what data order alone does.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = lambda line: None) -
             for setup in setups:
                 config = RunConfig(workload=workload, setup=setup, steps=plan.steps,
                                    batch_size=plan.batch_size[workload], row_length=plan.row_length, lr=plan.lr,
-                                   heldout_examples=plan.heldout_examples)
+                                   seed=repeat, heldout_examples=plan.heldout_examples)
                 log(f"{workload} {setup} (run {repeat + 1}/{plan.repeats}) ...")
                 result = run_child(config, plan.threads)
                 runs[setup].append(result)
@@ -147,6 +149,7 @@ def aggregate(workload: str, runs: dict[str, list[dict[str, Any]]], plan: BenchP
             "tokens_per_cpu_s": round(statistics.median(r["tokens_per_cpu_s"] for r in good), 1),
             "peak_rss_mb": round(max(r["peak_rss_mb"] for r in good), 1),
             "heldout_loss": round(statistics.fmean(r["heldout_loss"] for r in good), 4),
+            "heldout_loss_std": round(statistics.stdev(r["heldout_loss"] for r in good), 4) if len(good) > 1 else None,
             "speedup_vs_baseline": None,
             "adapter_bytes": first["adapter_bytes"],
             "adapter_bytes_ratio": round(first["adapter_bytes"] / trainable_bytes, 4) if trainable_bytes else None,

@@ -10,7 +10,7 @@ COLUMNS = (
     ("workload", "workload"), ("setup", "setup"), ("adapter", "adapter"),
     ("trainable_parameters", "trainable"), ("batch_rows", "rows/step"), ("tokens_per_step", "tokens/step"),
     ("real_token_share", "real share"), ("tokens_per_s", "tokens/s"),
-    ("ms_per_step", "ms/step"), ("peak_rss_mb", "peak RSS MB"), ("heldout_loss", "held-out loss"),
+    ("ms_per_step", "ms/step"), ("peak_rss_mb", "peak RSS MB"), ("heldout_loss", "held-out loss"), ("heldout_loss_std", "± (seeds)"),
     ("speedup_vs_baseline", "speedup"), ("tokens_per_cpu_s", "tokens/CPU-s"),
     ("cpu_speedup_vs_baseline", "CPU speedup"), ("adapter_bytes_ratio", "adapter bytes / trainable bytes"),
     ("step_gflop", "GFLOP/step"), ("achieved_gflops", "GFLOP/s"),
@@ -60,8 +60,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
                 cells.append(f"{value:.2f}x")
             elif key == "real_token_share" and value is not None:
                 cells.append(f"{value:.0%}")
-            elif key in ("heldout_loss", "adapter_bytes_ratio") and value is not None:
-                cells.append(f"{value:.4f}" if key == "heldout_loss" else f"{value:.3f}")
+            elif key in ("heldout_loss", "heldout_loss_std", "adapter_bytes_ratio") and value is not None:
+                cells.append(f"{value:.3f}" if key == "adapter_bytes_ratio" else f"{value:.4f}")
             elif key in ("tokens_per_s", "tokens_per_cpu_s", "ms_per_step", "peak_rss_mb", "tokens_per_step", "achieved_gflops",
                          "step_gflop") and value is not None:
                 cells.append(f"{value:,.1f}" if key in ("achieved_gflops", "step_gflop") else f"{value:,.0f}")

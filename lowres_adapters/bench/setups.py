@@ -33,7 +33,7 @@ LOWRES_VARIANTS: dict[str, dict[str, Any]] = {
     "lowres:no-packing": {"packing": False},
     "lowres:no-trim": {"vocab_trim": False},
     "lowres:full-logits": {"masked_only_logits": False, "vocab_trim": False},
-    "lowres:trim-negatives": {"trim_negatives": 4096},
+    "lowres:no-negatives": {"trim_negatives": 0},
     "lowres:bf16": {"bf16": True},
     "lowres:compile": {"compile": True},
     "lowres:checkpointing": {"gradient_checkpointing": True},

@@ -64,23 +64,28 @@ def xlmr_base_config(vocab_size: int = 250_002) -> Any:
 
 
 def build_model(workload: str, seed: int = 0) -> Any:
-    """Return the workload's base model in train mode (the same weights for a given seed)."""
+    """Return the workload's base model in train mode, then seed torch with ``seed``.
+
+    The base weights are the same for every seed (random ones are drawn with seed 0); ``seed``
+    decides what comes after: adapter initialisation, dropout, data order.
+    """
     if workload == "mlm":
         from transformers import XLMRobertaForMaskedLM
 
-        torch.manual_seed(seed)
-        return XLMRobertaForMaskedLM(xlmr_base_config())
-    if workload in TINY_WORKLOADS:
+        torch.manual_seed(0)
+        model = XLMRobertaForMaskedLM(xlmr_base_config())
+    elif workload in TINY_WORKLOADS:
         from lowres_adapters.testing.tiny import tiny_model
 
-        model, _ = tiny_model("xlmr" if workload == "tiny-mlm" else "llama", seed=seed)
-        return model.train()
-    if workload == "clm":
+        model, _ = tiny_model("xlmr" if workload == "tiny-mlm" else "llama", seed=0)
+    elif workload == "clm":
         from lowres_adapters.models import DEFAULT_MODEL, load_base_model
 
         model, _ = load_base_model(DEFAULT_MODEL, objective="clm")
-        return model
-    raise LowresError(f"unknown workload {workload!r}; choose from {', '.join(WORKLOADS)}")
+    else:
+        raise LowresError(f"unknown workload {workload!r}; choose from {', '.join(WORKLOADS)}")
+    torch.manual_seed(seed)
+    return model.train()
 
 
 def xlmr_tokenizer() -> tuple[Any, str]:

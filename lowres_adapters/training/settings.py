@@ -76,7 +76,8 @@ class LoopSettings:
         masked_only_logits: Apply the LM head only at labelled positions
             (:mod:`~lowres_adapters.training.fast_lm`).
         vocab_trim: Score only the token ids the training text uses (needs ``masked_only_logits``).
-        trim_negatives: With ``vocab_trim``, unused ids drawn into each softmax (sampled softmax).
+        trim_negatives: With ``vocab_trim``, unused ids drawn into each softmax (sampled softmax),
+            so training still pushes unused tokens down; 0 scores the corpus's ids only.
         token_cache: Cache tokenised text on disk (memory-mapped) so later runs skip tokenising.
         bf16: Train under CPU bf16 autocast (weights stay float32).
         compile: ``torch.compile`` the model body.
@@ -112,7 +113,7 @@ class LoopSettings:
     packing: bool = False
     masked_only_logits: bool = False
     vocab_trim: bool = False
-    trim_negatives: int = 0
+    trim_negatives: int = 4096
     token_cache: bool = False
     bf16: bool = False
     compile: bool = False

@@ -49,7 +49,7 @@ class SpeedOptions:
     bf16: bool = False
     compile: bool = False
     gradient_checkpointing: bool = False
-    trim_negatives: int = 0
+    trim_negatives: int = 4096
     chunk_size: int | None = None
 
     def __post_init__(self) -> None:
@@ -68,7 +68,7 @@ class SpeedOptions:
     @property
     def any(self) -> bool:
         """Return True when some option changes the job."""
-        return any(getattr(self, name) for name in _SWITCHES if name != "token_cache")
+        return any(getattr(self, name) for name in _SWITCHES if name not in ("token_cache", "trim_negatives"))
 
     @classmethod
     def plain(cls) -> "SpeedOptions":
