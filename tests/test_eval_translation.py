@@ -95,3 +95,25 @@ def test_length_ratio_is_the_largest_target_to_source_ratio():
     lengths = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in sources + references]
     assert length_ratio_of(tokenizer, sources, references) == pytest.approx(max(1.0, lengths[2] / lengths[0]))
     assert length_ratio_of(tokenizer, ["abcdef"], ["a"]) == 1.0
+
+
+def test_adapter_models_with_a_broken_cache_still_generate_correctly():
+    from lowres_adapters.evaluation.translation import cache_is_filled
+    from lowres_adapters.registry import get_registry
+
+    model, tokenizer = tiny_model("llama")
+    model.generation_config.eos_token_id = None
+    spec = get_registry().adapter_type("lora")
+    handle = spec.attach(model, "nya", spec.config_class())
+    handle.activate()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in handle.trainable_parameters().values():
+            parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
+    prompt = plain_prompt("English", "Chichewa")
+    encoded = tokenizer([prompt("God is light.")], return_tensors="pt")
+    if cache_is_filled(handle.model, encoded["input_ids"], encoded["attention_mask"]):
+        pytest.skip("this adapters/transformers pair fills the cache: nothing to work around")
+    hypotheses = generate_translations(handle.model, tokenizer, ["God is light."], prompt=prompt, num_beams=1,
+                                       max_new_tokens=6, stop_at_newline=False, length_ratio=None)
+    assert hypotheses[0].split("\n")[0].strip() == greedy_reference(handle.model, tokenizer, prompt("God is light."), 6)

@@ -112,8 +112,12 @@ def _table_html(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+Section = tuple[str, str, list[tuple[tuple[str, ...], list]], list[str]]
+"""A report section: heading, paragraph, tables (header, rows), plot names."""
+
+
 def _sections(results: Mapping[str, Any], analyses: Mapping[str, Mapping[str, Any]],
-              plots: Mapping[str, Path]) -> list[tuple[str, str, list[tuple[tuple[str, ...], list]], list[str]]]:
+              plots: Mapping[str, Path]) -> list[Section]:
     """Return ``(heading, paragraph, tables, plot names)`` for each report section."""
     sections = []
     if not results.get("adapted"):  # a layer-wise analysis on its own
@@ -141,8 +145,7 @@ def _sections(results: Mapping[str, Any], analyses: Mapping[str, Mapping[str, An
     return sections + _analysis_sections(analyses, plots)
 
 
-def _analysis_sections(analyses: Mapping[str, Mapping[str, Any]],
-                       plots: Mapping[str, Path]) -> list[tuple[str, str, list[tuple[tuple[str, ...], list]], list[str]]]:
+def _analysis_sections(analyses: Mapping[str, Mapping[str, Any]], plots: Mapping[str, Path]) -> list[Section]:
     """Return one report section per layer-wise analysis."""
     sections = []
     for title, analysis in analyses.items():

@@ -213,8 +213,9 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
         say(f"scoring the base model {metadata.base_model}")
         model, tokenizer = load_base_model(metadata.base_model, metadata.objective,
                                            revision=metadata.base_model_revision)
-        figures["base"], extras["base"] = _evaluate_model(model, tokenizer, held_out, objective=metadata.objective,
-                                                          script=metadata.script, options=options, say=say, label="base")
+        figures["base"], extras["base"] = _evaluate_model(
+            model, tokenizer, held_out, objective=metadata.objective, script=metadata.script, options=options,
+            say=say, label="base")
         del model
         gc.collect()
     say(f"scoring the adapted model {run_dir}")

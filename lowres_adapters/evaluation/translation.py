@@ -6,8 +6,10 @@ words (e.g. Tibetan), where BLEU's 13a tokenisation sees whole phrases as single
 
 from __future__ import annotations
 
+import inspect
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from lowres_adapters.errors import LowresError
 
@@ -93,6 +95,55 @@ def length_ratio_of(tokenizer: Any, sources: Sequence[str], references: Sequence
     return max([1.0, *ratios])
 
 
+@contextmanager
+def cache_compatible(model: Any) -> Iterator[int]:
+    """Let ``adapters`` attention layers fill the key/value cache while generating; yield how many were patched.
+
+    ``adapters`` 1.3 replaces Llama's attention with a version whose ``forward`` takes
+    ``past_key_value`` while transformers 4.57 passes ``past_key_values``: the cache stays empty and
+    cached decoding sees only the newest token. Inside this block such layers get the cache under
+    the name they read; the original methods are put back afterwards.
+    """
+    patched = []
+    for module in model.modules():
+        if not type(module).__module__.startswith("adapters."):
+            continue
+        parameters = inspect.signature(type(module).forward).parameters
+        if "past_key_value" in parameters and "past_key_values" not in parameters:
+            module.forward = _renaming_cache_argument(module.forward)
+            patched.append(module)
+    try:
+        yield len(patched)
+    finally:
+        for module in patched:
+            del module.forward  # back to the class's method
+
+
+def _renaming_cache_argument(forward: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("past_key_value") is None and "past_key_values" in kwargs:
+            kwargs["past_key_value"] = kwargs.pop("past_key_values")
+        return forward(*args, **kwargs)
+    return wrapped
+
+
+def cache_is_filled(model: Any, input_ids: Any, attention_mask: Any) -> bool:
+    """Return True when a forward pass with ``use_cache=True`` really fills the key/value cache.
+
+    When it does not (see :func:`cache_compatible`), cached decoding would produce garbage, so
+    generation falls back to ``use_cache=False`` (correct, but slow).
+    """
+    import torch
+
+    with torch.no_grad():
+        output = model(input_ids=input_ids[:1, -2:], attention_mask=attention_mask[:1, -2:], use_cache=True)
+    cache = getattr(output, "past_key_values", None)
+    if cache is None:
+        return False
+    length = cache.get_seq_length() if hasattr(cache, "get_seq_length") else len(cache)
+    return bool(length)
+
+
 def _stop_token_ids(tokenizer: Any, stop_at_newline: bool) -> list[int]:
     """Return the token ids that end a generated translation."""
     stops = {tokenizer.eos_token_id}
@@ -143,30 +194,38 @@ def generate_translations(model: Any, tokenizer: Any, sources: Sequence[str], *,
     was_training = model.training
     model.eval()
     hypotheses: list[str] = []
-    try:
-        for offset in range(0, len(sources), batch_size):
-            batch_sources = sources[offset:offset + batch_size]
-            prompts = [prompt(source) for source in batch_sources]
-            encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True)
-            budget = max_new_tokens
-            if length_ratio is not None:
-                longest = max(len(tokenizer(source, add_special_tokens=False)["input_ids"]) for source in batch_sources)
-                budget = min(max_new_tokens, int(length_ratio * longest) + 8)
-            with torch.no_grad():
-                output = model.generate(
-                    input_ids=encoded["input_ids"].to(device),
-                    attention_mask=encoded["attention_mask"].to(device),
-                    num_beams=num_beams, max_new_tokens=budget, do_sample=False,
-                    eos_token_id=stop_ids, pad_token_id=pad_id,
-                )
-            continuations = output[:, encoded["input_ids"].shape[1]:]  # (batch, new tokens)
-            for row in continuations.tolist():
-                text = tokenizer.decode(row, skip_special_tokens=True)
-                hypotheses.append(text.split("\n")[0].strip() if stop_at_newline else text.strip())
-    finally:
-        tokenizer.padding_side = previous_side
-        model.train(was_training)
+    use_cache: bool | None = None
+    with cache_compatible(model):
+        try:
+            for offset in range(0, len(sources), batch_size):
+                batch_sources = sources[offset:offset + batch_size]
+                prompts = [prompt(source) for source in batch_sources]
+                encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True)
+                input_ids, attention_mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
+                if use_cache is None:
+                    use_cache = cache_is_filled(model, input_ids, attention_mask)
+                with torch.no_grad():
+                    output = model.generate(
+                        input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams,
+                        max_new_tokens=_budget(tokenizer, batch_sources, max_new_tokens, length_ratio), do_sample=False,
+                        eos_token_id=stop_ids, pad_token_id=pad_id, use_cache=use_cache,
+                    )
+                continuations = output[:, encoded["input_ids"].shape[1]:]  # (batch, new tokens)
+                for row in continuations.tolist():
+                    text = tokenizer.decode(row, skip_special_tokens=True)
+                    hypotheses.append(text.split("\n")[0].strip() if stop_at_newline else text.strip())
+        finally:
+            tokenizer.padding_side = previous_side
+            model.train(was_training)
     return hypotheses
+
+
+def _budget(tokenizer: Any, sources: Sequence[str], max_new_tokens: int, length_ratio: float | None) -> int:
+    """Return the continuation cap of a batch: ``length_ratio`` x its longest source + 8, at most ``max_new_tokens``."""
+    if length_ratio is None:
+        return max_new_tokens
+    longest = max(len(tokenizer(source, add_special_tokens=False)["input_ids"]) for source in sources)
+    return min(max_new_tokens, int(length_ratio * longest) + 8)
 
 
 def evaluate_translation(model: Any, tokenizer: Any, sources: Sequence[str], references: Sequence[str], *,
