@@ -134,3 +134,14 @@ def test_cli_lang_adapter_flag_reaches_the_recipe(setup, tmp_path, capsys):
     settings = json.loads((tmp_path / "task" / "run_config.json").read_text())
     assert settings["recipe_options"]["lang_adapter"] == str(lang.run_dir)
     assert settings["adapter"] == "seq_bn"  # the task recipe's default adapter type
+
+
+def test_evaluation_subset_is_drawn_across_the_split_not_its_head():
+    from lowres_adapters.training.recipes.task import TaskOptions, evaluation_examples
+
+    ordered = [LabeledExample(text=str(index), label="a" if index < 50 else "b") for index in range(100)]
+    task = TaskData(kind="sequence_classification", labels=("a", "b"), splits={"test": ordered})
+    subset = evaluation_examples(task, TaskOptions(max_eval_examples=20))
+    assert len(subset) == 20 and {example.label for example in subset} == {"a", "b"}
+    assert [int(example.text) for example in subset] == sorted(int(example.text) for example in subset)
+    assert evaluation_examples(task, TaskOptions()) == ordered

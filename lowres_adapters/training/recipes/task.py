@@ -50,8 +50,10 @@ class TaskOptions:
         head_layers: 2 (dense + tanh + output, as AdapterHub) or 1 (linear).
         head_dropout: Dropout before the head.
         eval_split: Split scored before and after: ``test`` (or ``validation`` while tuning).
-        max_eval_examples: Score at most this many examples of that split (the first N); None = all.
-        selection_seed: Seed of the draw of ``--max-examples`` training examples.
+        max_eval_examples: Score at most this many examples of that split, drawn with
+            ``selection_seed`` (splits are often ordered by class or page); None = all.
+        selection_seed: Seed of the draw of ``--max-examples`` training examples and of
+            ``max_eval_examples`` evaluation examples.
     """
 
     task: str = ""
@@ -97,6 +99,17 @@ def chosen_task(context: RecipeContext) -> tuple[str, TaskData]:
     if name not in tasks:
         raise LowresError(f"unknown task {name!r} for {context.language}; available: {', '.join(sorted(tasks))}")
     return name, tasks[name]
+
+
+def evaluation_examples(task: TaskData, options: TaskOptions) -> list[Any]:
+    """Return the examples scored: the whole ``eval_split``, or ``max_eval_examples`` of them drawn
+    with ``selection_seed`` (kept in split order)."""
+    examples = list(task.splits[options.eval_split])
+    limit = options.max_eval_examples
+    if limit is None or limit >= len(examples):
+        return examples
+    chosen = sorted(random.Random(options.selection_seed).sample(range(len(examples)), limit))
+    return [examples[index] for index in chosen]
 
 
 def attach_language_adapters(model: Any, options: TaskOptions) -> tuple[Any, Any]:
@@ -240,9 +253,7 @@ class TaskRecipe(Recipe):
         if "task" not in context.state or context.handle is None:
             return figures  # the base model has no trained head: no task figures
         task_name, task = context.state["task"]
-        examples = list(task.splits[context.options.eval_split])
-        if context.options.max_eval_examples is not None:
-            examples = examples[: context.options.max_eval_examples]
+        examples = evaluation_examples(task, context.options)
         scores = evaluate_task(model, context.state["head"], context.tokenizer, task, examples,
                                max_length=context.loop.max_length)
         figures.update({f"task_{key}": value for key, value in scores.items()})
