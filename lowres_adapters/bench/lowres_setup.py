@@ -32,7 +32,7 @@ def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, Any
     from lowres_adapters.training.objectives import loss_for_objective
     from lowres_adapters.training.settings import LoopSettings
 
-    options = SpeedOptions(**{**SpeedOptions().__dict__, "token_cache": False, **switches})
+    options = SpeedOptions(**{**SpeedOptions().__dict__, "token_cache": False, "bf16": native_bf16(), **switches})
     model = build_model(config.workload, config.seed)
     kind, adapter_options = adapter_for(config.workload, config.setup)
     spec = get_registry().adapter_type(kind)
@@ -74,6 +74,13 @@ def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, Any
             "adapter_bytes": saved, "heldout_loss": heldout_loss(handle.model, data),
             "scored_vocab": _scored_vocab(job, model), "model_config": model.config,
             "options": dict(options.__dict__)}
+
+
+def native_bf16() -> bool:
+    """Return True when this CPU multiplies bf16 natively (AVX512-BF16 or AMX): bf16 pays there."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name)()) for name in checks if hasattr(cpu, name))
 
 
 def rows_per_step(config: RunConfig, data: WorkloadData) -> int:

@@ -18,7 +18,7 @@ from lowres_adapters.errors import LowresError
 @click.option("--setup", "setups", multiple=True,
               help="Setup to run besides the baseline (repeatable; default adapters+trainer, peft+loop, lowres). "
                    "Variants: lowres:no-packing, lowres:no-trim, lowres:full-logits, lowres:no-negatives, "
-                   "lowres:bf16, lowres:compile, lowres:checkpointing.")
+                   "lowres:fp32, lowres:compile, lowres:checkpointing.")
 @click.option("--ablation", is_flag=True, help="Also run every lowres variant.")
 @click.option("--steps", type=int, default=None, help="Optimiser steps per setup.")
 @click.option("--repeats", type=int, default=None, help="Runs of each setup.")
