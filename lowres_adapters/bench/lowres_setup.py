@@ -16,7 +16,7 @@ import torch
 
 from lowres_adapters.bench.setups import RunConfig, StepClock, adapter_for
 from lowres_adapters.bench.workloads import WorkloadData, build_model, heldout_loss
-from lowres_adapters.training.speed import SpeedOptions, speed_up_job
+from lowres_adapters.training.speed import SpeedOptions, native_bf16, speed_up_job
 
 
 HEAD_TRANSFORM = ("lm_head.dense.", "lm_head.layer_norm.")
@@ -74,13 +74,6 @@ def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, Any
             "adapter_bytes": saved, "heldout_loss": heldout_loss(handle.model, data),
             "scored_vocab": _scored_vocab(job, model), "model_config": model.config,
             "options": dict(options.__dict__)}
-
-
-def native_bf16() -> bool:
-    """Return True when this CPU multiplies bf16 natively (AVX512-BF16 or AMX): bf16 pays there."""
-    cpu = torch.cpu
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name)()) for name in checks if hasattr(cpu, name))
 
 
 def rows_per_step(config: RunConfig, data: WorkloadData) -> int:

@@ -18,6 +18,7 @@ from lowres_adapters.errors import LowresError
 from lowres_adapters.training.checkpoint import checkpoint_steps
 from lowres_adapters.training.distributed import current_process
 from lowres_adapters.training.loop import LoopResult, seed_everything, train
+from lowres_adapters.training.packing import examples_in
 from lowres_adapters.training.recipes import canonical_recipe_name, get_recipe
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, options_from
 from lowres_adapters.training.run_data import load_run_data
@@ -257,8 +258,10 @@ def _run_stage(name: str, recipe: Recipe, context: RecipeContext, model_id: str,
         stage_dir.mkdir(parents=True, exist_ok=True)
     context.process.barrier()
     job = recipe.job(context)
-    echo(f"{name}: {len(job.train_features)} training examples, {context.loop.total_steps(len(job.train_features))} "
-         f"steps, batch {context.loop.batch_size}, lr {context.loop.lr:g}")
+    rows, examples = len(job.train_features), examples_in(job.train_features)
+    packed = f" packed into {rows} rows of {context.loop.max_length} tokens" if rows != examples else ""
+    echo(f"{name}: {examples} training examples{packed}, {context.loop.total_steps(rows)} steps, "
+         f"batch {context.loop.batch_size}, lr {context.loop.lr:g}")
     training = train(job, context.loop, stage_dir, resume=context.settings.resume, process=context.process)
     metrics: dict[str, Any] = {}
     if context.process.is_main:

@@ -36,6 +36,7 @@ from lowres_adapters.training.checkpoint import (
 )
 from lowres_adapters.training.distributed import ProcessInfo, current_process
 from lowres_adapters.training.job import LoopResult, StepReport, TrainingJob
+from lowres_adapters.training.packing import examples_in
 
 __all__ = ["LoopResult", "StepReport", "TrainingJob", "evaluate_loss", "seed_everything", "select_parameters", "train"]
 from lowres_adapters.training.run_log import RunLog
@@ -200,7 +201,8 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
             print(f"resuming {job.name} from step {resumed_from} ({checkpoint})", file=sys.stderr)
     log.write({"event": "start", "stage": job.name, "total_steps": total_steps, "trainable_parameters": trainable,
                "total_parameters": total_parameters, "processes": process.world_size,
-               "resumed_from": resumed_from, "train_examples": len(job.train_features)})
+               "resumed_from": resumed_from, "train_examples": examples_in(job.train_features),
+               "train_rows": len(job.train_features)})
 
     from tqdm.auto import tqdm
 

@@ -102,6 +102,11 @@ def _join(pieces: Sequence[Mapping[str, Any]], with_labels: bool) -> Feature:
     return packed
 
 
+def examples_in(features: Sequence[Mapping[str, Any]]) -> int:
+    """Return how many examples ``features`` hold: a packed row counts its segments, a plain feature one."""
+    return sum(len(feature.get("segment_lengths") or (0,)) for feature in features)
+
+
 def packing_efficiency(features: Sequence[Mapping[str, Any]], row_length: int) -> float:
     """Return the share of row tokens that are real tokens (1.0 = no padding at all)."""
     if not features:

@@ -30,11 +30,15 @@ from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import causal_lm_loss
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext
 from lowres_adapters.training.recipes.language import LanguageRecipe
+from lowres_adapters.training.speed import fast_text_defaults, native_bf16, speed_up_for_loop
 
 CPT_DEFAULTS = {"lr": 1e-2, "batch_size": 8, "max_length": 128, "max_steps": 40, "schedule": "cosine",
                 "warmup_ratio": 0.03, "min_lr_ratio": 0.1}
 SFT_DEFAULTS = {"lr": 5e-3, "batch_size": 8, "max_length": 192, "max_steps": 40, "schedule": "cosine",
                 "warmup_ratio": 0.10, "min_lr_ratio": 0.1}
+SFT_SPEED = {"packing": True, "masked_only_logits": True}
+"""SFT packs its answer-only examples and scores only answer positions; the full vocabulary stays
+(no trimming: generation must learn to push every other token down)."""
 PROMPT = DEFAULT_PROMPT
 """The instruction: the translation evaluation's own prompt, so ``lowres evaluate`` asks as SFT taught."""
 DIRECTIONS = ("both", "into", "from")
@@ -50,7 +54,7 @@ class CptRecipe(LanguageRecipe):
         """Return the CPT defaults (see the module docstring)."""
         if objective != "clm":
             return super().loop_defaults(objective)
-        return dict(CPT_DEFAULTS)
+        return {**fast_text_defaults(), **CPT_DEFAULTS}
 
 
 @dataclass(frozen=True)
@@ -139,8 +143,8 @@ class SftRecipe(Recipe):
     needs = ("pairs",)
 
     def loop_defaults(self, objective: str) -> dict[str, Any]:
-        """Return the SFT defaults (see the module docstring)."""
-        return dict(SFT_DEFAULTS)
+        """Return the SFT defaults (see the module docstring), packed, bf16 where native."""
+        return {**SFT_SPEED, "bf16": native_bf16(), **SFT_DEFAULTS}
 
     def check_data(self, context: RecipeContext) -> None:
         """Require a causal LM besides the pairs and the held-out text."""
@@ -166,10 +170,11 @@ class SftRecipe(Recipe):
         if context.loop.eval_every:
             held = context.data.pairs.get("validation") or context.data.pairs.get("test") or []
             eval_features = self.features(context, held[: context.loop.eval_examples]) or None
-        return TrainingJob(model=context.handle.model, parameters=context.trained_parameters(),
-                           train_features=self.features(context, pairs),
-                           collate=CausalCollator(context.tokenizer.pad_token_id), loss_fn=causal_lm_loss,
-                           eval_features=eval_features, name=self.name, freezing=context.freezing())
+        job = TrainingJob(model=context.handle.model, parameters=context.trained_parameters(),
+                          train_features=self.features(context, pairs),
+                          collate=CausalCollator(context.tokenizer.pad_token_id), loss_fn=causal_lm_loss,
+                          eval_features=eval_features, name=self.name, freezing=context.freezing())
+        return speed_up_for_loop(job, context.loop, objective="clm", tokenizer=context.tokenizer)
 
     def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:
         """Return held-out bits/char and the bits per character of held-out translation answers."""
