@@ -77,6 +77,24 @@ def test_settings_precedence_recipe_then_file_then_cli(files, capsys, tmp_path):
     assert resolved["adapter_config"] == {"rank": 2}
 
 
+def test_free_text_runs_packed_by_default_and_each_switch_turns_off(files, capsys, tmp_path):
+    def start_of(name, *extra):
+        run_dir = tmp_path / name
+        code, _, err = run_cli(["adapt", "tum", "--model", files["model"], "--adapter", "toy", "--text",
+                                files["train"], "--eval-text", files["held_out"], "--max-steps", "2", "--quiet",
+                                "--output", str(run_dir), *extra], capsys)
+        assert code == 0, err
+        loop = json.loads((run_dir / "run_config.json").read_text())["loop"]
+        return loop, json.loads((run_dir / "train_log.jsonl").read_text().splitlines()[0])
+
+    loop, start = start_of("fast")
+    assert loop["packing"] and loop["masked_only_logits"] and loop["vocab_trim"] and loop["token_cache"]
+    assert start["train_rows"] < start["train_examples"]  # short lines share rows
+    loop, start = start_of("plain", "--set", "loop.packing=false", "--set", "loop.vocab_trim=false")
+    assert not loop["packing"] and not loop["vocab_trim"] and loop["masked_only_logits"]
+    assert start["train_rows"] == start["train_examples"]
+
+
 def test_yaml_config_is_read(files, capsys, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("adapter: toy\nloop:\n  max_steps: 2\n", encoding="utf-8")
