@@ -95,6 +95,31 @@ def test_free_text_runs_packed_by_default_and_each_switch_turns_off(files, capsy
     assert start["train_rows"] == start["train_examples"]
 
 
+class FullPlugin:
+    @hookimpl
+    def register_adapter_types(self, register):
+        from lowres_adapters.builtin.full_finetune import FULL
+
+        register(FULL)
+
+
+def test_start_line_says_what_is_frozen(files, capsys, tmp_path):
+    from lowres_adapters.registry import get_registry
+
+    get_registry().add_plugin(FullPlugin(), name="full_plugin")
+
+    def start_line(adapter):
+        code, _, err = run_cli(["adapt", "tum", "--model", files["model"], "--adapter", adapter, "--text",
+                                files["train"], "--eval-text", files["held_out"], "--max-steps", "1",
+                                "--output", str(tmp_path / adapter)], capsys)
+        assert code == 0, err
+        return next(line for line in err.splitlines() if line.startswith("trainable parameters:"))
+
+    assert start_line("toy").endswith("; everything else frozen")
+    full = start_line("full")
+    assert "(100.000%)" in full and full.endswith("; nothing frozen")
+
+
 def test_yaml_config_is_read(files, capsys, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("adapter: toy\nloop:\n  max_steps: 2\n", encoding="utf-8")

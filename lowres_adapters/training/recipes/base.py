@@ -94,7 +94,10 @@ class RecipeContext:
         extra = f" + base parameters matching {', '.join(self.settings.train_also)}" if self.settings.train_also else ""
         if self.vocabulary is not None:
             extra += f" + {self.vocabulary.added_tokens} new vocabulary rows"
-        return f"adapter {self.settings.adapter!r} ({self.handle.name}){extra}; everything else frozen"
+        trained = {id(parameter) for parameter in self.trained_parameters().values()}
+        everything = all(id(parameter) in trained for parameter in self.handle.model.parameters())
+        rest = "nothing frozen" if everything else "everything else frozen"
+        return f"adapter {self.settings.adapter!r} ({self.handle.name}){extra}; {rest}"
 
 
 class Recipe:
