@@ -60,6 +60,8 @@ class AttachedAdapter(Protocol):
         config: The config instance it was built from.
         model: The module to call for a forward pass. Usually the model passed to ``attach``
             (changed in place); a wrapper for methods that wrap (e.g. PEFT, soft prompts).
+        trains_base_weights: Optional, False when absent: True when what trains are the model's
+            own weights (full fine-tuning), not modules the adapter added.
     """
 
     name: str

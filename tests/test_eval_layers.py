@@ -113,6 +113,19 @@ def test_unmergeable_adapter_keeps_base_weights_and_reports_its_own_norms(tiny_b
     assert all(norm > 0 for norm in result["adapter_norms"].values())
 
 
+def test_full_fine_tuning_is_compared_weight_by_weight(tiny_base, tmp_path):
+    run = write_tiny_run(tmp_path / "run", tiny_base, adapter_type="full", scale=0.01)
+    result = analyze("base", run)
+    assert set(result["ranking"]) == {"embedding/output", "attention", "mlp", "norm"}
+    assert all(group["delta_norm"] > 0 for group in result["by_kind"].values())
+    tensors = read_tensors(run)
+    base = load_snapshot(str(tiny_base)).weights
+    name = "model.layers.1.mlp.down_proj.weight"
+    expected = float((tensors[name] - base[name]).norm())
+    reported = {t["name"]: t["delta_norm"] for t in analyze("base", run, top=1000)["top_tensors"]}
+    assert reported[name] == pytest.approx(expected, rel=1e-4)
+
+
 def test_second_stage_compares_with_the_first_not_with_base(tiny_base, tmp_path):
     cpt = write_tiny_run(tmp_path / "stages" / "cpt", tiny_base, recipe="cpt")
     sft = write_tiny_run(tmp_path / "stages" / "sft", tiny_base, recipe="sft", init_from=cpt, seed=2, scale=0.01)

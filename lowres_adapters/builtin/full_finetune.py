@@ -34,7 +34,13 @@ class FullFinetuneConfig:
 
 
 class FullFinetune(ParameterSetAdapter):
-    """Handle training every weight of ``model``; no native files."""
+    """Handle training every weight of ``model``; no native files.
+
+    ``trains_base_weights``: what it trains are the model's own weights, not added modules, so
+    the layer-wise analysis compares them as base weights.
+    """
+
+    trains_base_weights = True
 
 
 def attach_full(model: Any, name: str, config: FullFinetuneConfig) -> FullFinetune:

@@ -120,9 +120,12 @@ def load_snapshot(source: str | Path, *, model: str | None = None, objective: st
 
     if is_run_folder(source):
         loaded = load_run(source, model=model)
-        adapter_tensors = {name: tensor.detach().float().cpu().clone()
-                           for name, tensor in loaded.handle.adapter_state_dict().items()}
-        adapter_names = set(loaded.handle.trainable_parameters())
+        if getattr(loaded.handle, "trains_base_weights", False):  # full fine-tuning: no adapter modules
+            adapter_tensors, adapter_names = {}, set()
+        else:
+            adapter_tensors = {name: tensor.detach().float().cpu().clone()
+                               for name, tensor in loaded.handle.adapter_state_dict().items()}
+            adapter_names = set(loaded.handle.trainable_parameters())
         module, merged = merge_into_weights(loaded.handle)
         module.eval()
         weights = effective_weights(module, exclude=adapter_names)
