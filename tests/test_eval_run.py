@@ -105,3 +105,9 @@ def test_cli_analyze_with_base_flag_and_errors(tiny_run, tmp_path):
     assert "linear CKA per layer" in result.stdout
     wrong = CliRunner().invoke(cli, ["analyze", str(tiny_run)])
     assert wrong.exit_code != 0
+
+
+def test_bar_labels_keep_three_significant_digits():
+    from lowres_adapters.evaluation.plots import bar_label
+
+    assert [bar_label(v) for v in (3.998, 2.9586, 104.4, 0.09741, 12.29)] == ["4.00", "2.96", "104", "0.0974", "12.3"]

@@ -23,6 +23,11 @@ METRIC_LABELS = {
 }
 
 
+def bar_label(value: float) -> str:
+    """Return ``value`` to 3 significant digits, trailing zeros kept (3.998 -> "4.00", not "4")."""
+    return f"{value:#.3g}".rstrip(".")
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -105,7 +110,7 @@ def plot_metric_bars(base: Mapping[str, float], adapted: Mapping[str, float], me
         colours = [BASE_COLOUR, ADAPTED_COLOUR] if has_base else [ADAPTED_COLOUR]
         bars = axes.bar(names, values, color=colours, width=0.6)
         for bar, value in zip(bars, values):
-            axes.annotate(f"{value:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            axes.annotate(bar_label(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                           ha="center", va="bottom", fontsize=9, xytext=(0, 2), textcoords="offset points")
         better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
         axes.set_title(f"{METRIC_LABELS.get(metric, metric)}\n({better})", fontsize=10)
