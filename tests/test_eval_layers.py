@@ -116,6 +116,7 @@ def test_unmergeable_adapter_keeps_base_weights_and_reports_its_own_norms(tiny_b
 def test_full_fine_tuning_is_compared_weight_by_weight(tiny_base, tmp_path):
     run = write_tiny_run(tmp_path / "run", tiny_base, adapter_type="full", scale=0.01)
     result = analyze("base", run)
+    assert result["trains_base_weights"] is True and result["adapter_norms"] == {}
     assert set(result["ranking"]) == {"embedding/output", "attention", "mlp", "norm"}
     assert all(group["delta_norm"] > 0 for group in result["by_kind"].values())
     tensors = read_tensors(run)

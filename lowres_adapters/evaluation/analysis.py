@@ -117,8 +117,8 @@ def analyze(before: str | Path, after: str | Path, *, texts: Sequence[str] = (),
         allow_base_to_second_stage: Allow base -> SFT (refused by default: it mixes in the CPT change).
 
     Returns:
-        ``{"before", "after", "merged", "by_kind", "by_kind_and_layer", "ranking", "top_tensors",
-        "adapter_norms", "adapter_change_norms", "cka"}``.
+        ``{"before", "after", "merged", "trains_base_weights", "by_kind", "by_kind_and_layer", "ranking",
+        "top_tensors", "adapter_norms", "adapter_change_norms", "cka"}``.
     """
     after = Path(after)
     if not is_run_folder(after):
@@ -137,6 +137,7 @@ def analyze(before: str | Path, after: str | Path, *, texts: Sequence[str] = (),
     ranked = sorted(changes, key=lambda change: change.relative, reverse=True)[:top]
     result.update(
         before=before_snapshot.label, after=after_snapshot.label, merged=after_snapshot.merged,
+        trains_base_weights=after_snapshot.trains_base_weights,
         top_tensors=[{"name": c.name, "kind": c.kind, "layer": c.layer, "delta_norm": c.delta_norm,
                       "relative": c.relative} for c in ranked],
         adapter_norms=adapter_layer_norms(after_snapshot.adapter_tensors),

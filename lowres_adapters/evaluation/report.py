@@ -154,7 +154,9 @@ def _analysis_sections(analyses: Mapping[str, Mapping[str, Any]], plots: Mapping
                      for kind, group in sorted(analysis["by_kind"].items(), key=lambda item: -item[1]["relative"])]
         top_rows = [(t["name"], _format(t["relative"]), _format(t["delta_norm"])) for t in analysis["top_tensors"][:8]]
         merged = analysis.get("merged")
-        note = ("The adapter was merged into the weights it adapts (effective weights compared)." if merged else
+        note = ("Every weight trained (full fine-tuning): the weights themselves are compared."
+                if analysis.get("trains_base_weights") else
+                "The adapter was merged into the weights it adapts (effective weights compared)." if merged else
                 "The adapter adds modules of its own: base weights are unchanged, see the adapter norms per layer."
                 if merged is False else "")
         ranking = ", ".join(analysis.get("ranking", []))

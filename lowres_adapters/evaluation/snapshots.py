@@ -31,6 +31,7 @@ class Snapshot:
         weights: Effective weights of the base architecture, by parameter name (float32, CPU).
         adapter_tensors: The adapter's own tensors (empty for a base model).
         merged: True when the adapter was folded into ``weights``; None for a base model.
+        trains_base_weights: True for full fine-tuning: ``weights`` are the trained weights themselves.
         metadata: The run folder's metadata (None for a base model).
     """
 
@@ -40,6 +41,7 @@ class Snapshot:
     weights: dict[str, Any]
     adapter_tensors: dict[str, Any] = field(default_factory=dict)
     merged: bool | None = None
+    trains_base_weights: bool = False
     metadata: ArtifactMetadata | None = None
 
 
@@ -120,7 +122,8 @@ def load_snapshot(source: str | Path, *, model: str | None = None, objective: st
 
     if is_run_folder(source):
         loaded = load_run(source, model=model)
-        if getattr(loaded.handle, "trains_base_weights", False):  # full fine-tuning: no adapter modules
+        full = bool(getattr(loaded.handle, "trains_base_weights", False))
+        if full:  # full fine-tuning: no adapter modules, the weights themselves trained
             adapter_tensors, adapter_names = {}, set()
         else:
             adapter_tensors = {name: tensor.detach().float().cpu().clone()
@@ -130,7 +133,8 @@ def load_snapshot(source: str | Path, *, model: str | None = None, objective: st
         module.eval()
         weights = effective_weights(module, exclude=adapter_names)
         return Snapshot(label=str(source), model=module, tokenizer=loaded.tokenizer, weights=weights,
-                        adapter_tensors=adapter_tensors, merged=merged, metadata=loaded.metadata)
+                        adapter_tensors=adapter_tensors, merged=merged, trains_base_weights=full,
+                        metadata=loaded.metadata)
     if Path(source).exists() and not (Path(source) / "config.json").exists():
         raise LowresError(f"{source}: neither a run folder (no {METADATA_FILE}) nor a model folder")
     base, tokenizer = load_base_model(str(source), objective)
