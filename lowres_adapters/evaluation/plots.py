@@ -172,7 +172,7 @@ def plot_layer_profile(analysis: Mapping[str, Any], path: Path, title: str) -> P
     axes.xaxis.set_major_locator(_integer_locator())
     handles, labels = axes.get_legend_handles_labels()
     if cka:
-        right = axes.twinx()
+        right = axes.twinx() if norms else axes  # no adapter modules (full fine-tuning): CKA alone
         right.plot(range(len(cka)), cka, color="#c0392b", marker="o", markersize=4,
                    label=f"linear CKA before vs after ({analysis['cka'].get('level', 'token')} level)")
         right.set_ylim(min(0.0, min(cka)), 1.05)
