@@ -147,8 +147,13 @@ def test_loop_settings_switch_the_options_and_unsupported_models_fall_back(capsy
     assert speed_up_for_loop(job, LoopSettings(), objective=objective, tokenizer=tokenizer) is job
     loop = LoopSettings(packing=True, masked_only_logits=True, vocab_trim=True, max_length=ROW)
     assert SpeedOptions.from_loop(loop) == SpeedOptions(token_cache=False)
-    fast = speed_up_for_loop(job, loop, objective=objective, tokenizer=tokenizer)
+    head = job.model.get_output_embeddings().weight
+    adapter_like = dataclasses.replace(job, parameters={n: p for n, p in job.parameters.items() if p is not head})
+    fast = speed_up_for_loop(adapter_like, loop, objective=objective, tokenizer=tokenizer)
     assert len(fast.train_features) < len(job.train_features) and fast.loss_fn.trim is not None
+    assert "vocabulary trimming off" not in capsys.readouterr().err
+    every_weight = speed_up_for_loop(job, loop, objective=objective, tokenizer=tokenizer)  # the head trains
+    assert every_weight.loss_fn.trim is None and "vocabulary trimming off" in capsys.readouterr().err
     wrapped = dataclasses.replace(job, model=_PromptWrapper(job.model))
     fallback = speed_up_for_loop(wrapped, loop, objective=objective, tokenizer=tokenizer)
     assert fallback.train_features == job.train_features and fallback.collate is job.collate

@@ -241,3 +241,18 @@ def test_publish_uploads_the_run_folder_to_the_hub(files, capsys, tmp_path, monk
     assert {"adapter.safetensors", "lowres_adapter.json", "README.md"} <= set(api.list_repo_files("alice/tum-toy"))
     uploaded = api.hf_hub_download("alice/tum-toy", "adapter.safetensors")
     assert open(uploaded, "rb").read() == (run_dir / "adapter.safetensors").read_bytes()
+
+
+def test_full_fine_tuning_keeps_the_whole_softmax(files, capsys, tmp_path):
+    from lowres_adapters.registry import get_registry
+
+    get_registry().add_plugin(FullPlugin(), name="full_plugin")
+    code, _, err = run_cli(["adapt", "tum", "--model", files["model"], "--adapter", "full", "--text", files["train"],
+                            "--eval-text", files["held_out"], "--max-steps", "1", "--output", str(tmp_path / "full")],
+                           capsys)
+    assert code == 0, err
+    assert "note: vocabulary trimming off for language: the output matrix trains" in err
+    code, _, err = run_cli(["adapt", "tum", "--model", files["model"], "--adapter", "toy", "--text", files["train"],
+                            "--eval-text", files["held_out"], "--max-steps", "1", "--output", str(tmp_path / "toy")],
+                           capsys)
+    assert code == 0 and "vocabulary trimming off" not in err

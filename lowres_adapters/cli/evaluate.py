@@ -80,8 +80,9 @@ def _read_texts(path: str | None, limit: int) -> list[str]:
 
 
 def _print_analysis(result: Mapping[str, Any]) -> None:
-    click.echo(f"{result['before']} -> {result['after']}"
-               + ("" if result.get("merged") is None else f" (adapter merged: {result['merged']})"))
+    compared = (" (every weight trained)" if result.get("trains_base_weights") else
+                "" if result.get("merged") is None else f" (adapter merged: {result['merged']})")
+    click.echo(f"{result['before']} -> {result['after']}{compared}")
     click.echo(f"  {'type':<18} {'||dW||/||W||':>13} {'||dW||':>10}")
     for kind in result["ranking"]:
         group = result["by_kind"][kind]

@@ -113,6 +113,10 @@ def speed_up_for_loop(job: Any, loop: Any, *, objective: str, tokenizer: Any) ->
     options = SpeedOptions.from_loop(loop)
     if not options.any:
         return job
+    if options.vocab_trim and _trains_output_matrix(job):
+        print(f"note: vocabulary trimming off for {job.name}: the output matrix trains, and every row of "
+              "it must learn (a trimmed softmax would leave unused rows untouched)", file=sys.stderr)
+        options = options.replace(vocab_trim=False)
     if options.packing or options.masked_only_logits:
         try:
             split_lm_model(job.model)
@@ -120,6 +124,13 @@ def speed_up_for_loop(job: Any, loop: Any, *, objective: str, tokenizer: Any) ->
             print(f"note: packing / masked-only logits off for {job.name}: {error}", file=sys.stderr)
             options = options.replace(packing=False, masked_only_logits=False, vocab_trim=False)
     return speed_up_job(job, options, objective=objective, tokenizer=tokenizer, row_length=loop.max_length)
+
+
+def _trains_output_matrix(job: Any) -> bool:
+    """Return True when the LM head's weight (tied or not) is among the job's trained parameters."""
+    get_head = getattr(_transformers_model(job.model), "get_output_embeddings", None)
+    weight = getattr(get_head(), "weight", None) if callable(get_head) else None
+    return weight is not None and any(parameter is weight for parameter in job.parameters.values())
 
 
 def vocabulary_trim_for(features: Iterable[Mapping[str, Any]], vocab_size: int,
