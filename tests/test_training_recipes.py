@@ -70,6 +70,8 @@ def test_sft_trains_on_answers_and_scores_held_out_answers(files):
     start = json.loads((files["tmp"] / "sft" / "train_log.jsonl").read_text().splitlines()[0])
     # 9 pairs x 2 directions = 18 instructions + ceil(0.2 / 0.8 x 18) = 5 plain English texts
     assert start["train_examples"] == 23
+    loop = json.loads((files["tmp"] / "sft" / "run_config.json").read_text())["loop"]
+    assert loop["packing"] and loop["masked_only_logits"] and not loop["vocab_trim"]  # full softmax for SFT
     assert read_metadata(files["tmp"] / "sft").recipe == "sft"
 
 

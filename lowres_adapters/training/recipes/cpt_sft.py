@@ -30,15 +30,16 @@ from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import causal_lm_loss
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext
 from lowres_adapters.training.recipes.language import LanguageRecipe
-from lowres_adapters.training.speed import fast_text_defaults, native_bf16, speed_up_for_loop
+from lowres_adapters.training.speed import fast_text_defaults, speed_up_for_loop
 
 CPT_DEFAULTS = {"lr": 1e-2, "batch_size": 8, "max_length": 128, "max_steps": 40, "schedule": "cosine",
                 "warmup_ratio": 0.03, "min_lr_ratio": 0.1}
 SFT_DEFAULTS = {"lr": 5e-3, "batch_size": 8, "max_length": 192, "max_steps": 40, "schedule": "cosine",
                 "warmup_ratio": 0.10, "min_lr_ratio": 0.1}
-SFT_SPEED = {"packing": True, "masked_only_logits": True}
-"""SFT packs its answer-only examples and scores only answer positions; the full vocabulary stays
-(no trimming: generation must learn to push every other token down)."""
+SFT_SPEED_CHANGES = {"vocab_trim": False, "token_cache": False}
+"""SFT runs the free-text fast path (packed rows, only answer positions scored, bf16 where native)
+but keeps the full vocabulary, since generation must learn to push every other token down; it
+tokenises its own instruction examples, so the text token cache has nothing to do."""
 PROMPT = DEFAULT_PROMPT
 """The instruction: the translation evaluation's own prompt, so ``lowres evaluate`` asks as SFT taught."""
 DIRECTIONS = ("both", "into", "from")
@@ -143,8 +144,8 @@ class SftRecipe(Recipe):
     needs = ("pairs",)
 
     def loop_defaults(self, objective: str) -> dict[str, Any]:
-        """Return the SFT defaults (see the module docstring), packed, bf16 where native."""
-        return {**SFT_SPEED, "bf16": native_bf16(), **SFT_DEFAULTS}
+        """Return the SFT defaults (see the module docstring) on the fast path (``SFT_SPEED_CHANGES``)."""
+        return {**fast_text_defaults(), **SFT_SPEED_CHANGES, **SFT_DEFAULTS}
 
     def check_data(self, context: RecipeContext) -> None:
         """Require a causal LM besides the pairs and the held-out text."""
