@@ -65,6 +65,18 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+def one_line(error: click.ClickException) -> str:
+    """Return a click error as one line; a usage error names the help command to read.
+
+    Click's own display prints the usage, a hint and the message on three lines or more.
+    """
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    if isinstance(error, click.UsageError) and context is not None:
+        return f"{message} (see '{context.command_path} --help')"
+    return message
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI; print user errors as one line and exit non-zero."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -73,8 +85,11 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=args, prog_name="lowres", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
-    except click.ClickException as error:
+    except click.exceptions.NoArgsIsHelpError as error:  # a bare `lowres` / `lowres data`: the help
         error.show()
+        sys.exit(error.exit_code)
+    except click.ClickException as error:
+        click.echo(f"error: {one_line(error)}", err=True)
         sys.exit(error.exit_code)
     except click.Abort:
         click.echo("aborted", err=True)
