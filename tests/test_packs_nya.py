@@ -74,3 +74,57 @@ def test_real_fetch_aligns_31102_verses(tmp_path, monkeypatch):
     assert first.target.startswith("Pachiyambi Mulungu adalenga")
     assert not any("[" in pair.source for pair in data.pairs["test"])
     assert fetch_pack("nya").status == "cached"
+
+
+def test_section_mapping_covers_every_book_once_at_the_documented_borders():
+    from lowres_lang_nya.section_task import LABELS, section_of_book
+
+    borders = {1: "law", 5: "law", 6: "history", 17: "history", 18: "wisdom", 22: "wisdom", 23: "prophets",
+               39: "prophets", 40: "gospels", 43: "gospels", 44: "acts", 45: "epistles", 65: "epistles",
+               66: "revelation"}
+    assert {book: section_of_book(book) for book in borders} == borders
+    assert sorted({section_of_book(book) for book in range(1, 67)}) == sorted(LABELS) and len(LABELS) == 8
+    with pytest.raises(ValueError):
+        section_of_book(67)
+
+
+def test_section_task_labels_both_languages_alike_and_splits_by_chapter(tmp_path):
+    rows = [{"id": f"B{book}.{chapter}.{verse}", "book": book, "chapter": chapter, "verse": verse,
+             "eng": f"e{book}.{chapter}.{verse}", "nya": f"n{book}.{chapter}.{verse}"}
+            for book, chapter in ((1, 1), (1, 5), (1, 10), (40, 20), (44, 3), (66, 15)) for verse in (1, 2)]
+    write_jsonl(tmp_path / "verses.jsonl", rows)
+    task = load(tmp_path).tasks["bible_section"]
+    ids = {split: [example.id for example in examples] for split, examples in task.splits.items()}
+    assert ids["train"] == ids["train_nya"] == ["B1.1.1", "B1.1.2", "B44.3.1", "B44.3.2"]
+    assert ids["validation"] == ids["validation_eng"] == ["B1.5.1", "B1.5.2", "B66.15.1", "B66.15.2"]
+    assert ids["test"] == ids["test_eng"] == ["B1.10.1", "B1.10.2", "B40.20.1", "B40.20.2"]
+    languages = {split: {example.lang for example in examples} for split, examples in task.splits.items()}
+    assert languages == {"train": {"eng"}, "train_nya": {"nya"}, "validation": {"nya"}, "validation_eng": {"eng"},
+                         "test": {"nya"}, "test_eng": {"eng"}}
+    assert all(example.text.startswith("n") for example in task.splits["test"])
+    assert [example.label for example in task.splits["test"]] == ["law", "law", "gospels", "gospels"]
+    assert [example.label for example in task.splits["train"]] == ["law", "law", "acts", "acts"]
+
+
+def test_no_section_test_chapter_is_in_the_text_or_pairs_that_train(tmp_path):
+    rows = [{"id": f"B{book}.{chapter}.1", "book": book, "chapter": chapter, "verse": 1, "eng": f"e{book}.{chapter}",
+             "nya": f"n{book}.{chapter}"} for book in (1, 23, 40, 66) for chapter in range(1, 31)]
+    write_jsonl(tmp_path / "verses.jsonl", rows)
+    data = load(tmp_path)
+    task_test = {example.id for example in data.tasks["bible_section"].splits["test"]}
+    trained = {pair.id for pair in data.pairs["train"]} | {text.id for text in data.text["train"]}
+    assert task_test and not task_test & trained
+    assert {example.id.split(".")[0] for example in data.tasks["bible_section"].splits["test"]} == {
+        "B1", "B23", "B40", "B66"}
+
+
+def test_data_stats_lists_the_section_task_with_counts_per_language(tmp_path):
+    from lowres_adapters.data.stats import pack_stats
+
+    rows = [{"id": f"B1.{chapter}.1", "book": 1, "chapter": chapter, "verse": 1, "eng": "e", "nya": "n"}
+            for chapter in (1, 2, 10)]
+    write_jsonl(tmp_path / "verses.jsonl", rows)
+    stats = pack_stats("nya", load(tmp_path))["tasks"]["bible_section"]
+    assert stats["splits"]["train"] == 2 and stats["splits"]["test"] == 1
+    assert stats["languages"]["train"] == {"eng": 2} and stats["languages"]["train_nya"] == {"nya": 2}
+    assert stats["languages"]["test"] == {"nya": 1} and stats["languages"]["test_eng"] == {"eng": 1}

@@ -95,6 +95,8 @@ class LabeledExample:
         question: The question, for extractive QA.
         answers: Gold answer strings, for extractive QA.
         id: Stable identifier.
+        lang: ISO 639-3 code of the text, when a task holds several languages (cross-lingual
+            transfer: train on one, score another); empty when the task is in the pack's language.
     """
 
     text: str = ""
@@ -104,6 +106,7 @@ class LabeledExample:
     question: str = ""
     answers: tuple[str, ...] = ()
     id: str = ""
+    lang: str = ""
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lowres_adapters.data.conceptnet import iter_assertions
-from lowres_adapters.data.examples import PackData
+from lowres_adapters.data.examples import PackData, TaskData
 from lowres_adapters.data.files import normalize_text
 from lowres_adapters.data.languages import detect_script, to_iso639_3, validate_language
 from lowres_adapters.data.parallel import ParallelSourceConfig, iter_raw_pairs, keep_pair
@@ -37,13 +37,21 @@ def pack_stats(code: str, data: PackData) -> dict[str, Any]:
         "pairs": pairs_by_split,
         "text": {split: len(examples) for split, examples in data.text.items()},
         "text_characters": {split: sum(len(e.text) for e in examples) for split, examples in data.text.items()},
-        "tasks": {
-            name: {"kind": task.kind, "labels": list(task.labels),
-                   "splits": {split: len(examples) for split, examples in task.splits.items()}}
-            for name, task in data.tasks.items()
-        },
+        "tasks": {name: task_stats(task) for name, task in data.tasks.items()},
         "notes": data.notes,
     }
+
+
+def task_stats(task: TaskData) -> dict[str, Any]:
+    """Return a task's kind, labels and per-split sizes; with ``languages`` (split -> language ->
+    count) when its examples say their language (cross-lingual tasks)."""
+    stats: dict[str, Any] = {"kind": task.kind, "labels": list(task.labels),
+                             "splits": {split: len(examples) for split, examples in task.splits.items()}}
+    languages = {split: dict(Counter(example.lang for example in examples))
+                 for split, examples in task.splits.items() if any(example.lang for example in examples)}
+    if languages:
+        stats["languages"] = languages
+    return stats
 
 
 def text_file_stats(path: Path, lang: str = "") -> dict[str, Any]:

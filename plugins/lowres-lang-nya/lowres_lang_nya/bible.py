@@ -18,6 +18,7 @@ from lowres_adapters.data.examples import PackData, PairExample, Provenance, Tex
 from lowres_adapters.data.files import normalize_text
 from lowres_adapters.data.packs import distribution_version, pip_package_dir
 from lowres_adapters.errors import LowresError
+from lowres_lang_nya.section_task import TASK_NAME, build_section_task
 
 logger = logging.getLogger("lowres_adapters.data")
 
@@ -83,14 +84,21 @@ def split_of_verse(book: int, chapter: int) -> str:
 
 
 def load(directory: Path) -> PackData:
-    """Read ``verses.jsonl`` into English->Chichewa pairs and Chichewa text, split by testament."""
+    """Read ``verses.jsonl`` into English->Chichewa pairs and Chichewa text split by testament, and the
+    ``bible_section`` task split by chapter (:mod:`lowres_lang_nya.section_task`)."""
+    rows = list(read_jsonl(directory / VERSES_FILE))
     data = PackData(
         text={"train": [], "validation": [], "test": []},
         pairs={"train": [], "validation": [], "test": []},
-        notes=("Old Testament (books 1-39) train, every 10th OT chapter held out as validation; "
-               "New Testament (books 40-66) test. Split by book and chapter, never at random."),
+        tasks={TASK_NAME: build_section_task(rows)},
+        notes=("Text and pairs: Old Testament (books 1-39) train, every 10th OT chapter held out as validation; "
+               "New Testament (books 40-66) test. Task bible_section (canon section from the book number, same "
+               "label for the English and the Chichewa verse): chapters ending in 0 test, in 5 validation, others "
+               "train, in all 66 books; its test chapters are OT validation or NT test chapters, so no language "
+               "adapter or alignment run trained on the train split has seen their text in either language. "
+               "Split by book and chapter, never at random."),
     )
-    for row in read_jsonl(directory / VERSES_FILE):
+    for row in rows:
         split = split_of_verse(int(row["book"]), int(row["chapter"]))
         data.text[split].append(TextExample(text=row["nya"], id=row["id"], lang="nya", provenance=CHICHEWA))
         data.pairs[split].append(PairExample(source=row["eng"], target=row["nya"], source_lang="eng",
