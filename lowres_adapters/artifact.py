@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ WEIGHTS_FILE = "adapter.safetensors"
 METRICS_FILE = "metrics.json"
 TOKENIZER_DIR = "tokenizer"
 NATIVE_DIR = "adapterhub"
+UNFINISHED_FILE = "run_in_progress.json"
+"""Present while ``lowres adapt`` writes a run folder (removed last): such a folder is refused."""
 NEW_ROWS_KEY = "lowres.new_embedding_rows"
 """(added_tokens, hidden) rows appended to the input embeddings (and a tied output head)."""
 NEW_OUTPUT_ROWS_KEY = "lowres.new_output_rows"
@@ -160,7 +163,15 @@ def write_artifact(directory: Path, handle: Any, metadata: ArtifactMetadata,
 
 
 def read_metadata(directory: Path) -> ArtifactMetadata:
-    """Read ``lowres_adapter.json`` from an artifact folder."""
+    """Read ``lowres_adapter.json`` from an artifact folder.
+
+    Raises:
+        LowresError: No or invalid metadata, or an unfinished run (:data:`UNFINISHED_FILE` present),
+            whose files may mix an old finished run with a new one.
+    """
+    if (Path(directory) / UNFINISHED_FILE).exists():
+        raise LowresError(f"{directory}: unfinished run ({UNFINISHED_FILE} is present); finish it with "
+                          f"`lowres adapt ... --resume -o {directory}` or start it again")
     path = Path(directory) / METADATA_FILE
     if not path.exists():
         raise LowresError(f"{path}: not found; expected an adapter folder written by lowres-adapters")
@@ -198,12 +209,36 @@ def build_config(metadata: ArtifactMetadata, registry: Registry | None = None) -
     """
     registry = registry or get_registry()
     if metadata.adapter_type not in registry.names("adapter_types"):
-        hint = f": pip install {metadata.plugin}" if metadata.plugin else ""
+        requirement = pip_requirement(metadata.plugin)
+        hint = f": pip install {requirement}" if requirement else ""
         raise LowresError(f"adapter type {metadata.adapter_type!r} is not installed{hint}")
     spec = registry.adapter_type(metadata.adapter_type)
     config = config_from_dict(spec.config_class, metadata.adapter_config,
                               where=f"{METADATA_FILE} adapter_config")
     return spec, config
+
+
+def pip_requirement(text: Any) -> str | None:
+    """Return ``text`` as a shell-safe pip requirement (PEP 508 name, optional extras and version), else None.
+
+    ``plugin`` comes from a downloaded file: a URL, an environment marker or anything with shell
+    metacharacters gives no hint at all, so no command is ever echoed verbatim.
+    """
+    import shlex
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    if not isinstance(text, str) or len(text) > 200 or any(char.isspace() for char in text):
+        return None
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        return None
+    if requirement.url or requirement.marker:
+        return None
+    extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+    rebuilt = f"{requirement.name}{extras}{requirement.specifier}"  # rebuilt from the parsed parts only
+    return rebuilt if re.fullmatch(r"[A-Za-z0-9._=-]+", rebuilt) else shlex.quote(rebuilt)
 
 
 def check_shapes(expected: Mapping[str, Any], found: Mapping[str, Any], where: str) -> None:

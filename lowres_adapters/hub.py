@@ -8,6 +8,12 @@ model, tokenizer = load("owner/name")
 Both go through ``huggingface_hub`` and so honour ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME`` and
 ``HF_HUB_OFFLINE``. ``publish`` uploads one commit holding the artifact only (never checkpoints or
 logs); ``load`` downloads only the files it needs and never unpickles unless asked to.
+
+What ``load`` trusts in a downloaded repo (docs/security.md): nothing it would execute. It asks the
+Hub for the repo first (so a refused token is never answered from the cache), downloads only an
+allowlist of file types (:data:`ALLOWED_FILE`: metadata, safetensors, tokenizer JSON/text/
+sentencepiece files; never ``.py`` or pickles), refuses a repo whose tokenizer asks for remote code,
+and waits for the Hub at most ``HF_HUB_ETAG_TIMEOUT`` / ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds per request.
 """
 
 from __future__ import annotations
@@ -30,8 +36,14 @@ from lowres_adapters.artifact import (
 from lowres_adapters.errors import LowresError
 
 README_FILE = "README.md"
-DOWNLOAD_PATTERNS = [METADATA_FILE, WEIGHTS_FILE, f"{TOKENIZER_DIR}/*"]
-"""What ``load`` downloads: metadata, adapter tensors, tokenizer (the card and native files are not needed)."""
+DOWNLOAD_PATTERNS = [METADATA_FILE, WEIGHTS_FILE, f"{TOKENIZER_DIR}/*.json", f"{TOKENIZER_DIR}/*.txt",
+                     f"{TOKENIZER_DIR}/*.model"]
+"""What ``load`` reads from the cache offline (the card and native files are not needed)."""
+ALLOWED_FILE = re.compile(rf"^(?:{re.escape(METADATA_FILE)}|{re.escape(WEIGHTS_FILE)}"
+                          rf"|{TOKENIZER_DIR}/[A-Za-z0-9][A-Za-z0-9_.-]*\.(?:json|txt|model))$")
+"""The only repo paths ``load`` downloads: no code, no pickles, no sub-folders, no ``..``."""
+REMOTE_CODE_KEYS = ("auto_map",)
+"""Keys of a tokenizer JSON file that make transformers import code shipped in the repo."""
 NATIVE_SUFFIXES = (".safetensors", ".json")
 """AdapterHub files that are published (its pickled ``.bin`` files never are)."""
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -151,21 +163,90 @@ def load_adapter(repo_or_path: str | Path, *, revision: str | None = None, model
     folder = Path(repo_or_path).expanduser()
     if not folder.is_dir():
         folder = download(str(repo_or_path), revision=revision, token=token)
-    elif revision is not None:
+        return load_folder(folder, model=model, allow_pickle=allow_pickle, trusted=False)
+    if revision is not None:
         raise LowresError(f"{repo_or_path}: revision= applies to Hub repos, not to a local folder")
     return load_folder(folder, model=model, allow_pickle=allow_pickle)
 
 
+def hub_timeout() -> float:
+    """Return the seconds ``load`` waits for one answer from the Hub (``HF_HUB_ETAG_TIMEOUT``, 10 by default)."""
+    from huggingface_hub import constants
+
+    return float(constants.HF_HUB_ETAG_TIMEOUT)
+
+
 def download(repo_id: str, *, revision: str | None = None, token: str | None = None) -> Path:
-    """Download (or find in the cache) the files ``load`` needs and return the snapshot folder."""
-    from huggingface_hub import snapshot_download
+    """Download (or find in the cache) the files ``load`` needs and return the snapshot folder.
+
+    Online, the Hub is asked for the repo first (with a bounded timeout): a refusal (401, 404,
+    gated) is one line, never a fallback to a cached copy. With ``HF_HUB_OFFLINE=1`` only the
+    cache is read, by the user's choice. Only :data:`ALLOWED_FILE` paths are downloaded.
+
+    Raises:
+        LowresError: Refused, unknown, unreachable or silent Hub, not an adapter repo, or a repo
+            whose tokenizer needs remote code (one line, never the token).
+    """
+    from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 
     _check_repo_id(repo_id)
     with hub_errors(repo_id, revision, _known_tokens(token)):
-        folder = Path(snapshot_download(repo_id, revision=revision, token=token, allow_patterns=DOWNLOAD_PATTERNS))
+        if constants.HF_HUB_OFFLINE:
+            folder = Path(snapshot_download(repo_id, revision=revision, token=token,
+                                            allow_patterns=DOWNLOAD_PATTERNS, local_files_only=True))
+        else:
+            info = HfApi(token=token).repo_info(repo_id, revision=revision, timeout=hub_timeout())
+            wanted = allowed_files(sibling.rfilename for sibling in info.siblings or [])
+            if METADATA_FILE not in wanted:
+                raise LowresError(f"{repo_id}: has no {METADATA_FILE}; it is not an adapter published by "
+                                  "lowres-adapters")
+            folder = _snapshot_folder(repo_id, str(info.sha))
+            for name in wanted:
+                hf_hub_download(repo_id, name, revision=info.sha, token=token, etag_timeout=hub_timeout())
+            _record_ref(repo_id, revision or "main", str(info.sha))
     if not (folder / METADATA_FILE).is_file():
         raise LowresError(f"{repo_id}: has no {METADATA_FILE}; it is not an adapter published by lowres-adapters")
+    refuse_remote_code(folder, repo_id)
     return folder
+
+
+def allowed_files(paths: Any) -> list[str]:
+    """Return the repo paths ``load`` may download (:data:`ALLOWED_FILE`), sorted; the rest is never fetched."""
+    return sorted(path for path in set(paths) if isinstance(path, str) and ALLOWED_FILE.match(path))
+
+
+def refuse_remote_code(folder: Path, repo_id: str) -> None:
+    """Raise one line when a tokenizer file of ``folder`` asks transformers to run the repo's own code."""
+    import json
+
+    for path in sorted((folder / TOKENIZER_DIR).glob("*.json")) if (folder / TOKENIZER_DIR).is_dir() else []:
+        try:
+            values = json.loads(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise LowresError(f"{repo_id}: {TOKENIZER_DIR}/{path.name} is not valid JSON") from None
+        if isinstance(values, dict) and any(key in values for key in REMOTE_CODE_KEYS):
+            raise LowresError(f"{repo_id}: {TOKENIZER_DIR}/{path.name} asks to run code from the repo (auto_map); "
+                              "lowres-adapters never runs a repo's code")
+
+
+def _snapshot_folder(repo_id: str, sha: str) -> Path:
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    return Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model") / "snapshots" / sha
+
+
+def _record_ref(repo_id: str, revision: str, sha: str) -> None:
+    """Remember which commit a branch or tag pointed to, so offline loads by name find the snapshot."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import REGEX_COMMIT_HASH, repo_folder_name
+
+    if REGEX_COMMIT_HASH.match(revision) or ".." in revision:
+        return
+    ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model") / "refs" / revision
+    with contextlib.suppress(OSError):
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(sha)
 
 
 def _check_repo_id(repo_id: str) -> None:
@@ -208,9 +289,12 @@ def hub_errors(repo_id: str, revision: str | None, secrets: list[str]) -> Iterat
     except RepositoryNotFoundError:
         message = (f"{repo_id}: repository not found, or private and no valid token was given "
                    "(set HF_TOKEN or pass token=)")
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
-        message = (f"{at}: not in the local cache ({constants.HF_HUB_CACHE}) and the Hub cannot be reached "
-                   f"{'(HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''}").rstrip()
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
+        if isinstance(error.__cause__ or error.__context__, Timeout):
+            message = _timeout_message(at, constants.ENDPOINT)
+        else:
+            message = (f"{at}: not in the local cache ({constants.HF_HUB_CACHE}) and the Hub cannot be reached "
+                       f"{'(HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''}").rstrip()
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         if status == 401:
@@ -220,10 +304,17 @@ def hub_errors(repo_id: str, revision: str | None, secrets: list[str]) -> Iterat
         else:
             server = (error.server_message or str(error)).strip().splitlines()
             message = f"{at}: Hub error {status}: {server[0] if server else 'no details'}"
-    except (RequestsConnectionError, Timeout) as error:
+    except Timeout:
+        message = _timeout_message(at, constants.ENDPOINT)
+    except RequestsConnectionError as error:
         message = f"cannot reach the Hub at {constants.ENDPOINT} ({type(error).__name__})"
     else:
         return
     for secret in secrets:
         message = message.replace(secret, "***")
     raise LowresError(message) from None
+
+
+def _timeout_message(at: str, endpoint: str) -> str:
+    return (f"{at}: the Hub at {endpoint} did not answer within {hub_timeout():g} s "
+            "(HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT set the wait; HF_HUB_OFFLINE=1 uses the cache)")

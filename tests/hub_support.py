@@ -118,9 +118,27 @@ def save_tiny_base(directory: Path, seed: int = 0, **overrides: Any) -> Path:
     return directory
 
 
+def publish_tiny_base(base_dir: Path, repo_id: str) -> str:
+    """Upload a tiny base model folder to the loopback Hub (public, as alice) and return its id.
+
+    A downloaded adapter may only name a Hub id as its base model (never a local path), so Hub
+    tests record this id in their metadata.
+    """
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=ALICE)
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, folder_path=str(base_dir))
+    return repo_id
+
+
 def make_run_folder(run_dir: Path, base_dir: Path, seed: int = 1, language: str = "nya",
-                    extra_tensors: Mapping[str, Any] | None = None) -> Path:
-    """Write a run folder with a toy adapter on the tiny base model, plus things never to publish."""
+                    extra_tensors: Mapping[str, Any] | None = None, base_model: str | None = None) -> Path:
+    """Write a run folder with a toy adapter on the tiny base model, plus things never to publish.
+
+    ``base_model`` is what the metadata records (the folder ``base_dir`` by default; a Hub id from
+    :func:`publish_tiny_base` for folders that go through the Hub).
+    """
     import torch
 
     from lowres_adapters.models import load_base_model
@@ -130,7 +148,7 @@ def make_run_folder(run_dir: Path, base_dir: Path, seed: int = 1, language: str 
     handle = attach_toy(model, "lang", ToyBiasConfig())
     metadata = ArtifactMetadata(
         adapter_type="toy_bias", adapter_name="lang", adapter_config={"init_scale": 0.5},
-        plugin=f"{TOY_DISTRIBUTION}=={TOY_VERSION}", base_model=str(base_dir), language=language,
+        plugin=f"{TOY_DISTRIBUTION}=={TOY_VERSION}", base_model=base_model or str(base_dir), language=language,
         script="Latn", recipe="language", recipe_settings={"max_steps": 5, "learning_rate": 0.001},
         metrics={"base": {"bits_per_char": 7.9, "perplexity": 250.0},
                  "adapted": {"bits_per_char": 6.5, "perplexity": 90.0}, "eval_split": "test"},

@@ -17,10 +17,15 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return hub_support.save_tiny_base(tmp_path_factory.mktemp("tiny-base"))
 
 
+@pytest.fixture(scope="module")
+def base_id(base_dir: Path) -> str:
+    return hub_support.publish_tiny_base(base_dir, "alice/tiny-base-cli")
+
+
 @pytest.fixture
-def run_dir(tmp_path: Path, base_dir: Path) -> Path:
+def run_dir(tmp_path: Path, base_dir: Path, base_id: str) -> Path:
     hub_support.use_toy_registry()
-    return hub_support.make_run_folder(tmp_path / "run", base_dir)
+    return hub_support.make_run_folder(tmp_path / "run", base_dir, base_model=base_id)
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:

@@ -25,14 +25,19 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return hub_support.save_tiny_base(tmp_path_factory.mktemp("tiny-base"))
 
 
+@pytest.fixture(scope="module")
+def base_id(base_dir: Path) -> str:
+    return hub_support.publish_tiny_base(base_dir, "alice/tiny-base-publish-load")
+
+
 @pytest.fixture
 def toy_registry():
     return hub_support.use_toy_registry()
 
 
 @pytest.fixture
-def run_dir(tmp_path: Path, base_dir: Path, toy_registry) -> Path:
-    return hub_support.make_run_folder(tmp_path / "run", base_dir)
+def run_dir(tmp_path: Path, base_dir: Path, base_id: str, toy_registry) -> Path:
+    return hub_support.make_run_folder(tmp_path / "run", base_dir, base_model=base_id)
 
 
 def local_logits(directory: Path) -> torch.Tensor:
@@ -70,12 +75,12 @@ def test_publish_then_load_in_a_fresh_process_gives_identical_outputs(run_dir: P
     assert not torch.allclose(hub_support.probe_logits(base_model, base_tokenizer), expected)  # the adapter acts
 
 
-def test_second_publish_is_a_new_revision_and_the_old_one_still_loads(run_dir: Path, base_dir: Path,
+def test_second_publish_is_a_new_revision_and_the_old_one_still_loads(run_dir: Path, base_dir: Path, base_id: str,
                                                                         tmp_path: Path, request) -> None:
     repo_id = unique_repo(request)
     first = hub.publish(run_dir, repo_id, token=ALICE)
     old = local_logits(run_dir)
-    second_run = hub_support.make_run_folder(tmp_path / "run2", base_dir, seed=7)
+    second_run = hub_support.make_run_folder(tmp_path / "run2", base_dir, seed=7, base_model=base_id)
     second = hub.publish(second_run, repo_id, token=ALICE)
     new = local_logits(second_run)
     assert first.oid != second.oid and not torch.equal(old, new)
@@ -231,7 +236,8 @@ def test_no_connection_leaves_loopback(run_dir: Path, monkeypatch, request) -> N
     assert os.environ["HF_ENDPOINT"].startswith("http://127.0.0.1:")
 
 
-def test_adapterhub_types_never_reach_adapters_own_loader(base_dir: Path, tmp_path: Path, monkeypatch, request) -> None:
+def test_adapterhub_types_never_reach_adapters_own_loader(base_dir: Path, base_id: str, tmp_path: Path, monkeypatch,
+                                                          request) -> None:
     """A builtin `adapters` type (lora) publishes its native files but loads without `load_adapter`."""
     import adapters.loading
     from lowres_adapters import get_registry
@@ -250,7 +256,7 @@ def test_adapterhub_types_never_reach_adapters_own_loader(base_dir: Path, tmp_pa
     described = describe_config(spec, handle.config)
     write_artifact(tmp_path / "run", handle, ArtifactMetadata(
         adapter_type="lora", adapter_name="nya", adapter_config=described["config"], plugin=described["plugin"],
-        base_model=str(base_dir), language="nya"))
+        base_model=base_id, language="nya"))
     repo_id = unique_repo(request)
     info = hub.publish(tmp_path / "run", repo_id, token=ALICE)
     assert any(name.startswith("adapterhub/") for name in HfApi(token=ALICE).list_repo_files(repo_id, revision=info.oid))

@@ -194,7 +194,12 @@ def restore_extended_vocabulary(model: Any, directory: Path) -> Any:
     tokenizer_dir = directory / TOKENIZER_DIR
     if not tokenizer_dir.is_dir():
         raise LowresError(f"{tokenizer_dir}: missing; the artifact extended the vocabulary but has no tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        text = str(error).strip()
+        raise LowresError(f"{tokenizer_dir}: cannot load the extended tokenizer "
+                          f"({text.splitlines()[0] if text else type(error).__name__})") from None
     tensors = {key: value for key, value in read_tensors(directory).items()
                if key in (NEW_ROWS_KEY, NEW_OUTPUT_ROWS_KEY, NEW_OUTPUT_BIAS_KEY)}
     original, added = int(vocabulary["original_size"]), int(vocabulary["added_tokens"])
