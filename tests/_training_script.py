@@ -2,8 +2,15 @@
 
 Importable (``run_training``) for the in-process reference runs, and a script for the subprocesses.
 Usage: python _training_script.py RUN_DIR [--steps N] [--save-every N] [--hang-at N] [--resume]
-[--accum N] [--objective clm|mlm]. Writes RUN_DIR/weights.safetensors (first process) when done.
-With --hang-at N it writes RUN_DIR/hanging after step N and sleeps, waiting to be killed.
+[--accum N] [--objective clm|mlm] [--dropout P] [--crash-at N] [--hang-in-checkpoint N].
+Writes RUN_DIR/weights.safetensors (first process) when done. With --hang-at N it writes
+RUN_DIR/hanging after step N and sleeps, waiting to be killed; with --hang-in-checkpoint N it does
+so in the middle of writing step N's checkpoint (after the tensors, before ``state.json`` and the
+rename). With --crash-at N every process raises KeyboardInterrupt after step N.
+
+Dropout (``--dropout``) draws from the global torch RNG, so only a run that restores the RNG state
+from its checkpoint resumes to the uninterrupted weights. 24 examples in global batches of 8 make
+an epoch of 3 steps: epochs are reshuffled, and a checkpoint every 4 steps lands mid-epoch.
 """
 
 from __future__ import annotations
@@ -24,10 +31,16 @@ from lowres_adapters.training.settings import LoopSettings
 
 
 def run_training(run_dir: Path, steps: int = 12, save_every: int = 0, hang_at: int = 0, resume: bool = False,
-                 accum: int = 1, objective: str = "clm") -> dict[str, torch.Tensor]:
+                 accum: int = 1, objective: str = "clm", dropout: float = 0.0, crash_at: int = 0,
+                 hang_in_checkpoint: int = 0) -> dict[str, torch.Tensor]:
     """Train the tiny model's attention/MLP projections and return the trained tensors."""
     process = current_process()
-    model, tokenizer = tiny_model("llama" if objective == "clm" else "xlmr")
+    if objective == "clm":
+        model, tokenizer = tiny_model("llama", attention_dropout=dropout)
+    else:
+        model, tokenizer = tiny_model("xlmr", hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    if hang_in_checkpoint:
+        _hang_while_writing_checkpoint(run_dir, hang_in_checkpoint)
     features = tokenize_for_objective(objective, tokenizer, list(TINY_CORPUS) * 4, 64)
     parameters = select_parameters(model, ["*q_proj*", "*down_proj*"] if objective == "clm"
                                    else ["*attention.self.query*", "*output.dense*"])
@@ -42,12 +55,29 @@ def run_training(run_dir: Path, steps: int = 12, save_every: int = 0, hang_at: i
         if hang_at and report.step == hang_at:
             (run_dir / "hanging").write_text(str(report.step))
             time.sleep(300)
+        if crash_at and report.step == crash_at:
+            raise KeyboardInterrupt
 
     train(job, settings, run_dir, resume=resume, callbacks=[hang], process=process)
     tensors = {name: p.detach().contiguous().clone() for name, p in parameters.items()}
     if process.is_main:
         save_file(tensors, str(run_dir / "weights.safetensors"))
     return tensors
+
+
+def _hang_while_writing_checkpoint(run_dir: Path, step: int) -> None:
+    """Make the checkpoint writer of step ``step`` stop for good just before ``state.json``."""
+    from lowres_adapters.training import checkpoint
+
+    write = checkpoint.atomic_write_text
+
+    def write_or_hang(path: Path, text: str) -> None:
+        if Path(path).name == "state.json" and Path(path).parent.name == f".tmp-step-{step}":
+            (run_dir / "hanging").write_text(str(step))
+            time.sleep(300)
+        write(path, text)
+
+    checkpoint.atomic_write_text = write_or_hang
 
 
 def main() -> None:
@@ -59,9 +89,13 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--accum", type=int, default=1)
     parser.add_argument("--objective", default="clm")
+    parser.add_argument("--dropout", type=float, default=0.0)
+    parser.add_argument("--crash-at", type=int, default=0)
+    parser.add_argument("--hang-in-checkpoint", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    run_training(args.run_dir, args.steps, args.save_every, args.hang_at, args.resume, args.accum, args.objective)
+    run_training(args.run_dir, args.steps, args.save_every, args.hang_at, args.resume, args.accum, args.objective,
+                 args.dropout, args.crash_at, args.hang_in_checkpoint)
 
 
 if __name__ == "__main__":
