@@ -65,6 +65,8 @@ class LoopbackHub(ThreadingHTTPServer):
         self.store = HubStore(Path(directory), users)
         self.verbose = verbose
         self.upload_tickets: dict[str, tuple[str, int]] = {}
+        self.requests: list[tuple[str, str]] = []
+        """Every request answered, as ``(method, path)`` (tests check what a client asked for)."""
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self._thread: threading.Thread | None = None
 
@@ -72,12 +74,62 @@ class LoopbackHub(ThreadingHTTPServer):
         """Serve in a daemon thread and return self."""
         self._thread = threading.Thread(target=self.serve_forever, name="loopback-hub", daemon=True)
         self._thread.start()
+        _RUNNING[self.url] = self
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
+        _RUNNING.pop(self.url, None)
         self.shutdown()
         self.server_close()
+
+
+_RUNNING: dict[str, LoopbackHub] = {}
+
+
+def running_hub(url: str) -> LoopbackHub | None:
+    """Return the loopback Hub serving ``url`` in this process (e.g. ``HF_ENDPOINT``), or None."""
+    return _RUNNING.get(url.rstrip("/"))
+
+
+class SilentServer:
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers (a hung Hub).
+
+    The kernel completes the handshake for queued connections, so a client connects, sends its
+    request and then waits for an answer that never comes: only its own timeout ends the wait.
+    ``connections`` counts the connections taken from the queue.
+    """
+
+    def __init__(self) -> None:
+        import socket
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._socket.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self.connections = 0
+        self._held: list[Any] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._hold, name="silent-server", daemon=True)
+        self._thread.start()
+
+    def _hold(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            self._held.append(connection)  # kept open, never read from or written to
+
+    def close(self) -> None:
+        """Stop accepting and close every held connection."""
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        for connection in self._held:
+            connection.close()
+        self._socket.close()
 
 
 def start_session_hub(directory: Path, port: int = 0) -> LoopbackHub:
@@ -118,6 +170,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         self.body = self._read_body()
         split = urlsplit(self.path)
+        self.server.requests.append((self.command, unquote(split.path)))
         self.query = parse_qs(split.query)
         try:
             self.user = self.server.store.authenticate(self.headers.get("Authorization"))

@@ -165,6 +165,24 @@ class HubStore:
             self._save(repo_type, repo_id, repo)
             return True
 
+    def plant_repo(self, repo_id: str, files: dict[str, bytes], private: bool = False,
+                   repo_type: str = "model") -> str:
+        """Create or update a repo holding exactly ``files`` in one commit on ``main``; return its id.
+
+        Bypasses the client's path checks on purpose: tests use it to serve hostile repos (paths
+        with ``..``, code files, pickles) the way a compromised Hub or mirror could.
+        """
+        with self.lock:
+            repo = self.load_repo(repo_type, repo_id)
+            if repo is None:
+                repo = {"private": bool(private), "created": now_iso(), "branches": {}, "tags": {}, "commits": {}}
+            repo["private"] = bool(private)
+            entries = {path: self._file_entry(path, self.put_blob(data)) for path, data in files.items()}
+            sha = self._add_commit(repo, "main", repo["branches"].get("main"), repo_id.split("/")[0],
+                                   "planted", "", entries)
+            self._save(repo_type, repo_id, repo)
+            return sha
+
     def delete_repo(self, user: HubUser | None, repo_type: str, repo_id: str) -> None:
         """Delete a repo (its blobs stay: they are shared by content)."""
         with self.lock:
