@@ -36,7 +36,9 @@ def test_adapt_nya_lora_lowers_held_out_bits_per_char(tmp_path, capsys):
         assert done.code == 0, capsys.readouterr().err
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["eval_examples"] == 40 and metrics["eval_split"] == "test"
-    assert metrics["adapted"]["bits_per_char"] < metrics["base"]["bits_per_char"]
+    # At least 8% lower: an optimiser that does not step, steps the wrong way or far too little stays
+    # above it (the measured margin is in docs/testing.md)
+    assert metrics["adapted"]["bits_per_char"] < 0.92 * metrics["base"]["bits_per_char"]
     assert "bits/char on held-out test (40 texts)" in capsys.readouterr().err
 
 

@@ -19,8 +19,8 @@ from lowres_adapters.training.settings import LoopSettings
 PATTERNS = ("*q_proj*", "*down_proj*")
 
 
-def make_job(eval_features: bool = False, loss_fn=causal_lm_loss) -> TrainingJob:
-    model, tokenizer = tiny_model("llama")
+def make_job(eval_features: bool = False, loss_fn=causal_lm_loss, dropout: float = 0.0) -> TrainingJob:
+    model, tokenizer = tiny_model("llama", attention_dropout=dropout)
     features = tokenize_for_clm(tokenizer, list(TINY_CORPUS) * 4, 64)
     return TrainingJob(model=model, parameters=select_parameters(model, PATTERNS), train_features=features,
                        collate=CausalCollator(tokenizer.pad_token_id), loss_fn=loss_fn,
@@ -69,10 +69,11 @@ def test_same_seed_same_weights_other_seed_other_weights():
     assert not torch.equal(first.parameters[name], third.parameters[name])
 
 
-def test_epoch_order_is_a_seeded_permutation():
-    assert sorted(epoch_order(10, 1, 0)) == list(range(10))
-    assert epoch_order(10, 1, 0) == epoch_order(10, 1, 0)
-    assert epoch_order(10, 1, 0) != epoch_order(10, 1, 1)
+def test_epoch_order_is_a_seeded_permutation_reshuffled_every_epoch():
+    orders = [epoch_order(10, 1, epoch) for epoch in range(3)]
+    assert all(sorted(order) == list(range(10)) for order in orders)
+    assert orders[0] != list(range(10)) and len({tuple(order) for order in orders}) == 3
+    assert epoch_order(10, 2, 0) != orders[0]
 
 
 def test_epochs_set_the_number_of_steps():
@@ -90,11 +91,24 @@ def test_warmup_and_cosine_schedule_reach_the_logged_learning_rates(tmp_path):
     assert all(a >= b for a, b in zip(rates[4:], rates[5:]))
 
 
-def test_evaluation_every_n_steps_is_logged(tmp_path):
-    result = train(make_job(eval_features=True), settings(max_steps=6, eval_every=2), tmp_path)
+def test_evaluation_every_n_steps_is_logged_and_is_the_token_weighted_held_out_loss(tmp_path):
+    job = make_job(eval_features=True)
+    result = train(job, settings(max_steps=6, eval_every=2), tmp_path)
     records = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r["event"] == "eval"] == [2, 4, 6]
-    assert result.eval_loss is not None and result.best_eval_loss <= result.eval_loss
+    evals = [r for r in records if r["event"] == "eval"]
+    assert [r["step"] for r in evals] == [2, 4, 6]
+    # the last evaluation scored the final weights: recompute it one example at a time with the model's own loss
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for feature in job.eval_features:
+            ids = torch.tensor([feature["input_ids"]])
+            total += float(job.model(input_ids=ids, labels=ids).loss) * (ids.shape[1] - 1)
+            tokens += ids.shape[1] - 1
+    assert result.eval_loss == pytest.approx(total / tokens, rel=1e-5)
+    assert evals[-1]["eval_loss"] == pytest.approx(result.eval_loss)
+    best = min(evals, key=lambda r: r["eval_loss"])
+    assert (result.best_eval_loss, result.best_step) == (pytest.approx(best["eval_loss"]), best["step"])
+    assert evals[0]["eval_loss"] != pytest.approx(evals[-1]["eval_loss"])  # training moved the held-out loss
 
 
 def test_early_stopping_stops_and_restores_the_best_weights():
@@ -121,22 +135,26 @@ def test_early_stopping_stops_and_restores_the_best_weights():
 
 
 def test_resume_after_a_crash_gives_the_uninterrupted_weights(tmp_path):
-    reference = make_job()
+    """With dropout (the global RNG) and a checkpoint in the middle of the second epoch (6 steps each)."""
+    reference = make_job(dropout=0.2)
     train(reference, settings(max_steps=10), tmp_path / "reference")
+    without_dropout = make_job()
+    train(without_dropout, settings(max_steps=10))
+    assert any(not torch.equal(p, without_dropout.parameters[n]) for n, p in reference.parameters.items())
 
-    crashed = make_job()
+    crashed = make_job(dropout=0.2)
 
     def crash(report):
-        if report.step == 8:
+        if report.step == 9:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(crashed, settings(max_steps=10, save_every=3, keep_checkpoints=2), tmp_path / "run", callbacks=[crash])
-    assert checkpoint_steps(tmp_path / "run") == [3, 6]
+        train(crashed, settings(max_steps=10, save_every=4, keep_checkpoints=2), tmp_path / "run", callbacks=[crash])
+    assert checkpoint_steps(tmp_path / "run") == [4, 8]
 
-    resumed = make_job()  # a fresh process would start from the base weights
-    result = train(resumed, settings(max_steps=10, save_every=3), tmp_path / "run", resume=True)
-    assert result.resumed_from == 6 and result.steps == 10
+    resumed = make_job(dropout=0.2)  # a fresh process would start from the base weights
+    result = train(resumed, settings(max_steps=10, save_every=4), tmp_path / "run", resume=True)
+    assert result.resumed_from == 8 and result.steps == 10
     for name, parameter in reference.parameters.items():
         assert torch.equal(parameter, resumed.parameters[name])
     records = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
