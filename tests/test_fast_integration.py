@@ -40,9 +40,18 @@ def test_packed_trimmed_loss_on_smollm2_equals_the_plain_loss_restricted_to_the_
         packed, packed_count = causal_lm_loss(model, packed_batch)
         trim = vocabulary_trim_for(features, model.config.vocab_size)
         trimmed, _ = causal_lm_loss(model, packed_batch, trim=trim)
-    assert packed_count == plain_count
+        # Independently: the plain (unpacked) forward's full logits, restricted to the kept ids.
+        logits = model(input_ids=plain_batch["input_ids"], attention_mask=plain_batch["attention_mask"]).logits
+    next_labels = plain_batch["labels"][:, 1:]
+    selected = next_labels != -100
+    restricted = logits[:, :-1][selected][:, trim.kept_ids].float()  # (n, kept)
+    targets = torch.searchsorted(trim.kept_ids, next_labels[selected])  # positions among the sorted kept ids
+    assert torch.equal(trim.kept_ids[targets], next_labels[selected])
+    expected = torch.nn.functional.cross_entropy(restricted, targets)
+    assert packed_count == plain_count == int(selected.sum())
     assert float(packed) == pytest.approx(float(plain), rel=1e-4)
-    assert trim.size < 500 and float(trimmed) < float(plain)  # a softmax over the corpus's own ids
+    assert trim.size < 500  # a softmax over the corpus's own ids
+    assert float(trimmed) == pytest.approx(float(expected), rel=1e-4)
 
 
 def test_mlm_workload_tokenises_with_xlmr_and_fixes_the_heldout_masks():
