@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -33,7 +37,16 @@ def test_cached_ids_equal_fresh_tokenisation_and_are_memory_mapped(tmp_path):
 def test_key_changes_with_texts_tokenizer_and_variant():
     tokenizer = tiny_tokenizer()
     base = corpus_key(tokenizer, TINY_CORPUS, "plain")
-    assert corpus_key(tokenizer, TINY_CORPUS, "plain") == base
+    # the cache outlives the process: another process (another hash seed, another tokenizer object) finds it
+    code = ("from lowres_adapters.data.token_cache import corpus_key; "
+            "from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_tokenizer; "
+            "print(corpus_key(tiny_tokenizer(), TINY_CORPUS, 'plain'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                          env={**os.environ, "PYTHONHASHSEED": "4321"})
+    assert done.stdout.strip() == base
+    extended = tiny_tokenizer()
+    extended.add_tokens(["kuwala"])
+    assert corpus_key(extended, TINY_CORPUS, "plain") != base
     assert corpus_key(tokenizer, TINY_CORPUS[:-1], "plain") != base
     assert corpus_key(tokenizer, ("ab", "c"), "plain") != corpus_key(tokenizer, ("a", "bc"), "plain")
     assert corpus_key(tokenizer, TINY_CORPUS, "clm:128") != base
