@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+import sacrebleu
 from click.testing import CliRunner
 
 from _eval_runs import save_tiny_base, write_tiny_run, write_train_log
 from lowres_adapters.cli import cli
+from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.card_metrics import metrics_for_card
 from lowres_adapters.evaluation.language_modeling import score_texts
 from lowres_adapters.evaluation.run import evaluate_run
-from lowres_adapters.evaluation.translation import score_translations
 from lowres_adapters.loading import load_folder
 from lowres_adapters.testing.tiny import TINY_CORPUS
 
@@ -46,9 +47,14 @@ def test_evaluate_run_scores_base_and_adapted_on_the_runs_held_out_data(tiny_run
     assert results["adapted"]["bits_per_char"] == pytest.approx(expected.bits_per_char, rel=1e-6)
     assert results["base"]["bits_per_char"] != pytest.approx(results["adapted"]["bits_per_char"])
     assert results["translation_direction"] == f"eng->{LANGUAGE}"
+    assert [(sample["source"], sample["reference"]) for sample in results["samples"]] == PAIRS
+    # rescored with sacrebleu itself, not with the library's scoring function
     hypotheses = [sample["adapted"] for sample in results["samples"]]
-    rescored = score_translations(hypotheses, [target for _, target in PAIRS])
-    assert results["adapted"]["chrf"] == pytest.approx(rescored.chrf)
+    references = [[target for _, target in PAIRS]]
+    assert results["adapted"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hypotheses, references).score)
+    assert results["adapted"]["chrf_pp"] == pytest.approx(
+        sacrebleu.corpus_chrf(hypotheses, references, word_order=2).score)
+    assert results["adapted"]["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, references).score)
     assert "nw:2" in results["signatures"]["chrf_pp"]
     assert {entry["type"] for entry in results["card_metrics"]} >= {"bits_per_char", "chrf", "chrf_pp", "bleu"}
 
@@ -104,7 +110,8 @@ def test_cli_analyze_with_base_flag_and_errors(tiny_run, tmp_path):
     assert result.stdout.splitlines()[2].split()[0] == "attention"
     assert "linear CKA per layer" in result.stdout
     wrong = CliRunner().invoke(cli, ["analyze", str(tiny_run)])
-    assert wrong.exit_code != 0
+    assert wrong.exit_code == 1 and isinstance(wrong.exception, LowresError)
+    assert str(wrong.exception) == "give BEFORE_DIR AFTER_DIR, or --base AFTER_DIR"
 
 
 def test_bar_labels_keep_three_significant_digits():
