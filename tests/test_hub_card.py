@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from huggingface_hub import HfApi, ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from hub_support import ALICE
 from lowres_adapters.artifact import ArtifactMetadata
@@ -77,8 +79,24 @@ def test_local_base_model_path_is_not_claimed_as_a_hub_model(tmp_path: Path) -> 
     assert "base_model" not in data
 
 
-def test_loopback_hub_accepts_the_card_yaml() -> None:
-    HfApi(token=ALICE)._validate_yaml(render_model_card(metadata(), repo_id="alice/x"))
+def test_card_yaml_parses_with_plain_yaml_and_the_hub_clients_model_index_reader() -> None:
+    text = render_model_card(metadata(), repo_id="alice/x")
+    assert text.startswith("---\n")
+    front = yaml.safe_load(text.split("---", 2)[1])
+    assert isinstance(front, dict)
+    assert front["language"] == ["nya", "ny"] and all(isinstance(tag, str) for tag in front["tags"])
+    model_name, results = model_index_to_eval_results(front["model-index"])
+    assert model_name == "x"
+    assert sorted((r.metric_type, r.metric_value, r.dataset_split) for r in results) == [
+        ("bits_per_char", 1.74, "test"), ("perplexity", 14.5, "test")]
+    assert all(r.task_type and r.dataset_type and r.dataset_name for r in results)  # required by the Hub
+
+
+def test_loopback_hub_validates_card_yaml_and_rejects_wrong_types() -> None:
+    api = HfApi(token=ALICE)
+    api._validate_yaml(render_model_card(metadata(), repo_id="alice/x"))  # accepted: no exception
+    with pytest.raises(ValueError, match="language"):
+        api._validate_yaml("---\nlanguage: [1, 2]\n---\n# card\n")
 
 
 def write_run(run_dir: Path, meta: ArtifactMetadata) -> Path:
