@@ -244,7 +244,7 @@ class Registry:
         if close:
             parts.append(f"did you mean {', '.join(repr(c) for c in close)}?")
         package = _known_providers().get(kind, {}).get(name)
-        if package is None and kind == "language_packs":
+        if package is None and kind == "language_packs" and _is_iso639_3(name):
             package = f"lowres-lang-{name}"
         if package:
             parts.append(f"it may be provided by: pip install {package}")
@@ -299,3 +299,16 @@ def reset_registry(registry: Registry | None = None) -> None:
     global _registry
     with _registry_lock:
         _registry = registry
+
+
+def _is_iso639_3(code: str) -> bool:
+    """Return True for a known ISO 639-3 code (only those get a ``lowres-lang-CODE`` pip hint)."""
+    from lowres_adapters.specs import LANGUAGE_CODE_PATTERN
+
+    if not LANGUAGE_CODE_PATTERN.match(code):
+        return False
+    try:
+        import pycountry
+    except ImportError:  # pragma: no cover - pycountry is a dependency
+        return True
+    return pycountry.languages.get(alpha_3=code) is not None

@@ -39,7 +39,9 @@ def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
 @click.option("--early-stopping-patience", type=int, help="Stop after N evaluations without improvement.")
 @click.option("--seed", type=int, help="Seed of adapter initialisation, data order, masks.")
 @click.option("--seeds", help="Run once per seed (e.g. 1,2,3) and report mean ± std.")
-@click.option("--resume", is_flag=True, default=None, help="Continue from the latest checkpoint in --output.")
+@click.option("--resume", is_flag=True, default=None,
+              help="Continue from the latest checkpoint in --output (same settings; changed ones are refused).")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace a finished run in --output (refused otherwise).")
 @click.option("--text", type=click.Path(dir_okay=False), help="Training text file (one example per line).")
 @click.option("--eval-text", type=click.Path(dir_okay=False), help="Held-out text file (bits per character).")
 @click.option("--pairs", type=click.Path(dir_okay=False), help="Training pairs (TSV source<TAB>target).")

@@ -7,7 +7,6 @@ one loop, score the adapted model, and write the run folder.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +21,14 @@ from lowres_adapters.training.packing import examples_in
 from lowres_adapters.training.recipes import canonical_recipe_name, get_recipe
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, options_from
 from lowres_adapters.training.run_data import load_run_data
-from lowres_adapters.training.run_folder import build_metadata, merge_logs, write_json, write_run_folder
+from lowres_adapters.training.run_folder import (
+    build_metadata,
+    finish_output,
+    merge_logs,
+    prepare_output,
+    write_json,
+    write_run_folder,
+)
 from lowres_adapters.training.settings import (
     RunSettings,
     SettingsError,
@@ -31,6 +37,7 @@ from lowres_adapters.training.settings import (
     merge_settings,
     read_config_file,
     resolve_loop_settings,
+    typed_values,
 )
 
 LOOP_SHORTCUTS = ("max_steps", "epochs", "batch_size", "grad_accum_steps", "max_length", "lr", "eval_every",
@@ -148,9 +155,10 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
         settings = replace(settings, adapter=recipe.default_adapter)
     model_id = settings.model or (pack.default_model if pack is not None else DEFAULT_MODEL)
     run_dir = Path(settings.output or f"runs/{settings.language}-{recipe.name}-{settings.adapter}")
-    _check_adapter(settings)
+    settings = _typed_sections(settings, recipe)
     options = options_from(recipe, settings.recipe_options)
-    _prepare_run_dir(run_dir, settings.resume, process.is_main)
+    check_recipe_data(recipe, settings, data, pack is not None, echo)
+    _prepare_run_dir(run_dir, settings, process, echo)
 
     echo(f"loading {model_id}")
     model, tokenizer = load_base_model(model_id)
@@ -189,6 +197,7 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
         metrics["stages"] = {stage.name: stage.metrics["adapted"] for stage in results}
         _write_top_level(run_dir, context, recipe, model_id, metrics, results)
     if process.is_main:
+        finish_output(run_dir)
         _echo_figures(echo, metrics, run_dir)
         if settings.publish:
             _publish(run_dir, settings.publish, echo)
@@ -217,25 +226,47 @@ def _score_base(recipe: Recipe, context: RecipeContext, model_id: str,
     return cached_base_scores(model_id, parts, texts + ["\0pairs"] + held_out_pairs, score)
 
 
-def _check_adapter(settings: RunSettings) -> None:
-    """Fail fast (before loading a model) on an unknown adapter type or a bad adapter config."""
+def _typed_sections(settings: RunSettings, recipe: Recipe) -> RunSettings:
+    """Read ``[adapter_config]`` and ``[recipe_options]`` as their config classes' field types and fail
+    fast (before loading a model) on an unknown adapter type, a bad value or an unknown key."""
     from lowres_adapters.configs import config_from_dict
     from lowres_adapters.registry import get_registry
 
     spec = get_registry().adapter_type(settings.adapter)
-    config_from_dict(spec.config_class, dict(settings.adapter_config), where=f"adapter_config for {settings.adapter}")
+    adapter_config = typed_values(spec.config_class, settings.adapter_config, "settings", prefix="adapter_config.")
+    config_from_dict(spec.config_class, dict(adapter_config), where=f"adapter_config for {settings.adapter}")
+    recipe_options = typed_values(recipe.options_class, settings.recipe_options, "settings", prefix="recipe_options.")
+    return replace(settings, adapter_config=adapter_config, recipe_options=recipe_options)
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, is_main: bool) -> None:
-    """Refuse to start over a run's checkpoints unless resuming (checked in every process, so all
-    of them stop); clear the stages of a finished run that is started again (first process)."""
-    has_checkpoints = bool(checkpoint_steps(run_dir)) or any(
-        checkpoint_steps(stage) for stage in (run_dir / "stages").glob("*") if stage.is_dir())
-    if has_checkpoints and not resume:
-        raise LowresError(f"{run_dir} holds checkpoints of an unfinished run: pass --resume to continue it, "
-                          "or choose another --output")
-    if is_main and (run_dir / METADATA_FILE).exists() and not resume:
-        shutil.rmtree(run_dir / "stages", ignore_errors=True)
+def _prepare_run_dir(run_dir: Path, settings: RunSettings, process: Any, echo: Callable[[str], None]) -> None:
+    """Check the output folder (every process, so all of them stop) before any model loads, and mark
+    it unfinished (:func:`~lowres_adapters.training.run_folder.prepare_output`)."""
+    stages = [stage for stage in (run_dir / "stages").glob("*") if stage.is_dir()]
+    has_checkpoints = bool(checkpoint_steps(run_dir)) or any(checkpoint_steps(stage) for stage in stages)
+    prepare_output(run_dir, settings, process.is_main, echo, has_checkpoints=has_checkpoints,
+                   has_finished_stage=any(_stage_finished(stage) for stage in stages))
+    process.barrier()
+
+
+def check_recipe_data(recipe: Recipe, settings: RunSettings, data: Any, has_pack: bool,
+                      echo: Callable[[str], None]) -> None:
+    """Before any model loads: say so when pair files are not used by the recipe, and refuse missing
+    data the recipe needs (suggesting ``lowres data fetch`` only for a language with a pack)."""
+    uses_pairs = "pairs" in recipe.needs
+    if settings.data.pairs and not uses_pairs:
+        echo(f"note: --pairs is not used: recipe {recipe.name!r} does not train on pairs "
+             "(recipes that do: sft, cpt_sft, prompt-align)")
+    held_out_from_pairs = [pair.target if pair.target_lang == settings.language else pair.source
+                           for pair in data.pairs.get("test", [])]
+    held_out = [example.text for example in data.text.get("test", [])]
+    if settings.data.eval_pairs and not uses_pairs and held_out != held_out_from_pairs:
+        echo(f"note: --eval-pairs is not used: recipe {recipe.name!r} scores the held-out text")
+    fetch = f"run `lowres data fetch {settings.language}` or " if has_pack else ""
+    if "text" in recipe.needs and not data.text.get("train"):
+        raise LowresError(f"recipe {recipe.name!r} needs training text for {settings.language}: {fetch}pass --text FILE")
+    if uses_pairs and not data.pairs.get("train"):
+        raise LowresError(f"recipe {recipe.name!r} needs parallel pairs for {settings.language}: {fetch}pass --pairs FILE")
 
 
 def _stage_context(context: RecipeContext, recipe: Recipe, stage_dir: Path, stage_loop: Mapping[str, Any],

@@ -2,21 +2,45 @@
 
 See docs/architecture.md ("Run folder"). ``train_log.jsonl`` and ``checkpoints/`` are written by
 the loop; everything here is written through a temporary name and a rename.
+
+A finished run is never lost or mixed with a new one (:func:`prepare_output`): ``lowres adapt``
+refuses an output folder holding a finished run unless ``--overwrite``, and marks the folder with
+``run_in_progress.json`` (:data:`~lowres_adapters.artifact.UNFINISHED_FILE`) from before its first
+write until after its last, so ``evaluate``, ``load`` and ``publish`` refuse a folder a killed run
+left behind. The marker records the settings, so ``--resume`` refuses changed ones by name.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from lowres_adapters.artifact import METRICS_FILE, ArtifactMetadata, atomic_write_text, write_artifact
+from lowres_adapters.artifact import (
+    METADATA_FILE,
+    METRICS_FILE,
+    NATIVE_DIR,
+    TOKENIZER_DIR,
+    UNFINISHED_FILE,
+    WEIGHTS_FILE,
+    ArtifactMetadata,
+    atomic_write_text,
+    write_artifact,
+)
 from lowres_adapters.configs import config_to_dict
+from lowres_adapters.errors import LowresError
 
 RUN_CONFIG_FILE = "run_config.json"
 CARD_FILE = "README.md"
 BASE_TENSOR_PREFIX = "lowres.base."
 """Key prefix of base-model tensors trained through ``train_also`` in ``adapter.safetensors``."""
+RUN_ENTRIES = (METADATA_FILE, WEIGHTS_FILE, METRICS_FILE, RUN_CONFIG_FILE, CARD_FILE, "train_log.jsonl",
+               TOKENIZER_DIR, NATIVE_DIR, "stages", "checkpoints")
+"""What ``lowres adapt`` writes into a run folder (and ``--overwrite`` removes; other files stay)."""
+UNCOMPARED_SETTINGS = ("resume", "overwrite", "publish", "output", "loop.progress")
+"""Settings a resume may change: they do not change what is trained."""
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -92,3 +116,95 @@ def merge_logs(stage_dirs: Mapping[str, Path], target: Path) -> None:
             record.setdefault("stage", stage)
             lines.append(json.dumps(record))
     atomic_write_text(target, "".join(line + "\n" for line in lines))
+
+
+def comparable_settings(settings: Any) -> dict[str, Any]:
+    """Return ``settings`` (:class:`RunSettings`) as flat ``{"section.key": value}`` JSON values, minus
+    :data:`UNCOMPARED_SETTINGS`: what a resumed run must share with the run it continues."""
+    values = json.loads(json.dumps(settings.to_json(), default=str))
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{name}": item for name, item in value.items()})
+        else:
+            flat[key] = value
+    return {key: value for key, value in flat.items() if key not in UNCOMPARED_SETTINGS}
+
+
+def setting_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Return ``"key: old -> new"`` for each setting that differs (``(unset)`` when absent on one side)."""
+    def shown(values: Mapping[str, Any], key: str) -> str:
+        return json.dumps(values[key]) if key in values else "(unset)"
+
+    return [f"{key}: {shown(recorded, key)} -> {shown(current, key)}"
+            for key in sorted(set(recorded) | set(current)) if recorded.get(key, ...) != current.get(key, ...)]
+
+
+def prepare_output(run_dir: Path, settings: Any, is_main: bool, echo: Callable[[str], None],
+                   has_checkpoints: bool, has_finished_stage: bool) -> None:
+    """Check the output folder before anything loads, then mark it unfinished (first process only).
+
+    Args:
+        run_dir: The run folder.
+        settings: The run's :class:`~lowres_adapters.training.settings.RunSettings`.
+        is_main: Whether this is the first process (the only one that writes).
+        echo: Where the "nothing to resume" line goes.
+        has_checkpoints: Whether ``run_dir`` (or one of its stages) holds checkpoints.
+        has_finished_stage: Whether a stage of a multi-stage run in ``run_dir`` is finished.
+
+    Raises:
+        LowresError: The output is a file or cannot be created; it holds a finished run and
+            neither ``--overwrite`` nor ``--resume`` is given; it holds checkpoints and ``--resume``
+            is not given; or ``--resume`` changes settings of the run it continues (each named).
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LowresError(f"--output {run_dir}: exists and is not a folder; choose another --output")
+    marker = run_dir / UNFINISHED_FILE
+    unfinished = marker.exists()
+    finished = (run_dir / METADATA_FILE).exists() and not unfinished
+    if settings.resume:
+        recorded = _recorded_settings(marker) if unfinished else None
+        if recorded is not None:
+            differences = setting_differences(recorded, comparable_settings(settings))
+            if differences:
+                raise LowresError(f"--resume with other settings than the run in {run_dir}: "
+                                  f"{'; '.join(differences)}; resume with the same settings or choose another --output")
+        if not has_checkpoints and not has_finished_stage and not finished:
+            echo(f"--resume: no checkpoint in {run_dir}; starting from step 0")
+    elif not settings.overwrite:
+        if finished:
+            raise LowresError(f"{run_dir} holds a finished run: pass --overwrite to replace it, or choose another --output")
+        if has_checkpoints:
+            raise LowresError(f"{run_dir} holds checkpoints of an unfinished run: pass --resume to continue it, "
+                              "--overwrite to start over, or choose another --output")
+    if not is_main:
+        return
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LowresError(f"--output {run_dir}: cannot create the folder ({error.strerror or error})") from None
+    if not (settings.resume and unfinished):
+        atomic_write_text(marker, json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                              "settings": comparable_settings(settings)}, indent=2) + "\n")
+    if not settings.resume and (finished or settings.overwrite or unfinished):
+        for name in RUN_ENTRIES:  # after the marker: a kill from here on leaves a refused folder
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def finish_output(run_dir: Path) -> None:
+    """Remove the unfinished-run marker: the last write of a run."""
+    (Path(run_dir) / UNFINISHED_FILE).unlink(missing_ok=True)
+
+
+def _recorded_settings(marker: Path) -> dict[str, Any] | None:
+    try:
+        values = json.loads(marker.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    settings = values.get("settings") if isinstance(values, dict) else None
+    return settings if isinstance(settings, dict) else None

@@ -35,6 +35,10 @@ from typing import Any, Mapping
 from lowres_adapters.configs import config_from_dict, config_to_dict
 from lowres_adapters.errors import LowresError
 from lowres_adapters.specs import LANGUAGE_CODE_PATTERN, NAME_PATTERN
+from lowres_adapters.training.typed_settings import SettingsError, check_language, typed_values
+
+__all__ = ["DataSettings", "LoopSettings", "RunSettings", "SettingsError", "build_run_settings", "merge_settings",
+           "parse_assignment", "read_config_file", "resolve_loop_settings", "typed_values"]
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -214,7 +218,8 @@ class RunSettings:
         output: Run folder; empty uses ``runs/<language>-<recipe>-<adapter>``.
         train_also: Glob patterns of base-model parameter names trained as well as the adapter
             (the freezing strategy; empty = only the adapter trains). Saved under ``lowres.base.``.
-        resume: Continue from the latest checkpoint in ``output``.
+        resume: Continue from the latest checkpoint in ``output`` (with the same settings).
+        overwrite: Replace a finished run in ``output`` (refused otherwise).
         publish: Hub repo ``owner/name`` to publish the run folder to when done.
         extend_vocab: Add up to this many tokens trained on the training text (vocabulary
             extension, see docs/transfer.md); only their rows train besides the adapter. 0 keeps
@@ -233,6 +238,7 @@ class RunSettings:
     output: str = ""
     train_also: tuple[str, ...] = ()
     resume: bool = False
+    overwrite: bool = False
     publish: str | None = None
     extend_vocab: int = 0
     loop: Mapping[str, Any] = field(default_factory=dict)
@@ -261,10 +267,6 @@ class RunSettings:
         return values
 
 
-class SettingsError(LowresError):
-    """Raise for a bad setting (unknown key, wrong type, invalid value): one line."""
-
-
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -284,7 +286,7 @@ def resolve_loop_settings(recipe_defaults: Mapping[str, Any], overrides: Mapping
     """
     values = {**dict(recipe_defaults), **dict(overrides)}
     try:
-        return config_from_dict(LoopSettings, values, where=where)
+        return config_from_dict(LoopSettings, typed_values(LoopSettings, values, where, prefix="loop."), where=where)
     except LowresError as error:
         raise SettingsError(str(error)) from None
 
@@ -370,14 +372,18 @@ def build_run_settings(values: Mapping[str, Any], where: str = "settings") -> Ru
             raise SettingsError(f"{where}: [{section}] must be a table of settings")
     if "language" not in values:
         raise SettingsError(f"{where}: language is required (an ISO 639-3 code such as nya)")
+    check_language(values["language"], where)
+    if isinstance(values.get("train_also"), str):
+        values["train_also"] = (values["train_also"],)
+    top = {key: value for key, value in values.items() if key not in _SECTIONS}
+    values.update(typed_values(RunSettings, top, where))
+    if "loop" in values:
+        values["loop"] = typed_values(LoopSettings, values["loop"], where, prefix="loop.")
     try:
-        values["data"] = config_from_dict(DataSettings, dict(values.get("data", {})), where=f"{where} [data]")
+        data = typed_values(DataSettings, dict(values.get("data", {})), where, prefix="data.")
+        values["data"] = config_from_dict(DataSettings, data, where=f"{where} [data]")
     except LowresError as error:
         raise SettingsError(str(error)) from None
-    if "train_also" in values:
-        if isinstance(values["train_also"], str):
-            values["train_also"] = (values["train_also"],)
-        values["train_also"] = tuple(values["train_also"])
     try:
         return RunSettings(**values)
     except LowresError as error:
