@@ -45,6 +45,11 @@ def publish_demo_adapter() -> str:
     base_dir = workdir / "tiny-base"
     model.save_pretrained(base_dir)
     tokenizer.save_pretrained(base_dir)
+    from huggingface_hub import HfApi
+
+    base_repo = "alice/tiny-llama-base"  # a downloaded adapter may name a Hub id as its base, never a local path
+    HfApi().create_repo(base_repo, exist_ok=True)
+    HfApi().upload_folder(repo_id=base_repo, folder_path=str(base_dir))
     spec = get_registry().adapter_type("lora")
     handle = spec.attach(model, "nya", spec.config_class())
     with torch.no_grad():  # a freshly initialised LoRA is a no-op; give it weights that act
@@ -52,7 +57,7 @@ def publish_demo_adapter() -> str:
             parameter.normal_(0.0, 0.5)
     described = describe_config(spec, handle.config)
     metadata = ArtifactMetadata(adapter_type="lora", adapter_name="nya", adapter_config=described["config"],
-                                plugin=described["plugin"], base_model=str(base_dir), language="nya",
+                                plugin=described["plugin"], base_model=base_repo, language="nya",
                                 script="Latn", recipe="language")
     write_artifact(workdir / "run", handle, metadata)
     info = publish(workdir / "run", DEMO_REPO)
