@@ -70,14 +70,28 @@ def test_bits_per_char_does_not_depend_on_batch_size(llama, batch_size):
     assert batched.bits_per_char == pytest.approx(one_by_one.bits_per_char, rel=1e-6)
 
 
+def reference_windowed_clm_nll(model, tokenizer, text: str, max_length: int) -> tuple[float, int]:
+    """Score each token once, seeing only the tokens of its window (one forward pass per window)."""
+    ids = [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]
+    total, count = 0.0, 0
+    for start, end, first in window_spans(len(ids), max_length):
+        with torch.no_grad():
+            log_probs = torch.log_softmax(model(input_ids=torch.tensor([ids[start:end]])).logits[0], dim=-1)
+        for position in range(first, end):
+            total -= float(log_probs[position - 1 - start, ids[position]])
+            count += 1
+    return total, count
+
+
 def test_long_texts_are_scored_in_windows_once_per_token(llama):
     model, tokenizer = llama
     text = " ".join(TEXTS)
     whole = score_texts(model, tokenizer, [text], max_length=256)
     windowed = score_texts(model, tokenizer, [text], max_length=16)
     assert windowed.tokens == whole.tokens
-    # less context per token changes the figure a little, but not wildly
-    assert windowed.bits_per_char == pytest.approx(whole.bits_per_char, rel=0.1)
+    nll, count = reference_windowed_clm_nll(model, tokenizer, text, 16)
+    assert windowed.tokens == count and windowed.nll_nats == pytest.approx(nll, rel=1e-5)
+    assert whole.nll_nats == pytest.approx(reference_clm_nll(model, tokenizer, text)[0], rel=1e-4)
 
 
 @pytest.mark.parametrize("length,max_length", [(2, 4), (10, 4), (33, 8), (100, 7)])
@@ -127,9 +141,34 @@ def test_pseudo_perplexity_matches_a_slow_reference_loop(xlmr):
     assert scores.to_dict()["pseudo_perplexity"] == scores.pseudo_perplexity
 
 
+def reference_windowed_pll(model, tokenizer, text: str, max_length: int) -> tuple[float, int]:
+    """Mask each content token in turn inside windows of ``max_length`` tokens, the tokenizer's own special
+    tokens (none for the tiny tokenizer) around each window."""
+    encoded = tokenizer(text, return_special_tokens_mask=True)
+    ids, special = encoded["input_ids"], encoded["special_tokens_mask"]
+    content_at = [position for position, flag in enumerate(special) if not flag]
+    prefix, suffix = ids[: content_at[0]], ids[content_at[-1] + 1:]
+    content = ids[content_at[0]: content_at[-1] + 1]
+    total, count = 0.0, 0
+    for start, end, first in window_spans(len(content), max_length - len(prefix) - len(suffix), first_target=0):
+        window = [*prefix, *content[start:end], *suffix]
+        for index in range(first, end):
+            position = len(prefix) + index - start
+            masked = torch.tensor([window])
+            masked[0, position] = tokenizer.mask_token_id
+            with torch.no_grad():
+                logits = model(input_ids=masked).logits
+            total += float(torch.log_softmax(logits[0, position], dim=-1)[window[position]])
+            count += 1
+    return total, count
+
+
 def test_pseudo_perplexity_windows_long_texts(xlmr):
     model, tokenizer = xlmr
     whole = score_texts(model, tokenizer, TEXTS[:2], objective="mlm")
     windowed = score_texts(model, tokenizer, TEXTS[:2], objective="mlm", max_length=8)
     assert windowed.tokens == whole.tokens
-    assert windowed.nll_nats != whole.nll_nats  # less context really was used
+    reference = [reference_windowed_pll(model, tokenizer, text, 8) for text in TEXTS[:2]]
+    assert windowed.tokens == sum(count for _, count in reference)
+    assert windowed.nll_nats == pytest.approx(-sum(pll for pll, _ in reference), rel=1e-5)
+    assert windowed.nll_nats != pytest.approx(whole.nll_nats, rel=1e-3)  # less context really was used
