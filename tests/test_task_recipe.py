@@ -15,7 +15,7 @@ from lowres_adapters.errors import LowresError
 from lowres_adapters.testing.tiny import TINY_CORPUS
 from lowres_adapters.training.adapt import adapt
 from lowres_adapters.training.recipes.task import TASK_HEAD_FILE, load_task_model
-from lowres_adapters.training.task_scoring import evaluate_task
+from lowres_adapters.training.task_scoring import evaluate_task, predict
 from training_support import save_tiny_model
 
 SENTENCES = [LabeledExample(text=text, label="nya" if index % 2 == 0 else "eng", id=str(index))
@@ -97,6 +97,51 @@ def test_fusion_of_two_language_adapters_under_the_task_adapter(setup, tmp_path)
     assert rescored["macro_f1"] == pytest.approx(result.metrics["adapted"]["task_macro_f1"])
 
 
+def hand_entity_f1(predicted: list, gold: list) -> float:
+    """Entity F1 (percent) when every entity is one B-PER token: spans are (sentence, position) pairs."""
+    def spans(tag_lists):
+        return {(row, index) for row, tags in enumerate(tag_lists) for index, tag in enumerate(tags) if tag == "B-PER"}
+
+    found, expected = spans(predicted), spans(gold)
+    return 100.0 * 2 * len(found & expected) / (len(found) + len(expected)) if found or expected else 0.0
+
+
+def hand_exact_match(predicted: list[str], answers: list[tuple[str, ...]]) -> float:
+    """Exact match (percent) for one-word answers: equal up to case, surrounding spaces and punctuation."""
+    def norm(text: str) -> str:
+        return text.strip().strip(".,;:!?").lower()
+
+    hits = [any(norm(prediction) == norm(answer) for answer in options) for prediction, options in zip(predicted, answers)]
+    return 100.0 * sum(hits) / len(hits)
+
+
+@pytest.mark.parametrize("predicted,expected", [
+    ([["O", "B-PER", "O"], ["B-PER", "O"]], 100.0),  # both entities found, nothing else
+    ([["O", "B-PER", "O"], ["O", "O"]], 100.0 * 2 * 1 / 3),  # one of two found: P 1, R 1/2
+    ([["B-PER", "B-PER", "O"], ["B-PER", "O"]], 100.0 * 2 * 2 / 5),  # one false positive: P 2/3, R 1
+    ([["O", "O", "B-PER"], ["O", "B-PER"]], 0.0),  # wrong positions
+])
+def test_entity_f1_of_known_predictions(predicted, expected):
+    from lowres_adapters.training.task_scoring import score_predictions
+
+    gold = [LabeledExample(tokens=("In", "God", "we"), tags=("O", "B-PER", "O")),
+            LabeledExample(tokens=("Mulungu", "ali"), tags=("B-PER", "O"))]
+    scores = score_predictions(task_of("token_classification", gold, ("O", "B-PER")), gold, predicted)
+    assert scores["entity_f1"] == pytest.approx(expected)
+    assert hand_entity_f1(predicted, [example.tags for example in gold]) == pytest.approx(expected)
+
+
+def test_exact_match_of_known_answers():
+    from lowres_adapters.training.task_scoring import score_predictions
+
+    gold = QUESTIONS[:4]
+    assert [example.answers[0] for example in gold] == ["Mulungu", "God", "Mulungu", "God"]
+    predicted = ["mulungu", " God.", "God", ""]  # 2 of 4 right up to case, spaces and punctuation
+    scores = score_predictions(task_of("extractive_qa", gold, ()), gold, predicted)
+    assert scores["exact_match"] == pytest.approx(50.0)
+    assert hand_exact_match(predicted, [e.answers for e in gold]) == pytest.approx(50.0)
+
+
 @pytest.mark.parametrize("kind,examples,labels,metric", [
     ("token_classification", TAGGED, ("O", "B-PER"), "task_entity_f1"),
     ("extractive_qa", QUESTIONS, (), "task_exact_match"),
@@ -106,7 +151,14 @@ def test_token_classification_and_qa_train_on_the_base_model(setup, tmp_path, ki
     install({"probe": task_of(kind, examples, labels)})
     result = run(model_dir, tmp_path / kind, recipe="task", lr=1e-2, max_steps=30)
     adapted = result.metrics["adapted"]
-    assert metric in adapted and 0.0 <= adapted[metric] <= 100.0
+    # the reported figure is the hand-counted score of what the saved model predicts on the test split
+    model, head, tokenizer, task = load_task_model(result.run_dir,
+                                                   model=AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    predictions = predict(model, head, tokenizer, task, examples)
+    if kind == "token_classification":
+        assert adapted[metric] == pytest.approx(hand_entity_f1(predictions, [e.tags for e in examples]))
+    else:
+        assert adapted[metric] == pytest.approx(hand_exact_match(predictions, [e.answers for e in examples]))
     log = [json.loads(line) for line in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
     losses = [record["loss"] for record in log if record.get("event", record.get("type")) in (None, "train")
               and "loss" in record]
