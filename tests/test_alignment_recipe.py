@@ -3,6 +3,8 @@ gradients and is cached; the alignment loss falls; few labels, synthetic pairs a
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -134,14 +136,35 @@ def test_recipe_runs_with_soft_prompt_by_default_and_reports_alignment(pair_file
     assert result.metrics["adapted"]["align_cosine"] != pytest.approx(result.metrics["base"]["align_cosine"])
 
 
-def test_synthetic_pseudo_pairs_are_used_and_named(pair_files):
+@pytest.mark.parametrize("only", [True, False])
+def test_synthetic_pseudo_pairs_are_used_and_named(pair_files, monkeypatch, only):
+    import lowres_adapters.training.recipes.prompt_align as recipe_module
+
     tmp_path, model_dir = pair_files
     (tmp_path / "english.txt").write_text("God is light.\nThe earth was void.\n", encoding="utf-8")
     (tmp_path / "lexicon.tsv").write_text("god\tMulungu\nlight\tkuwala\nearth\tdziko\nis\tndi\n", encoding="utf-8")
-    result = run(tmp_path, model_dir, "synthetic", recipe_options={
+    trained_on = []
+    build_features = recipe_module.build_features
+
+    def recording(pairs, *args, **kwargs):
+        trained_on.append(list(pairs))
+        return build_features(pairs, *args, **kwargs)
+
+    monkeypatch.setattr(recipe_module, "build_features", recording)
+    result = run(tmp_path, model_dir, f"synthetic-{only}", recipe_options={
         "synthetic_text": str(tmp_path / "english.txt"), "synthetic_lexicon": str(tmp_path / "lexicon.tsv"),
-        "synthetic_only": True})
-    assert read_metadata(result.run_dir).datasets == ["lexicon-substitution"]
+        "synthetic_only": only})
+    training = [pairs for pairs in trained_on if any(pair.provenance.synthetic for pair in pairs)]
+    assert len(training) == 1  # the training job's pairs (the held-out pairs hold no synthetic ones)
+    pairs = training[0]
+    synthetic = [pair for pair in pairs if pair.provenance.synthetic]
+    # the second sentence is mostly outside the lexicon, so the source leaves it out
+    assert [(pair.source, pair.target) for pair in synthetic] == [("God is light.", "Mulungu ndi kuwala.")]
+    assert len(pairs) == (1 if only else 1 + 24)  # plus the 24 real pairs of train.tsv
+    start = json.loads((result.run_dir / "train_log.jsonl").read_text().splitlines()[0])
+    assert start["train_examples"] == len(pairs)
+    datasets = read_metadata(result.run_dir).datasets
+    assert "lexicon-substitution" in datasets and (datasets == ["lexicon-substitution"]) == only
 
 
 def test_training_base_weights_is_refused(pair_files):
