@@ -1,7 +1,9 @@
-"""Two processes through ``accelerate launch`` give the one-process result at the same global batch."""
+"""Two processes through ``accelerate launch`` give the one-process result at the same global batch, also
+when they are interrupted and resumed from a checkpoint."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +14,8 @@ import torch
 from safetensors.torch import load_file
 from training_support import reference_run
 
+from lowres_adapters.training.checkpoint import checkpoint_steps
+
 SCRIPT = Path(__file__).parent / "_training_script.py"
 
 
@@ -21,20 +25,35 @@ def accelerate_command() -> list[str]:
     return [found]
 
 
-def test_two_processes_match_one_process_with_accumulation(tmp_path):
+def launch_two(run_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the training script as two processes (the torchrun launcher, gloo on CPU)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # one process (this one, one thread), global batch 8 as 2 micro-batches of 4
-    one = reference_run(tmp_path / "one", steps=6, accum=2)
-    # two processes, global batch 8 as 1 micro-batch of 4 each (the torchrun launcher, gloo on CPU)
-    launched = subprocess.run(
+    return subprocess.run(
         [*accelerate_command(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), str(tmp_path / "two"), "--steps", "6"],
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), str(run_dir), *args],
         env=env, capture_output=True, text=True, timeout=300,
     )
-    assert launched.returncode == 0, launched.stderr[-2000:]
-    two = load_file(str(tmp_path / "two" / "weights.safetensors"))
+
+
+def test_two_processes_interrupted_and_resumed_match_one_process_with_accumulation(tmp_path):
+    # one process (this one, one thread), global batch 8 as 2 micro-batches of 4
+    one = reference_run(tmp_path / "one", steps=8, accum=2)
+    # two processes, global batch 8 as 1 micro-batch of 4 each; both stop after step 6 (checkpoint at 4) ...
+    run_dir = tmp_path / "two"
+    crashed = launch_two(run_dir, "--steps", "8", "--save-every", "4", "--crash-at", "6")
+    assert crashed.returncode != 0 and "KeyboardInterrupt" in crashed.stderr, crashed.stderr[-2000:]
+    assert checkpoint_steps(run_dir) == [4]
+    assert {path.name for path in (run_dir / "checkpoints" / "step-4").glob("rng-rank*.pt")} == {
+        "rng-rank0.pt", "rng-rank1.pt"}
+    assert not (run_dir / "weights.safetensors").exists()
+    # ... and two processes resume from step 4 to the one-process result
+    resumed = launch_two(run_dir, "--steps", "8", "--save-every", "4", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    two = load_file(str(run_dir / "weights.safetensors"))
     assert set(one) == set(two)
     for name in one:
         torch.testing.assert_close(one[name], two[name], rtol=1e-5, atol=1e-6)
-    start = (tmp_path / "two" / "train_log.jsonl").read_text().splitlines()[0]
-    assert '"processes": 2' in start
+    records = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    starts = [record for record in records if record["event"] == "start"]
+    assert [(r["processes"], r["resumed_from"]) for r in starts] == [(2, None), (2, 4)]
+    assert [r["step"] for r in records if r["event"] == "train"] == list(range(1, 9))
