@@ -71,6 +71,34 @@ def test_teacher_holds_no_gradients_and_is_cached():
     torch.testing.assert_close(again.pooled, teacher.pooled)
 
 
+def test_pooling_leaves_out_the_attention_sink_on_both_sides():
+    model, tokenizer = tiny_model("llama")
+    handle = attach(model, "prompt_tuning")
+    loss_fn, needs = build_alignment_loss("cosine", {})
+    batch = tokenizer([ENGLISH[0]], return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    skipping = AlignmentObjective(loss_fn, needs, model, student_wrapper=handle.model, skip_first=1, cache_limit=0)
+    with torch.no_grad():
+        teacher = skipping.teacher_side(ids, mask).pooled
+        student, _ = skipping.student_side(handle.model, ids, mask)
+        with adapters_disabled(model, handle.model):
+            states = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        student_states = handle.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+    torch.testing.assert_close(teacher[0], states[0, 1:].mean(0))
+    torch.testing.assert_close(student.pooled[0], student_states[0, 1:].mean(0))
+    assert not torch.allclose(teacher[0], states[0].mean(0))
+
+
+def test_decoders_skip_the_sink_by_default_encoders_do_not():
+    from lowres_adapters.training.recipes.prompt_align import PromptAlignOptions, skipped_tokens
+
+    assert skipped_tokens(PromptAlignOptions(), "clm") == 1
+    assert skipped_tokens(PromptAlignOptions(), "mlm") == 0
+    assert skipped_tokens(PromptAlignOptions(skip_first=0), "clm") == 0
+    with pytest.raises(ValueError):
+        PromptAlignOptions(skip_first=-1)
+
+
 @pytest.mark.parametrize("loss_name", ["cosine", "mse", "kl", "infonce"])
 def test_training_the_prompt_lowers_the_alignment_loss(loss_name):
     torch.manual_seed(0)
@@ -131,8 +159,10 @@ def test_recipe_runs_with_soft_prompt_by_default_and_reports_alignment(pair_file
     assert metadata.adapter_type == "prompt_tuning" and metadata.recipe == "prompt_align"
     for block in ("base", "adapted"):
         figures = result.metrics[block]
-        assert {"bits_per_char", "align_cosine", "align_retrieval_top1", "align_loss_infonce"} <= set(figures)
+        assert {"bits_per_char", "align_cosine", "align_retrieval_top1", "align_retrieval_top1_to_target",
+                "align_loss_infonce"} <= set(figures)
         assert -1.0 <= figures["align_cosine"] <= 1.0 and 0.0 <= figures["align_retrieval_top1"] <= 1.0
+        assert 0.0 <= figures["align_retrieval_top1_to_target"] <= 1.0
     assert result.metrics["adapted"]["align_cosine"] != pytest.approx(result.metrics["base"]["align_cosine"])
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.retrieval import content_mask, top1_accuracy
 from lowres_adapters.specs import AlignmentInputs
 from lowres_adapters.training.heads import pool_sequence
 
@@ -109,6 +110,9 @@ class AlignmentObjective:
         teacher_model: The base model (adapters are switched off around its forward).
         pooling: ``mean``, ``first`` or ``last``.
         layer: Index into ``hidden_states`` (-1 = last layer).
+        skip_first: Real tokens left out of the pooling at the start of each text (1 = the BOS /
+            attention-sink position of a decoder, whose state is the same for every text and
+            thousands of times larger than the others in middle layers; see docs/transfer.md).
         student_wrapper: The student module, for PEFT's ``disable_adapter``.
         cache_limit: Cache teacher outputs of at most this many distinct examples (0 = no cache).
     """
@@ -118,6 +122,7 @@ class AlignmentObjective:
     teacher_model: torch.nn.Module
     pooling: str = "mean"
     layer: int = -1
+    skip_first: int = 0
     student_wrapper: torch.nn.Module | None = None
     cache_limit: int = 4096
     _cache: dict[int, SideOutputs] = field(default_factory=dict, repr=False)
@@ -126,8 +131,9 @@ class AlignmentObjective:
                      attention_mask: torch.Tensor) -> tuple[SideOutputs, Any]:
         """Return the student's pooled outputs (with gradients) and its raw model outputs."""
         hidden, outputs = _forward_hidden(model, input_ids, attention_mask, self.layer)
-        pooled = pool_sequence(hidden, attention_mask, self.pooling)  # (batch, hidden)
-        log_probs = pool_log_probs(outputs.logits, attention_mask, self.pooling) if self.needs_log_probs else None
+        content = content_mask(attention_mask, self.skip_first)  # (batch, seq)
+        pooled = pool_sequence(hidden, content, self.pooling)  # (batch, hidden)
+        log_probs = pool_log_probs(outputs.logits, content, self.pooling) if self.needs_log_probs else None
         return SideOutputs(pooled, log_probs), outputs
 
     @torch.no_grad()
@@ -139,8 +145,9 @@ class AlignmentObjective:
             return _stack([self._cache[key] for key in keys])
         with adapters_disabled(self.teacher_model, self.student_wrapper):
             hidden, outputs = _forward_hidden(self.teacher_model, input_ids, attention_mask, self.layer)
-            pooled = pool_sequence(hidden, attention_mask, self.pooling).detach()  # (batch, hidden)
-            log_probs = (pool_log_probs(outputs.logits, attention_mask, self.pooling).detach()
+            content = content_mask(attention_mask, self.skip_first)  # (batch, seq)
+            pooled = pool_sequence(hidden, content, self.pooling).detach()  # (batch, hidden)
+            log_probs = (pool_log_probs(outputs.logits, content, self.pooling).detach()
                          if self.needs_log_probs else None)
         side = SideOutputs(pooled, log_probs)
         if keys is not None:
@@ -178,7 +185,4 @@ def build_alignment_loss(name: str, settings: Mapping[str, Any]) -> tuple[Callab
 
 def retrieval_accuracy(student: torch.Tensor, teacher: torch.Tensor) -> float:
     """Return the share of rows whose most cosine-similar teacher row is their own pair (top-1)."""
-    student = torch.nn.functional.normalize(student.float(), dim=-1)
-    teacher = torch.nn.functional.normalize(teacher.float(), dim=-1)
-    best = (student @ teacher.T).argmax(dim=-1)  # (batch,)
-    return float((best == torch.arange(student.shape[0])).float().mean())
+    return top1_accuracy(student, teacher)

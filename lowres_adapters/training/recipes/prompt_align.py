@@ -52,6 +52,9 @@ class PromptAlignOptions:
         align_weight: lambda in ``task + lambda * align``.
         pooling: How hidden states become one vector per text: mean, first or last token.
         align_layer: Which hidden state is aligned: index into ``hidden_states`` (-1 = last layer).
+        skip_first: Real tokens left out of the pooling at the start of each text; None = 1 on
+            decoders (the BOS / attention-sink position, the same for every text and thousands of
+            times larger than the others: a mean over it makes every text look alike), 0 on encoders.
         task_loss: ``lm`` (the model's objective on the target text), ``sft`` (answer-only loss of
             ``sft_template`` with the target text as answer) or ``none`` (alignment only).
         sft_template: Instruction prompt for ``sft``; ``{source}`` is the high-resource text.
@@ -69,6 +72,7 @@ class PromptAlignOptions:
     align_weight: float = 1.0
     pooling: str = "mean"
     align_layer: int = -1
+    skip_first: int | None = None
     task_loss: str = "lm"
     sft_template: str = "Translate into the target language:\n{source}\n"
     selection_seed: int = 0
@@ -93,6 +97,8 @@ class PromptAlignOptions:
             raise ValueError("synthetic_text and synthetic_lexicon go together")
         if self.synthetic_only and not self.synthetic_text:
             raise ValueError("synthetic_only needs synthetic_text and synthetic_lexicon")
+        if self.skip_first is not None and self.skip_first < 0:
+            raise ValueError("skip_first must be >= 0 (or unset for the model's default)")
         if self.eval_pairs < 2:
             raise ValueError("eval_pairs must be >= 2")
         if not 0 < self.mask_probability < 1:
@@ -133,6 +139,13 @@ def build_features(pairs: Sequence[PairExample], context: RecipeContext, with_id
             feature["example_id"] = index
         features.append(feature)
     return features
+
+
+def skipped_tokens(options: PromptAlignOptions, objective: str) -> int:
+    """Return how many leading real tokens the pooling leaves out (``skip_first``, or 1 on decoders)."""
+    if options.skip_first is not None:
+        return options.skip_first
+    return 0 if objective == "mlm" else 1
 
 
 class AlignmentCollator:
@@ -259,6 +272,7 @@ class PromptAlignRecipe(Recipe):
             raise LowresError("prompt_align found no training pairs with text on both sides")
         loss_fn, needs_log_probs = build_alignment_loss(options.align_loss, options.align_config)
         alignment = AlignmentObjective(loss_fn, needs_log_probs, context.model, options.pooling, options.align_layer,
+                                       skip_first=skipped_tokens(options, context.objective),
                                        student_wrapper=context.handle.model,
                                        cache_limit=0 if needs_log_probs and len(features) > 256 else 4096)
         validation = list(context.data.pairs.get("validation", []))[: context.loop.eval_examples]
@@ -290,10 +304,13 @@ class PromptAlignRecipe(Recipe):
 def alignment_figures(context: RecipeContext, model: Any, pairs: Sequence[PairExample],
                       batch_size: int = 16) -> dict[str, float]:
     """Return held-out ``align_cosine`` (mean cosine of pooled student vs teacher), ``align_retrieval_top1``
-    (share of target texts whose nearest high-resource text is their own pair) and ``align_loss``."""
+    (share of target texts whose nearest high-resource text is their own pair),
+    ``align_retrieval_top1_to_target`` (share of high-resource texts whose nearest target text is
+    their own pair, e.g. English -> Chichewa) and ``align_loss``."""
     options = context.options
     loss_fn, needs_log_probs = build_alignment_loss(options.align_loss, options.align_config)
     alignment = AlignmentObjective(loss_fn, needs_log_probs, context.model, options.pooling, options.align_layer,
+                                   skip_first=skipped_tokens(options, context.objective),
                                    student_wrapper=model, cache_limit=0)
     features = build_features(pairs, context, with_ids=False)
     collate = AlignmentCollator(context.tokenizer, "clm")  # no masking at evaluation
@@ -311,4 +328,5 @@ def alignment_figures(context: RecipeContext, model: Any, pairs: Sequence[PairEx
     student_all, teacher_all = torch.cat(students), torch.cat(teachers)  # (pairs, hidden) each
     cosine = torch.nn.functional.cosine_similarity(student_all, teacher_all, dim=-1).mean()
     return {"align_cosine": float(cosine), "align_retrieval_top1": retrieval_accuracy(student_all, teacher_all),
+            "align_retrieval_top1_to_target": retrieval_accuracy(teacher_all, student_all),
             f"align_loss_{options.align_loss}": sum(losses) / len(student_all), "align_eval_pairs": len(student_all)}
