@@ -73,5 +73,7 @@ def test_user_error_is_one_line_without_traceback() -> None:
 
 def test_debug_flag_shows_the_traceback() -> None:
     result = run_cli("--debug", "info", "no_such_thing")
-    assert result.returncode != 0
-    assert "Traceback" in result.stderr
+    assert result.returncode == 1
+    assert result.stderr.startswith("Traceback (most recent call last):")
+    assert result.stderr.rstrip().splitlines()[-1].startswith(
+        "lowres_adapters.errors.LowresError: nothing named 'no_such_thing'")

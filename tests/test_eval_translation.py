@@ -72,7 +72,10 @@ def test_evaluate_translation_returns_scores_and_hypotheses():
                                               prompt=plain_prompt("English", "Chichewa"), num_beams=2,
                                               max_new_tokens=4)
     assert len(hypotheses) == 1 and scores.examples == 1
-    assert 0.0 <= scores.chrf <= 100.0
+    # the figures are sacrebleu's for the returned hypotheses
+    assert scores.chrf == pytest.approx(sacrebleu.corpus_chrf(hypotheses, [["Mulungu ndiye kuwala."]]).score)
+    assert scores.chrf_pp == pytest.approx(
+        sacrebleu.corpus_chrf(hypotheses, [["Mulungu ndiye kuwala."]], word_order=2).score)
 
 
 def test_generation_is_capped_relative_to_the_source_length():
