@@ -207,3 +207,15 @@ def test_unknown_alignment_loss_is_a_one_line_error(pair_files):
     tmp_path, model_dir = pair_files
     with pytest.raises(LowresError, match="unknown alignment loss 'cosin'.*did you mean 'cosine'"):
         run(tmp_path, model_dir, "bad", recipe_options={"align_loss": "cosin"})
+
+
+def test_held_out_pairs_are_a_seeded_draw_across_the_split():
+    from lowres_adapters.data.examples import PairExample
+    from lowres_adapters.training.recipes.prompt_align import PromptAlignOptions, held_out_pairs
+
+    pairs = [PairExample(f"e{i}", f"n{i}", "eng", "nya", id=str(i)) for i in range(50)]
+    drawn = held_out_pairs(pairs, PromptAlignOptions(eval_pairs=10))
+    assert len({pair.id for pair in drawn}) == 10 and max(int(pair.id) for pair in drawn) >= 10
+    assert drawn == held_out_pairs(pairs, PromptAlignOptions(eval_pairs=10))
+    assert drawn != held_out_pairs(pairs, PromptAlignOptions(eval_pairs=10, selection_seed=1))
+    assert held_out_pairs(pairs[:5], PromptAlignOptions(eval_pairs=10)) == pairs[:5]

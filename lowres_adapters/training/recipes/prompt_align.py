@@ -63,7 +63,8 @@ class PromptAlignOptions:
         synthetic_text: High-resource sentences for synthetic pseudo-pairs (with ``synthetic_lexicon``).
         synthetic_lexicon: Bilingual lexicon TSV for the ``synthetic`` data source.
         synthetic_only: Train on the synthetic pairs alone (else they are added to the real ones).
-        eval_pairs: Held-out pairs scored for alignment (cosine, top-1 retrieval).
+        eval_pairs: Held-out pairs scored for alignment (cosine, top-1 retrieval), drawn from the
+            test split with ``selection_seed``.
         mask_probability: Masked-LM share for encoders' ``lm`` task loss.
     """
 
@@ -146,6 +147,15 @@ def skipped_tokens(options: PromptAlignOptions, objective: str) -> int:
     if options.skip_first is not None:
         return options.skip_first
     return 0 if objective == "mlm" else 1
+
+
+def held_out_pairs(pairs: Sequence[PairExample], options: PromptAlignOptions) -> list[PairExample]:
+    """Return the held-out pairs scored for alignment: all of them, or ``eval_pairs`` drawn with
+    ``selection_seed`` (a test split in corpus order starts with similar texts, e.g. a genealogy)."""
+    pairs = list(pairs)
+    if len(pairs) <= options.eval_pairs:
+        return pairs
+    return random.Random(options.selection_seed).sample(pairs, options.eval_pairs)
 
 
 class AlignmentCollator:
@@ -288,7 +298,7 @@ class PromptAlignRecipe(Recipe):
     def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:
         """Return bits/char on held-out text plus held-out alignment: mean cosine and top-1 retrieval."""
         figures = score_held_out(context, model)
-        pairs = list(context.data.pairs.get("test", []))[: context.options.eval_pairs]
+        pairs = held_out_pairs(context.data.pairs.get("test", []), context.options)
         if len(pairs) >= 2:
             figures.update(alignment_figures(context, model, pairs))
         return figures
