@@ -42,20 +42,34 @@ def _print_figures(results: Mapping[str, Any]) -> None:
               help="Held-out texts (and at most as many pairs) to use; default: as many as the run used.")
 @click.option("--translation-examples", type=click.IntRange(min=1), default=32, show_default=True,
               help="Held-out pairs translated per model.")
-@click.option("--num-beams", type=click.IntRange(min=1), default=4, show_default=True, help="Beam size.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Longest generated translation.")
+@click.option("--num-beams", type=click.IntRange(min=1),
+              help="Beam size; 1 is greedy.  [default: the run's recipe_options, else 4]")
+@click.option("--max-new-tokens", type=click.IntRange(min=1),
+              help="Longest generated translation.  [default: the run's, else 256]")
+@click.option("--no-repeat-ngram-size", type=click.IntRange(min=0),
+              help="Never repeat an n-gram of this many tokens; 0 is off.  [default: the run's, else 0]")
+@click.option("--repetition-penalty", type=click.FloatRange(min=0, min_open=True),
+              help="Penalise tokens already generated (CTRL); 1.0 is off.  [default: the run's, else 1.0]")
+@click.option("--base-prompt", type=click.Choice(["auto", "run", "plain", "chat"]), default="auto", show_default=True,
+              help="How the base model is asked: auto uses its chat template when it has one; run asks as the "
+                   "adapter was trained.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Texts per forward pass (half as many prompts per generate call).")
+              help="Texts per forward pass when scoring.")
+@click.option("--generation-batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Prompts per generate call (each with --num-beams rows).")
 @click.option("--no-layers", is_flag=True, help="Leave the layer-wise analysis out of the report.")
 @click.option("--skip-base", is_flag=True, help="Take the base figures from metrics.json.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate(run_dir: str, as_json: bool, report_dir: str | None, max_examples: int | None,
-             translation_examples: int, num_beams: int, max_new_tokens: int, batch_size: int,
-             no_layers: bool, skip_base: bool) -> None:
+             translation_examples: int, num_beams: int | None, max_new_tokens: int | None,
+             no_repeat_ngram_size: int | None, repetition_penalty: float | None, base_prompt: str, batch_size: int,
+             generation_batch_size: int, no_layers: bool, skip_base: bool, quiet: bool) -> None:
     """Evaluate RUN_DIR on its held-out data: base and adapted side by side.
 
     Language modelling always (bits per character, per byte, perplexity), translation with
-    BLEU/chrF/chrF++ when the data has held-out pairs.
+    BLEU/chrF/chrF++ when the data has held-out pairs, with the share of outputs in the target
+    language and their repeated-n-gram rate. The figures and decoding settings are also written
+    into the run's metrics.json (under "evaluate").
     """
     from lowres_adapters.evaluation.run import evaluate_run
 
@@ -63,8 +77,10 @@ def evaluate(run_dir: str, as_json: bool, report_dir: str | None, max_examples: 
         raise LowresError(f"{run_dir}: no such run folder")
     results = evaluate_run(run_dir, json=as_json, report_dir=report_dir, max_examples=max_examples,
                            translation_examples=translation_examples, num_beams=num_beams,
-                           max_new_tokens=max_new_tokens, batch_size=batch_size, layers=not no_layers,
-                           skip_base=skip_base, echo=_echo_err)
+                           max_new_tokens=max_new_tokens, no_repeat_ngram_size=no_repeat_ngram_size,
+                           repetition_penalty=repetition_penalty, base_prompt=base_prompt, batch_size=batch_size,
+                           generation_batch_size=generation_batch_size, layers=not no_layers,
+                           skip_base=skip_base, progress=not quiet, echo=_echo_err)
     if as_json:
         click.echo(json.dumps(results, indent=2, default=str))
     else:

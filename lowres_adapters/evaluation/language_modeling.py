@@ -69,7 +69,7 @@ class LanguageModelScores:
 
 
 def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, objective: str = "clm",
-                batch_size: int = 8, max_length: int = 512) -> LanguageModelScores:
+                batch_size: int = 8, max_length: int = 512, progress: str | None = None) -> LanguageModelScores:
     """Score ``texts`` with ``model`` and return the summed negative log-likelihood and counts.
 
     For ``clm`` every token of each text is predicted: a BOS (or, without one, EOS) token is
@@ -85,6 +85,7 @@ def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, objective: 
         objective: ``"clm"`` or ``"mlm"``.
         batch_size: Number of windows (``clm``) or masked copies (``mlm``) per forward pass.
         max_length: Longest sequence fed to the model, in tokens (special tokens included).
+        progress: Label of a progress bar on stderr; None (the default) shows none.
 
     Returns:
         The totals; derived figures are properties of the result.
@@ -97,7 +98,7 @@ def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, objective: 
         from lowres_adapters.evaluation.pseudo_perplexity import score_texts_mlm
 
         return score_texts_mlm(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
-    return _score_texts_clm(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
+    return _score_texts_clm(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress)
 
 
 def window_spans(length: int, max_length: int, first_target: int = 1) -> Iterator[tuple[int, int, int]]:
@@ -142,10 +143,8 @@ def _pad_id(tokenizer: Any) -> int:
 
 
 def _score_texts_clm(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int,
-                     max_length: int) -> LanguageModelScores:
+                     max_length: int, progress: str | None = None) -> LanguageModelScores:
     """Score texts with a causal LM; see :func:`score_texts`."""
-    import torch
-
     context_id = _context_token_id(tokenizer)
     rows: list[tuple[list[int], int]] = []  # (window ids, first scored position within the window)
     chars = n_bytes = n_texts = 0
@@ -161,34 +160,58 @@ def _score_texts_clm(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_
             rows.append((ids[start:end], first_scored - start))
     if not rows:
         raise LowresError("nothing to score: every text is empty")
+    nll_nats, tokens = score_token_rows(model, rows, pad_id=_pad_id(tokenizer), batch_size=batch_size,
+                                        progress=progress)
+    return LanguageModelScores(nll_nats=nll_nats, tokens=tokens, chars=chars, bytes=n_bytes,
+                               texts=n_texts, objective="clm")
+
+
+def score_token_rows(model: Any, rows: Sequence[tuple[Sequence[int], int]], *, pad_id: int, batch_size: int = 8,
+                     progress: str | None = None) -> tuple[float, int]:
+    """Return the summed negative log-likelihood (nats) and the count of the scored tokens of ``rows``.
+
+    Each row is ``(ids, first_scored)``: tokens ``ids[first_scored:]`` are predicted from the
+    ones before them (``first_scored >= 1``). Rows are sorted by length and right-padded into
+    batches of ``batch_size``, one forward pass per batch; the result does not depend on the batch
+    size or the order of the rows (up to float rounding).
+
+    Args:
+        model: A causal LM (or a wrapper taking ``input_ids`` and ``attention_mask``, returning ``.logits``).
+        rows: Token rows to score.
+        pad_id: Token id used for padding (masked, so its value does not matter).
+        batch_size: Rows per forward pass.
+        progress: Label of a progress bar on stderr (counted in tokens); None shows none.
+    """
+    import torch
+    from tqdm.auto import tqdm
 
     device = model_device(model)
-    pad_id = _pad_id(tokenizer)
     order = sorted(range(len(rows)), key=lambda index: len(rows[index][0]))
-    nll_nats = 0.0
-    tokens = 0
+    nll_nats, tokens = 0.0, 0
     was_training = model.training
     model.eval()
+    bar = tqdm(total=sum(len(ids) for ids, _ in rows), desc=progress, unit="tok", disable=progress is None,
+               dynamic_ncols=True, leave=False)
     try:
         with torch.no_grad():
             for offset in range(0, len(order), batch_size):
                 batch = [rows[index] for index in order[offset:offset + batch_size]]
                 width = max(len(ids) for ids, _ in batch)
                 input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)  # (batch, seq)
-                scored = torch.zeros((len(batch), width), dtype=torch.bool)  # (batch, seq)
                 attention_mask = torch.zeros((len(batch), width), dtype=torch.long)  # (batch, seq)
+                targets = torch.full((len(batch), width), -100, dtype=torch.long)  # (batch, seq); -100: not scored
                 for row, (ids, first_scored) in enumerate(batch):
-                    input_ids[row, :len(ids)] = torch.tensor(ids)
+                    input_ids[row, :len(ids)] = torch.as_tensor(list(ids))
                     attention_mask[row, :len(ids)] = 1
-                    scored[row, first_scored:len(ids)] = True
+                    targets[row, first_scored:len(ids)] = input_ids[row, first_scored:len(ids)]
                 logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-                log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (batch, seq-1, vocab)
-                targets = input_ids[:, 1:].to(device)  # (batch, seq-1)
-                target_log_probs = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (batch, seq-1)
-                mask = scored[:, 1:].to(device)  # (batch, seq-1)
-                nll_nats -= float(target_log_probs[mask].double().sum())
-                tokens += int(mask.sum())
+                shifted = targets[:, 1:].to(device)  # (batch, seq-1)
+                losses = torch.nn.functional.cross_entropy(  # (batch * (seq-1),): 0 where not scored
+                    logits[:, :-1].float().flatten(0, 1), shifted.flatten(), ignore_index=-100, reduction="none")
+                nll_nats += float(losses.double().sum())
+                tokens += int((shifted != -100).sum())
+                bar.update(sum(len(ids) for ids, _ in batch))
     finally:
+        bar.close()
         model.train(was_training)
-    return LanguageModelScores(nll_nats=nll_nats, tokens=tokens, chars=chars, bytes=n_bytes,
-                               texts=n_texts, objective="clm")
+    return nll_nats, tokens

@@ -25,6 +25,9 @@ from lowres_adapters.evaluation.plots import (
 LM_METRICS = ("bits_per_char", "bits_per_byte", "perplexity", "pseudo_perplexity")
 TRANSLATION_METRICS = ("chrf", "chrf_pp", "bleu")
 TASK_METRICS = ("accuracy", "macro_f1", "entity_f1", "exact_match", "f1")
+OUTPUT_METRICS = {"target_language_share": ("outputs in target language", False),
+                  "repeated_ngram_rate": ("repeated n-gram rate", True)}
+"""Checks of the generated translations: label and whether lower is better."""
 LOG_FILE = "train_log.jsonl"
 
 
@@ -58,16 +61,18 @@ def summary_rows(results: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
     """Return ``(metric, base, adapted, change)`` rows for every figure both models have."""
     base, adapted = results.get("base", {}), results.get("adapted", {})
     rows = []
-    for metric in (*LM_METRICS, *TRANSLATION_METRICS, *TASK_METRICS):
+    for metric in (*LM_METRICS, *TRANSLATION_METRICS, *OUTPUT_METRICS, *TASK_METRICS):
         if not isinstance(adapted.get(metric), (int, float)):
             continue
-        label = METRIC_LABELS.get(metric, metric) + (" ↓" if metric in LOWER_IS_BETTER else " ↑")
+        name, lower_better = OUTPUT_METRICS.get(metric, (METRIC_LABELS.get(metric, metric),
+                                                         metric in LOWER_IS_BETTER))
+        label = name + (" ↓" if lower_better else " ↑")
         if not isinstance(base.get(metric), (int, float)):  # e.g. a task head the base model lacks
             rows.append((label, "–", _format(float(adapted[metric])), ""))
             continue
         before, after = float(base[metric]), float(adapted[metric])
         change = f"{100 * (after - before) / before:+.1f}%" if before else "n/a"
-        better = (after < before) if metric in LOWER_IS_BETTER else (after > before)
+        better = (after < before) if lower_better else (after > before)
         rows.append((label, _format(before), _format(after), change + (" ✓" if better else "")))
     return rows
 

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from lowres_adapters.artifact import METRICS_FILE, ArtifactMetadata, read_metadata
+from lowres_adapters.artifact import METRICS_FILE, ArtifactMetadata, atomic_write_text, read_metadata
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.card_metrics import metrics_for_card
+from lowres_adapters.evaluation.generation import GENERATION_FIELDS, GenerationSettings
 from lowres_adapters.evaluation.language_modeling import score_texts
-from lowres_adapters.evaluation.translation import evaluate_translation, length_ratio_of, plain_prompt
+from lowres_adapters.evaluation.output_checks import repeated_ngram_rate, target_language_share
+from lowres_adapters.evaluation.translation import evaluate_translation, length_ratio_of, make_prompt
 
 __all__ = ["evaluate_run", "metrics_for_card", "HeldOut"]
 
@@ -29,7 +31,11 @@ UNSPACED_SCRIPTS = frozenset({"Tibt", "Thai", "Laoo", "Khmr", "Mymr", "Hani", "H
 LM_FIGURES = ("bits_per_char", "bits_per_byte", "perplexity", "pseudo_perplexity", "loss_per_token", "tokens",
               "chars")
 TRANSLATION_FIGURES = ("bleu", "chrf", "chrf_pp")
-SAMPLES = 3
+OUTPUT_FIGURES = ("target_language_share", "repeated_ngram_rate")
+SAMPLES = 5
+BASE_PROMPTS = ("auto", "run", "plain", "chat")
+"""How the base model is asked: ``auto`` uses its chat template when it has one (an instruction-tuned
+base answers its own format), ``run`` asks what the run's adapter was trained on."""
 
 
 @dataclass
@@ -98,46 +104,96 @@ def held_out_data(metadata: ArtifactMetadata, run_config: Mapping[str, Any], *, 
                    tasks=dict(pack_data.tasks))
 
 
-def translation_prompt(source_lang: str, target_lang: str, template: str | None = None) -> Callable[[str], str]:
-    """Return the prompt builder for a direction: the run's SFT instruction template, else the default one.
+def translation_prompt(tokenizer: Any, source_lang: str, target_lang: str, *, prompt_format: str = "plain",
+                       template: str | None = None) -> Callable[[str], str]:
+    """Return the prompt builder for a direction: the run's SFT instruction (format and template), else the default.
 
     The SFT recipe trains on ``template.format(source=..., source_name=..., target_name=...)``
-    followed by the answer, so evaluation asks the same question.
+    (in the tokenizer's chat template with ``prompt_format="chat"``) followed by the answer, so
+    evaluation asks the same question.
     """
     from lowres_adapters.data.languages import language_name
 
-    source_name, target_name = language_name(source_lang), language_name(target_lang)
-    if not template:
-        return plain_prompt(source_name, target_name)
-
-    def build(source: str) -> str:
-        return template.format(source=source, source_name=source_name, target_name=target_name)
-    return build
+    return make_prompt(tokenizer, language_name(source_lang), language_name(target_lang),
+                       prompt_format=prompt_format, template=template)
 
 
-def _evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: str, script: str,
+def prompt_for(role: str, tokenizer: Any, held_out: HeldOut, options: Mapping[str, Any]) -> tuple[Callable, str]:
+    """Return ``(prompt builder, format)`` for the ``"base"`` or ``"adapted"`` model.
+
+    The adapted model is asked in its run's format; the base as ``options["base_prompt"]`` says.
+    """
+    run_format, template = options.get("prompt_format") or "plain", options.get("prompt")
+    chosen = options.get("base_prompt", "auto") if role == "base" else "run"
+    if chosen == "auto":
+        chosen = "chat" if getattr(tokenizer, "chat_template", None) else "run"
+    if chosen == "run" or chosen == run_format:
+        return translation_prompt(tokenizer, held_out.source_lang, held_out.target_lang, prompt_format=run_format,
+                                  template=template), run_format
+    return translation_prompt(tokenizer, held_out.source_lang, held_out.target_lang, prompt_format=chosen), chosen
+
+
+def evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: str, script: str,
                     options: Mapping[str, Any], say: Callable[[str], None], label: str) -> tuple[dict, dict]:
     """Return ``(figures, extras)`` of one model: LM figures, translation figures, signatures and outputs."""
-    scores = score_texts(model, tokenizer, held_out.texts, objective=objective,
-                         batch_size=options["batch_size"], max_length=options["max_length"])
+    progress = options.get("progress")
+    scores = score_texts(model, tokenizer, held_out.texts, objective=objective, batch_size=options["batch_size"],
+                         max_length=options["max_length"], progress=f"{label}: scoring" if progress else None)
     figures = {key: value for key, value in scores.to_dict().items() if key in LM_FIGURES}
     say(f"{label}: bits/char {scores.bits_per_char:.4f} on {len(held_out.texts)} held-out texts")
     extras: dict[str, Any] = {}
     if held_out.sources and objective == "clm":
+        prompt, prompt_format = prompt_for(label, tokenizer, held_out, options)
+        settings = GenerationSettings(**{**options["generation"], "length_ratio": length_ratio_of(
+            tokenizer, held_out.sources, held_out.references)})
         translation, hypotheses = evaluate_translation(
-            model, tokenizer, held_out.sources, held_out.references,
-            prompt=translation_prompt(held_out.source_lang, held_out.target_lang, options.get("prompt")),
-            num_beams=options["num_beams"], max_new_tokens=options["max_new_tokens"],
-            batch_size=max(1, options["batch_size"] // 2),
+            model, tokenizer, held_out.sources, held_out.references, prompt=prompt, settings=settings,
+            batch_size=options["generation_batch_size"],
             bleu_tokenize="char" if script in UNSPACED_SCRIPTS else None,
-            length_ratio=length_ratio_of(tokenizer, held_out.sources, held_out.references))
+            progress=f"{label}: translating" if progress else None)
         figures.update({key: getattr(translation, key) for key in TRANSLATION_FIGURES})
+        figures.update(target_language_share=target_language_share(hypotheses, held_out.texts, held_out.sources),
+                       repeated_ngram_rate=repeated_ngram_rate(hypotheses))
         extras = {"signatures": {"bleu": translation.bleu_signature, "chrf": translation.chrf_signature,
                                  "chrf_pp": translation.chrf_pp_signature},
-                  "hypotheses": hypotheses}
+                  "hypotheses": hypotheses, "prompt_format": prompt_format}
         say(f"{label}: chrF {translation.chrf:.2f}, chrF++ {translation.chrf_pp:.2f}, BLEU {translation.bleu:.2f} "
-            f"on {len(held_out.sources)} {held_out.direction} pairs")
+            f"on {len(held_out.sources)} {held_out.direction} pairs ({prompt_format} prompt); "
+            f"{figures['target_language_share']:.0%} in {held_out.target_lang}, "
+            f"repeated n-grams {figures['repeated_ngram_rate']:.0%}")
     return figures, extras
+
+
+def _evaluate_base(metadata: ArtifactMetadata, held_out: HeldOut, options: Mapping[str, Any],
+                   say: Callable[[str], None]) -> tuple[dict, dict]:
+    """Return the base model's ``(figures, extras)``, from the base-score cache when the model is pinned.
+
+    The cache key holds the model and revision, every scoring and decoding option, and the
+    held-out texts and pairs, so a cached entry is exactly what scoring again would give.
+    """
+    from lowres_adapters.models import load_base_model
+    from lowres_adapters.training.base_scores import cached_base_scores
+
+    scored = []
+
+    def score() -> dict[str, Any]:
+        scored.append(True)
+        say(f"scoring the base model {metadata.base_model}")
+        model, tokenizer = load_base_model(metadata.base_model, metadata.objective,
+                                           revision=metadata.base_model_revision)
+        figures, extras = evaluate_model(model, tokenizer, held_out, objective=metadata.objective,
+                                          script=metadata.script, options=options, say=say, label="base")
+        del model
+        gc.collect()
+        return {"figures": figures, "extras": extras}
+
+    parts = {"what": "lowres evaluate", "objective": metadata.objective, "script": metadata.script,
+             "options": {key: value for key, value in options.items() if key not in ("progress",)}}
+    texts = [*held_out.texts, "\0pairs", *held_out.sources, "\0references", *held_out.references]
+    cached = cached_base_scores(metadata.base_model, parts, texts, score)
+    if not scored:
+        say(f"base model {metadata.base_model}: figures from the base-score cache")
+    return dict(cached["figures"]), dict(cached["extras"])
 
 
 def evaluate_task_run(run_dir: Path, tasks: Mapping[str, Any], *, max_examples: int | None,
@@ -168,9 +224,12 @@ def evaluate_task_run(run_dir: Path, tasks: Mapping[str, Any], *, max_examples: 
 
 
 def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | Path | None = None,
-                 max_examples: int | None = None, translation_examples: int = 32, num_beams: int = 4,
-                 max_new_tokens: int = 256, batch_size: int = 8, max_length: int = 512, layers: bool = True,
-                 skip_base: bool = False, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 max_examples: int | None = None, translation_examples: int = 32, num_beams: int | None = None,
+                 max_new_tokens: int | None = None, no_repeat_ngram_size: int | None = None,
+                 repetition_penalty: float | None = None, batch_size: int = 8, generation_batch_size: int = 16,
+                 max_length: int = 512, base_prompt: str = "auto", layers: bool = True, skip_base: bool = False,
+                 progress: bool = True, record: bool = True,
+                 echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate a run folder, base model and adapted model side by side.
 
     Args:
@@ -180,12 +239,20 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
         max_examples: Held-out texts (and at most as many pairs) to use; default: as many as the run
             used (``eval_examples``, 300 by default).
         translation_examples: Held-out pairs translated per model (generation is the slow part).
-        num_beams: Beam size for translation.
-        max_new_tokens: Longest generated translation.
-        batch_size: Texts per forward pass.
+        num_beams: Beam size for translation (None: the run's ``recipe_options``, else 4).
+        max_new_tokens: Longest generated translation (None: the run's, else 256).
+        no_repeat_ngram_size: Never repeat an n-gram of this many tokens (None: the run's, else 0 = off).
+        repetition_penalty: CTRL repetition penalty (None: the run's, else 1.0 = off).
+        batch_size: Texts per forward pass when scoring.
+        generation_batch_size: Prompts per ``generate`` call (each with ``num_beams`` rows).
         max_length: Longest scored window in tokens.
+        base_prompt: How the base model is asked (:data:`BASE_PROMPTS`): ``auto`` uses its chat
+            template when it has one.
         layers: With ``report_dir``: add the layer-wise analysis (loads the checkpoints again).
         skip_base: Take the base figures from ``metrics.json`` instead of scoring the base model.
+        progress: Progress bars on stderr for scoring and generation (never in ``json`` mode).
+        record: Write the figures and the decoding settings into the run's ``metrics.json``
+            (under ``"evaluate"``).
         echo: Where progress lines go (None: nowhere).
 
     Returns:
@@ -194,33 +261,33 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
         ``bits_per_char`` always and ``chrf``/``chrf_pp``/``bleu`` when the data has pairs.
     """
     from lowres_adapters.evaluation.snapshots import load_run
-    from lowres_adapters.models import load_base_model
 
     run_dir = Path(run_dir)
     say = (lambda message: None) if json or echo is None else echo
+    if base_prompt not in BASE_PROMPTS:
+        raise LowresError(f"base_prompt must be one of {', '.join(BASE_PROMPTS)}, got {base_prompt!r}")
     metadata = read_metadata(run_dir)
     run_config = read_json(run_dir / RUN_CONFIG_FILE)
     held_out = held_out_data(metadata, run_config, max_examples=max_examples,
                              translation_examples=translation_examples)
-    options = {"batch_size": batch_size, "max_length": max_length, "num_beams": num_beams,
-               "max_new_tokens": max_new_tokens, "prompt": run_config.get("recipe_options", {}).get("prompt")}
+    recipe_options = run_config.get("recipe_options", {})
+    generation = generation_settings(recipe_options, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                     no_repeat_ngram_size=no_repeat_ngram_size,
+                                     repetition_penalty=repetition_penalty)
+    options = {"batch_size": batch_size, "max_length": max_length, "generation_batch_size": generation_batch_size,
+               "generation": generation.to_dict(), "prompt": recipe_options.get("prompt"),
+               "prompt_format": recipe_options.get("prompt_format", "plain"), "base_prompt": base_prompt,
+               "progress": progress and not json}
     figures: dict[str, dict[str, Any]] = {}
     extras: dict[str, dict[str, Any]] = {}
     recorded = read_json(run_dir / METRICS_FILE)
     if skip_base and recorded.get("base"):
         figures["base"], extras["base"] = dict(recorded["base"]), {}
     else:
-        say(f"scoring the base model {metadata.base_model}")
-        model, tokenizer = load_base_model(metadata.base_model, metadata.objective,
-                                           revision=metadata.base_model_revision)
-        figures["base"], extras["base"] = _evaluate_model(
-            model, tokenizer, held_out, objective=metadata.objective, script=metadata.script, options=options,
-            say=say, label="base")
-        del model
-        gc.collect()
+        figures["base"], extras["base"] = _evaluate_base(metadata, held_out, options, say)
     say(f"scoring the adapted model {run_dir}")
     loaded = load_run(run_dir)
-    figures["adapted"], extras["adapted"] = _evaluate_model(
+    figures["adapted"], extras["adapted"] = evaluate_model(
         loaded.model, loaded.tokenizer, held_out, objective=metadata.objective, script=metadata.script,
         options=options, say=say, label="adapted")
     del loaded
@@ -235,7 +302,8 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
     if held_out.sources and metadata.objective == "clm":
         results.update(
             translation_direction=held_out.direction, translation_examples=len(held_out.sources),
-            generation={"num_beams": num_beams, "max_new_tokens": max_new_tokens},
+            generation=generation.to_dict(),
+            prompt_formats={role: extras[role].get("prompt_format") for role in ("base", "adapted")},
             signatures=extras["adapted"].get("signatures", {}),
             samples=[{"source": source, "reference": reference,
                       "base": extras["base"].get("hypotheses", [None] * SAMPLES)[index],
@@ -252,6 +320,8 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
     if recorded.get("stages"):
         results["stages"] = recorded["stages"]
     results["card_metrics"] = metrics_for_card(results)
+    if record:
+        record_in_metrics(run_dir, results)
     if report_dir is not None:
         from lowres_adapters.evaluation.report import write_report
 
@@ -259,6 +329,24 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
         written = write_report(Path(report_dir), run_dir, results, analyses)
         say(f"report written to {written}")
     return results
+
+
+def generation_settings(recipe_options: Mapping[str, Any], **given: Any) -> GenerationSettings:
+    """Return the decoding settings: the ones given (not None), else the run's ``recipe_options``, else the defaults."""
+    values = {key: recipe_options[key] for key in GENERATION_FIELDS if recipe_options.get(key) is not None}
+    values.update({key: value for key, value in given.items() if value is not None})
+    values.pop("length_ratio", None)  # calibrated per direction from the held-out pairs
+    return GenerationSettings(**values)
+
+
+def record_in_metrics(run_dir: Path, results: Mapping[str, Any]) -> None:
+    """Write the evaluation's figures, decoding settings and prompt formats into ``metrics.json`` (``"evaluate"``)."""
+    path = run_dir / METRICS_FILE
+    metrics = read_json(path)
+    keys = ("eval_split", "eval_examples", "base", "adapted", "translation_direction", "translation_examples",
+            "generation", "prompt_formats", "signatures")
+    metrics["evaluate"] = {key: results[key] for key in keys if key in results}
+    atomic_write_text(path, json_module.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def stage_pairs(run_dir: Path) -> list[tuple[str, str | Path, Path]]:

@@ -6,15 +6,25 @@ words (e.g. Tibetan), where BLEU's 13a tokenisation sees whole phrases as single
 
 from __future__ import annotations
 
-import inspect
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.generation import (  # noqa: F401 - re-exported: translation's public API
+    GenerationSettings,
+    answer_budget,
+    cache_compatible,
+    cache_is_filled,
+    generate_answers,
+    stop_token_ids,
+)
 
 DEFAULT_PROMPT = "Translate from {source_name} to {target_name}.\n{source_name}: {source}\n{target_name}:"
 """Plain prompt used when the caller gives no prompt builder (fields: source, source_name, target_name)."""
+CHAT_INSTRUCTION = ("Translate the following {source_name} text into {target_name}. "
+                    "Reply with the {target_name} translation only.\n\n{source}")
+"""User message of the chat prompt (an instruction-tuned model is asked in its own chat template)."""
+PROMPT_FORMATS = ("plain", "chat")
 
 
 @dataclass(frozen=True)
@@ -75,11 +85,45 @@ def score_translations(hypotheses: Sequence[str], references: Sequence[str], *,
     )
 
 
-def plain_prompt(source_name: str, target_name: str) -> Callable[[str], str]:
-    """Return a prompt builder filling :data:`DEFAULT_PROMPT` for one translation direction."""
+def plain_prompt(source_name: str, target_name: str, template: str = DEFAULT_PROMPT) -> Callable[[str], str]:
+    """Return a prompt builder filling ``template`` (default :data:`DEFAULT_PROMPT`) for one direction."""
     def build(source: str) -> str:
-        return DEFAULT_PROMPT.format(source=source, source_name=source_name, target_name=target_name)
+        return template.format(source=source, source_name=source_name, target_name=target_name)
     return build
+
+
+class ChatPrompt:
+    """Prompt builder that asks in the tokenizer's chat template: one user turn, then the assistant's.
+
+    The built string already holds the template's special tokens, so it is tokenised without
+    adding any (``includes_special_tokens``).
+    """
+
+    includes_special_tokens = True
+
+    def __init__(self, tokenizer: Any, source_name: str, target_name: str, instruction: str = CHAT_INSTRUCTION):
+        if not getattr(tokenizer, "chat_template", None):
+            raise LowresError("the chat prompt format needs a tokenizer with a chat template")
+        self.tokenizer, self.instruction = tokenizer, instruction
+        self.source_name, self.target_name = source_name, target_name
+
+    def __call__(self, source: str) -> str:
+        message = self.instruction.format(source=source, source_name=self.source_name, target_name=self.target_name)
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+                                                  add_generation_prompt=True)
+
+
+def make_prompt(tokenizer: Any, source_name: str, target_name: str, *, prompt_format: str = "plain",
+                template: str | None = None) -> Callable[[str], str]:
+    """Return the prompt builder of a direction in ``prompt_format`` (``"plain"`` or ``"chat"``).
+
+    ``template`` replaces :data:`DEFAULT_PROMPT` (plain) or :data:`CHAT_INSTRUCTION` (chat).
+    """
+    if prompt_format == "chat":
+        return ChatPrompt(tokenizer, source_name, target_name, template or CHAT_INSTRUCTION)
+    if prompt_format != "plain":
+        raise LowresError(f"prompt format must be one of {', '.join(PROMPT_FORMATS)}, got {prompt_format!r}")
+    return plain_prompt(source_name, target_name, template or DEFAULT_PROMPT)
 
 
 def length_ratio_of(tokenizer: Any, sources: Sequence[str], references: Sequence[str]) -> float:
@@ -95,145 +139,50 @@ def length_ratio_of(tokenizer: Any, sources: Sequence[str], references: Sequence
     return max([1.0, *ratios])
 
 
-@contextmanager
-def cache_compatible(model: Any) -> Iterator[int]:
-    """Let ``adapters`` attention layers fill the key/value cache while generating; yield how many were patched.
-
-    ``adapters`` 1.3 replaces Llama's attention with a version whose ``forward`` takes
-    ``past_key_value`` while transformers 4.57 passes ``past_key_values``: the cache stays empty and
-    cached decoding sees only the newest token. Inside this block such layers get the cache under
-    the name they read; the original methods are put back afterwards.
-    """
-    patched = []
-    for module in model.modules():
-        if not type(module).__module__.startswith("adapters."):
-            continue
-        parameters = inspect.signature(type(module).forward).parameters
-        if "past_key_value" in parameters and "past_key_values" not in parameters:
-            module.forward = _renaming_cache_argument(module.forward)
-            patched.append(module)
-    try:
-        yield len(patched)
-    finally:
-        for module in patched:
-            del module.forward  # back to the class's method
-
-
-def _renaming_cache_argument(forward: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("past_key_value") is None and "past_key_values" in kwargs:
-            kwargs["past_key_value"] = kwargs.pop("past_key_values")
-        return forward(*args, **kwargs)
-    return wrapped
-
-
-def cache_is_filled(model: Any, input_ids: Any, attention_mask: Any) -> bool:
-    """Return True when a forward pass with ``use_cache=True`` really fills the key/value cache.
-
-    When it does not (see :func:`cache_compatible`), cached decoding would produce garbage, so
-    generation falls back to ``use_cache=False`` (correct, but slow).
-    """
-    import torch
-
-    with torch.no_grad():
-        output = model(input_ids=input_ids[:1, -2:], attention_mask=attention_mask[:1, -2:], use_cache=True)
-    cache = getattr(output, "past_key_values", None)
-    if cache is None:
-        return False
-    length = cache.get_seq_length() if hasattr(cache, "get_seq_length") else len(cache)
-    return bool(length)
-
-
-def _stop_token_ids(tokenizer: Any, stop_at_newline: bool) -> list[int]:
-    """Return the token ids that end a generated translation."""
-    stops = {tokenizer.eos_token_id}
-    for token in ("<|im_end|>", "<|endoftext|>", "</s>"):
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
-            stops.add(token_id)
-    if stop_at_newline:
-        newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
-        if len(newline) == 1:
-            stops.add(newline[0])
-    return sorted(token_id for token_id in stops if token_id is not None)
-
-
 def generate_translations(model: Any, tokenizer: Any, sources: Sequence[str], *,
                           prompt: Callable[[str], str], num_beams: int = 4, max_new_tokens: int = 256,
-                          batch_size: int = 4, stop_at_newline: bool = True,
-                          length_ratio: float | None = 3.0) -> list[str]:
+                          batch_size: int = 16, stop_at_newline: bool = True,
+                          length_ratio: float | None = 3.0, settings: GenerationSettings | None = None,
+                          progress: str | None = None) -> list[str]:
     """Translate ``sources`` by generation from a causal LM and return the decoded continuations.
+
+    Batched and sorted by length with the key/value cache (:mod:`.generation`); the result does
+    not depend on ``batch_size``.
 
     Args:
         model: A causal LM with ``generate`` (a PEFT wrapper works; a soft-prompt wrapper needs one).
         tokenizer: Its tokenizer.
         sources: Source-side texts.
-        prompt: Builds the model input for one source text (see :func:`plain_prompt`).
-        num_beams: Beam size (methods.md B uses 4).
-        max_new_tokens: Longest continuation (methods.md B uses 256).
+        prompt: Builds the model input for one source text (see :func:`make_prompt`).
+        num_beams: Beam size (methods.md B uses 4); ignored when ``settings`` is given.
+        max_new_tokens: Longest continuation (methods.md B uses 256); ignored with ``settings``.
         batch_size: Prompts per ``generate`` call (left-padded).
         stop_at_newline: End a translation at its first newline (for one-line segments).
-        length_ratio: Also cap each batch's continuation at ``length_ratio`` times its longest
-            source in tokens, plus 8 (a degenerate repetition otherwise runs to ``max_new_tokens``,
-            which costs minutes per batch on a CPU); None for no such cap.
+        length_ratio: Also cap each continuation at ``length_ratio`` times its source in tokens,
+            plus 8 (a degenerate repetition otherwise runs to ``max_new_tokens``, which costs
+            minutes on a CPU); None for no such cap. Ignored with ``settings``.
+        settings: All decoding settings at once (beam size, caps, repetition controls).
+        progress: Label of a progress bar on stderr; None shows none.
 
     Returns:
         One stripped hypothesis per source, in order.
     """
-    import torch
-
-    from lowres_adapters.evaluation.language_modeling import model_device
-
-    if not hasattr(model, "generate"):
-        raise LowresError(f"{type(model).__name__} cannot generate: translation needs a model with generate()")
-    stop_ids = _stop_token_ids(tokenizer, stop_at_newline)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    device = model_device(model)
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    was_training = model.training
-    model.eval()
-    hypotheses: list[str] = []
-    use_cache: bool | None = None
-    with cache_compatible(model):
-        try:
-            for offset in range(0, len(sources), batch_size):
-                batch_sources = sources[offset:offset + batch_size]
-                prompts = [prompt(source) for source in batch_sources]
-                encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True)
-                input_ids, attention_mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
-                if use_cache is None:
-                    use_cache = cache_is_filled(model, input_ids, attention_mask)
-                with torch.no_grad():
-                    output = model.generate(
-                        input_ids=input_ids, attention_mask=attention_mask, num_beams=num_beams,
-                        max_new_tokens=_budget(tokenizer, batch_sources, max_new_tokens, length_ratio), do_sample=False,
-                        eos_token_id=stop_ids, pad_token_id=pad_id, use_cache=use_cache,
-                    )
-                continuations = output[:, encoded["input_ids"].shape[1]:]  # (batch, new tokens)
-                for row in continuations.tolist():
-                    text = tokenizer.decode(row, skip_special_tokens=True)
-                    hypotheses.append(text.split("\n")[0].strip() if stop_at_newline else text.strip())
-        finally:
-            tokenizer.padding_side = previous_side
-            model.train(was_training)
-    return hypotheses
-
-
-def _budget(tokenizer: Any, sources: Sequence[str], max_new_tokens: int, length_ratio: float | None) -> int:
-    """Return the continuation cap of a batch: ``length_ratio`` x its longest source + 8, at most ``max_new_tokens``."""
-    if length_ratio is None:
-        return max_new_tokens
-    longest = max(len(tokenizer(source, add_special_tokens=False)["input_ids"]) for source in sources)
-    return min(max_new_tokens, int(length_ratio * longest) + 8)
+    if settings is None:
+        settings = GenerationSettings(num_beams=num_beams, max_new_tokens=max_new_tokens, length_ratio=length_ratio)
+    budgets = [answer_budget(len(tokenizer(source, add_special_tokens=False)["input_ids"]), settings)
+               for source in sources]
+    return generate_answers(model, tokenizer, [prompt(source) for source in sources], budgets, settings=settings,
+                            batch_size=batch_size, stop_at_newline=stop_at_newline, progress=progress,
+                            add_special_tokens=not getattr(prompt, "includes_special_tokens", False))
 
 
 def evaluate_translation(model: Any, tokenizer: Any, sources: Sequence[str], references: Sequence[str], *,
                          prompt: Callable[[str], str], num_beams: int = 4, max_new_tokens: int = 256,
-                         batch_size: int = 4, bleu_tokenize: str | None = None,
-                         length_ratio: float | None = 3.0) -> tuple[TranslationScores, list[str]]:
+                         batch_size: int = 16, bleu_tokenize: str | None = None,
+                         length_ratio: float | None = 3.0, settings: GenerationSettings | None = None,
+                         progress: str | None = None) -> tuple[TranslationScores, list[str]]:
     """Generate translations of ``sources`` and score them; return the scores and the hypotheses."""
     hypotheses = generate_translations(model, tokenizer, sources, prompt=prompt, num_beams=num_beams,
                                        max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                       length_ratio=length_ratio)
+                                       length_ratio=length_ratio, settings=settings, progress=progress)
     return score_translations(hypotheses, references, bleu_tokenize=bleu_tokenize), hypotheses

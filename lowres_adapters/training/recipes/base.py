@@ -197,8 +197,9 @@ def score_held_out(context: RecipeContext, model: Any) -> dict[str, Any]:
     from lowres_adapters.evaluation.language_modeling import score_texts
 
     texts = context.held_out_texts()
+    show = context.loop.progress and context.process.is_main
     scores = score_texts(model, context.tokenizer, texts, objective=context.objective,
-                         max_length=max(context.loop.max_length, 512))
+                         max_length=max(context.loop.max_length, 512), progress="scoring held-out" if show else None)
     figures = dict(scores.to_dict())
     figures.update({"eval_split": "test", "eval_examples": len(texts)})
     return figures

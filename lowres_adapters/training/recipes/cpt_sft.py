@@ -24,8 +24,14 @@ from typing import Any, Sequence
 
 from lowres_adapters.data.examples import PairExample
 from lowres_adapters.errors import LowresError
-from lowres_adapters.evaluation.translation import DEFAULT_PROMPT
-from lowres_adapters.training.batching import CausalCollator, Feature, tokenize_for_clm, tokenize_prompt_answer
+from lowres_adapters.evaluation.translation import CHAT_INSTRUCTION, DEFAULT_PROMPT, PROMPT_FORMATS
+from lowres_adapters.training.batching import (
+    IGNORE_INDEX,
+    CausalCollator,
+    Feature,
+    tokenize_for_clm,
+    tokenize_prompt_answer,
+)
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import causal_lm_loss
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext
@@ -41,7 +47,7 @@ SFT_SPEED_CHANGES = {"vocab_trim": False, "token_cache": False}
 but keeps the full vocabulary, since generation must learn to push every other token down; it
 tokenises its own instruction examples, so the text token cache has nothing to do."""
 PROMPT = DEFAULT_PROMPT
-"""The instruction: the translation evaluation's own prompt, so ``lowres evaluate`` asks as SFT taught."""
+"""The plain instruction: the translation evaluation's own prompt, so ``lowres evaluate`` asks as SFT taught."""
 DIRECTIONS = ("both", "into", "from")
 
 
@@ -66,8 +72,14 @@ class SftOptions:
         directions: ``"both"``, ``"into"`` (other language -> target) or ``"from"`` (target -> other).
         mix_share: Share of the training examples that are plain original-language text (causal
             LM on the pairs' non-target side), against forgetting; 0 disables.
-        prompt: Instruction template with ``{source}``, ``{source_name}``, ``{target_name}``; the
-            answer follows after a space and ends with EOS.
+        prompt: Instruction template with ``{source}``, ``{source_name}``, ``{target_name}``; None
+            takes the format's own (``DEFAULT_PROMPT`` plain, ``CHAT_INSTRUCTION`` chat).
+        prompt_format: ``"plain"``: the filled template, the answer after a space, then EOS;
+            ``"chat"``: the template as the user turn of the tokenizer's chat template, the answer
+            as the assistant turn ending with its end-of-turn token. ``lowres evaluate`` asks the
+            adapted model in the same format.
+        num_beams: Decoding the run is evaluated with (None: ``lowres evaluate``'s default); so
+            are ``no_repeat_ngram_size``, ``repetition_penalty`` and ``max_new_tokens``.
         max_pairs: Use at most this many training pairs (the first N); None for all.
         eval_pairs: Held-out pairs (the first N of ``pairs["test"]``) whose answers are scored
             (``answer_bits_per_char``), in the into-target direction.
@@ -75,7 +87,12 @@ class SftOptions:
 
     directions: str = "both"
     mix_share: float = 0.2
-    prompt: str = PROMPT
+    prompt: str | None = None
+    prompt_format: str = "plain"
+    num_beams: int | None = None
+    no_repeat_ngram_size: int | None = None
+    repetition_penalty: float | None = None
+    max_new_tokens: int | None = None
     max_pairs: int | None = None
     eval_pairs: int = 100
 
@@ -84,8 +101,21 @@ class SftOptions:
             raise ValueError(f"directions must be one of {', '.join(DIRECTIONS)}, got {self.directions!r}")
         if not 0 <= self.mix_share < 1:
             raise ValueError("mix_share must be in [0, 1)")
-        if "{source}" not in self.prompt:
+        if self.prompt is not None and "{source}" not in self.prompt:
             raise ValueError("prompt must contain {source}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
+        from lowres_adapters.evaluation.generation import GenerationSettings
+
+        GenerationSettings(**{key: value for key, value in (
+            ("num_beams", self.num_beams), ("no_repeat_ngram_size", self.no_repeat_ngram_size),
+            ("repetition_penalty", self.repetition_penalty), ("max_new_tokens", self.max_new_tokens))
+            if value is not None})
+
+    @property
+    def template(self) -> str:
+        """Return the instruction template in use (the given one, else the format's own)."""
+        return self.prompt or (CHAT_INSTRUCTION if self.prompt_format == "chat" else PROMPT)
         if self.max_pairs is not None and self.max_pairs < 1:
             raise ValueError("max_pairs must be >= 1")
         if self.eval_pairs < 0:
@@ -134,6 +164,28 @@ def mixed_in_texts(pairs: Sequence[PairExample], language: str, share: float, sf
     return [oriented(pairs[int(i * stride)], language)[1] for i in range(wanted)]
 
 
+def sft_feature(tokenizer: Any, instruction: str, answer: str, max_length: int, prompt_format: str) -> Feature:
+    """Tokenise one SFT example in ``prompt_format``; labels cover the answer and its end token only.
+
+    ``chat`` wraps ``instruction`` as the user turn of the tokenizer's chat template (with the
+    generation prompt) and ends the answer with the end-of-turn token (``<|im_end|>`` when the
+    vocabulary has it, else EOS); ``plain`` is :func:`tokenize_prompt_answer`.
+    """
+    if prompt_format != "chat":
+        return tokenize_prompt_answer(tokenizer, instruction, answer, max_length)
+    if not getattr(tokenizer, "chat_template", None):
+        raise LowresError("prompt_format 'chat' needs a tokenizer with a chat template; use 'plain'")
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": instruction}], tokenize=False,
+                                         add_generation_prompt=True)
+    prompt_ids = tokenizer(chat, add_special_tokens=False)["input_ids"]
+    end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if not isinstance(end_id, int) or end_id == tokenizer.unk_token_id:
+        end_id = tokenizer.eos_token_id
+    answer_ids = (tokenizer(answer.strip(), add_special_tokens=False)["input_ids"] + [end_id])[: max_length - 1]
+    prompt_ids = prompt_ids[-(max_length - len(answer_ids)):]
+    return {"input_ids": prompt_ids + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
+
+
 class SftRecipe(Recipe):
     """Supervised fine-tuning on translation instructions built from parallel pairs."""
 
@@ -156,8 +208,8 @@ class SftRecipe(Recipe):
     def features(self, context: RecipeContext, pairs: Sequence[PairExample]) -> list[Feature]:
         """Return answer-only instruction features plus the mixed-in plain-text features."""
         options, max_length = context.options, context.loop.max_length
-        examples = instruction_examples(pairs, context.language, options.directions, options.prompt)
-        features = [tokenize_prompt_answer(context.tokenizer, prompt, answer, max_length)
+        examples = instruction_examples(pairs, context.language, options.directions, options.template)
+        features = [sft_feature(context.tokenizer, prompt, answer, max_length, options.prompt_format)
                     for prompt, answer in examples]
         mixed = mixed_in_texts(pairs, context.language, options.mix_share, len(features))
         return features + tokenize_for_clm(context.tokenizer, mixed, max_length)
@@ -193,22 +245,23 @@ class SftRecipe(Recipe):
 
 def answer_scores(context: RecipeContext, model: Any, pairs: Sequence[PairExample]) -> dict[str, Any]:
     """Return ``answer_bits_per_char``: the answer-only loss of held-out into-target translations,
-    in bits per character of the reference answers (tokenizer-independent)."""
-    import torch
+    in bits per character of the reference answers (tokenizer-independent).
 
-    examples = instruction_examples(pairs, context.language, "into", context.options.prompt)
-    collate = CausalCollator(context.tokenizer.pad_token_id)
-    total_nats, characters = 0.0, 0
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(examples), 8):
-            chunk = examples[start: start + 8]
-            features = [tokenize_prompt_answer(context.tokenizer, p, a, 512) for p, a in chunk]
-            loss, count = causal_lm_loss(model, collate(features, torch.Generator()))
-            total_nats += float(loss) * count
-            characters += sum(len(answer.strip()) for _, answer in chunk)
-    model.train(was_training)
+    Scored on the batched, length-sorted path of held-out scoring
+    (:func:`~lowres_adapters.evaluation.language_modeling.score_token_rows`).
+    """
+    from lowres_adapters.evaluation.language_modeling import score_token_rows
+
+    examples = instruction_examples(pairs, context.language, "into", context.options.template)
+    rows = []
+    for prompt, answer in examples:
+        feature = sft_feature(context.tokenizer, prompt, answer, 512, context.options.prompt_format)
+        first_scored = next(index for index, label in enumerate(feature["labels"]) if label != IGNORE_INDEX)
+        rows.append((feature["input_ids"], first_scored))
+    pad_id = context.tokenizer.pad_token_id if context.tokenizer.pad_token_id is not None else 0
+    total_nats, _ = score_token_rows(model, rows, pad_id=pad_id, batch_size=8,
+                                     progress="scoring answers" if context.loop.progress else None)
+    characters = sum(len(answer.strip()) for _, answer in examples)
     return {"answer_bits_per_char": total_nats / math.log(2) / max(characters, 1), "answer_examples": len(examples)}
 
 
