@@ -145,3 +145,53 @@ def test_head_state_round_trip():
     hidden, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.long)
     head.eval(), copy.eval()
     torch.testing.assert_close(head(hidden, mask), copy(hidden, mask))
+
+
+def decoder_like_states(labels: torch.Tensor, generator: torch.Generator, hidden_size: int = 64,
+                        length: int = 6) -> torch.Tensor:
+    """Return ``(batch, length, hidden)`` states shaped like a decoder's last layer: every token carries
+    the same large offset (one massive dimension, as SmolLM2-135M's) and the class shows only as a
+    small shift, 1/1000 of the offset's norm."""
+    shared = torch.Generator().manual_seed(1234)  # the same offset and class shifts for every call
+    offset = 0.6 * torch.randn(hidden_size, generator=shared)
+    offset[0] = 30.0
+    shifts = 0.03 * torch.randn(int(labels.max()) + 1, hidden_size, generator=shared)  # (classes, hidden)
+    noise = 0.1 * torch.randn(labels.shape[0], length, hidden_size, generator=generator)
+    return offset + shifts[labels].unsqueeze(1) + noise
+
+
+def test_head_learns_a_small_class_signal_on_a_large_shared_offset():
+    """The cause of the task recipe sitting at the majority class on SmolLM2: the pooled features'
+    common offset swamps the class signal unless the head standardises its input."""
+    from lowres_adapters.evaluation.classification import classification_scores
+    from lowres_adapters.training.recipes.task import DECODER_DEFAULTS
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    shares = torch.tensor([0.5, 0.3, 0.2])  # imbalanced: predicting class 0 scores 50% accuracy
+    head = TaskHead(HeadConfig(num_labels=3, hidden_size=64))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=DECODER_DEFAULTS["lr"])
+    mask = torch.ones(16, 6, dtype=torch.long)
+    for _ in range(150):
+        labels = torch.multinomial(shares, 16, replacement=True, generator=generator)
+        loss = head.loss(head(decoder_like_states(labels, generator), mask), {"labels": labels})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    head.eval()
+    labels = torch.multinomial(shares, 400, replacement=True, generator=generator)
+    predicted = head(decoder_like_states(labels, generator), torch.ones(400, 6, dtype=torch.long)).argmax(-1)
+    scores = classification_scores(predicted.tolist(), labels.tolist(), [0, 1, 2])
+    majority = classification_scores([0] * 400, labels.tolist(), [0, 1, 2])
+    assert scores["macro_f1"] >= majority["macro_f1"] + 60, (scores, majority)
+
+
+def test_head_normalisation_ignores_padding_and_single_rows():
+    head = TaskHead(HeadConfig(kind="token_classification", num_labels=2, hidden_size=4, dropout=0.0))
+    hidden = torch.randn(2, 5, 4) + 100.0
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    padded = hidden.clone()
+    padded[0, 3:] = 1e6  # padding values must not reach the statistics
+    torch.testing.assert_close(head(hidden, mask)[mask.bool()], head(padded, mask)[mask.bool()])
+    sequence = TaskHead(HeadConfig(num_labels=2, hidden_size=4))
+    assert sequence(torch.randn(1, 3, 4), torch.ones(1, 3, dtype=torch.long)).shape == (1, 2)  # batch of one

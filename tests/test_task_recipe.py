@@ -59,10 +59,12 @@ def test_task_adapter_on_frozen_language_adapter(setup, tmp_path):
     model_dir, _ = setup
     lang = run(model_dir, tmp_path / "lang", adapter="seq_bn", max_steps=2)
     lang_tensors = read_tensors(lang.run_dir)
-    result = run(model_dir, tmp_path / "task", recipe="task", lr=5e-3,
-                 recipe_options={"lang_adapter": str(lang.run_dir)})
+    lines: list[str] = []
+    result = run(model_dir, tmp_path / "task", recipe="task", lr=5e-3, echo=lines.append,
+                 recipe_options={"lang_adapter": str(lang.run_dir), "score_text": True})
+    assert any("macro-F1" in line and "majority class" in line for line in lines), lines
     adapted = result.metrics["adapted"]
-    assert {"task_accuracy", "task_macro_f1", "bits_per_char"} <= set(adapted)
+    assert {"task_accuracy", "task_macro_f1", "task_majority_macro_f1", "bits_per_char"} <= set(adapted)
     assert "task_accuracy" not in result.metrics["base"]  # no head before training
     saved = read_tensors(result.run_dir)
     head_keys = [key for key in saved if key.startswith("lowres.head.")]
@@ -197,3 +199,15 @@ def test_evaluation_subset_is_drawn_across_the_split_not_its_head():
     assert len(subset) == 20 and {example.label for example in subset} == {"a", "b"}
     assert [int(example.text) for example in subset] == sorted(int(example.text) for example in subset)
     assert evaluation_examples(task, TaskOptions()) == ordered
+
+
+def test_majority_figures_score_the_most_frequent_training_label():
+    from lowres_adapters.training.recipes.task import majority_figures
+
+    train = [LabeledExample(text=str(index), label="a" if index < 6 else "b") for index in range(10)]
+    test = [LabeledExample(text="x", label="b"), LabeledExample(text="y", label="a"), LabeledExample(text="z", label="b")]
+    task = TaskData(kind="sequence_classification", labels=("a", "b"), splits={"train": train, "test": test})
+    figures = majority_figures(task, test)
+    assert figures["task_majority_label"] == "a"
+    assert figures["task_majority_accuracy"] == pytest.approx(100 / 3)
+    assert figures["task_majority_macro_f1"] == pytest.approx(25.0)  # F1(a) = 2/(3+1), F1(b) = 0

@@ -369,6 +369,12 @@ def _echo_figures(echo: Callable[[str], None], metrics: Mapping[str, Any], run_d
         change = 100.0 * (adapted - base) / base
         echo(f"bits/char on held-out {metrics.get('eval_split', 'test')} ({metrics.get('eval_examples')} texts): "
              f"base {base:.3f} -> adapted {adapted:.3f} ({change:+.1f}%)")
+    task = metrics.get("adapted", {})
+    if "task_macro_f1" in task:
+        majority = (f" (majority class {task['task_majority_label']!r}: accuracy {task['task_majority_accuracy']:.1f}, "
+                    f"macro-F1 {task['task_majority_macro_f1']:.1f})") if "task_majority_macro_f1" in task else ""
+        echo(f"task {task.get('task')} on {task.get('task_split')} ({task.get('task_examples')} examples): "
+             f"accuracy {task['task_accuracy']:.1f}, macro-F1 {task['task_macro_f1']:.1f}{majority}")
     for stage, figures in metrics.get("stages", {}).items():
         if "bits_per_char" in figures:
             echo(f"  after {stage}: {figures['bits_per_char']:.3f} bits/char")

@@ -5,6 +5,12 @@ and knows its own loss. The backbone (base model + frozen language adapter + tas
 called through :func:`last_hidden_states`, which skips the language-model head where it can, so
 a 49k-entry vocabulary projection is not computed for nothing.
 
+Heads standardise their input features first (``HeadConfig.normalize``): a decoder's last hidden
+states share a few massive dimensions (SmolLM2-135M: one dimension near 30 in every mean-pooled
+vector of norm about 40, pooled vectors of different texts at cosine 0.99), so the class signal is
+a small variation on a large common offset. Without standardising, a head trained with Adam at the
+recipe's learning rate only learns the class prior and predicts the majority class.
+
 Heads are saved as plain tensors under :data:`HEAD_PREFIX` in ``adapter.safetensors`` next to the
 task adapter's own tensors, and rebuilt from :class:`HeadConfig` (stored in the run settings).
 """
@@ -38,6 +44,9 @@ class HeadConfig:
             ``first`` token (an encoder's ``<s>``/``[CLS]``) or ``last`` real token (a decoder's summary).
         dropout: Dropout on the hidden states before the head.
         layers: 2 = dense + tanh + output as AdapterHub's classification head; 1 = a single linear map.
+        normalize: Standardise each feature (per hidden dimension, over the real tokens or pooled
+            vectors of the batch while training; running averages over all training batches at
+            evaluation), as a batch norm without learned scale. Off reproduces heads saved before.
     """
 
     kind: str = "sequence_classification"
@@ -46,6 +55,7 @@ class HeadConfig:
     pooling: str = "mean"
     dropout: float = 0.1
     layers: int = 2
+    normalize: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in HEAD_KINDS:
@@ -99,6 +109,10 @@ class TaskHead(nn.Module):
         super().__init__()
         self.config = config
         self.dropout = nn.Dropout(config.dropout)
+        # momentum=None: running statistics are the plain average over every training batch, so they
+        # are exact after a few steps (an exponential average would still lean on its 0/1 start).
+        self.normalizer: nn.Module = (nn.BatchNorm1d(config.hidden_size, affine=False, momentum=None)
+                                      if config.normalize else nn.Identity())
         if config.layers == 2:
             self.dense: nn.Module = nn.Sequential(nn.Linear(config.hidden_size, config.hidden_size), nn.Tanh(),
                                                   nn.Dropout(config.dropout))
@@ -112,7 +126,28 @@ class TaskHead(nn.Module):
         hidden = hidden.to(self.output.weight.dtype)
         if self.config.kind == "sequence_classification":
             hidden = pool_sequence(hidden, attention_mask, self.config.pooling)  # (batch, hidden)
+            hidden = self.standardize(hidden, torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device))
+        else:
+            hidden = self.standardize(hidden, attention_mask.bool())  # (batch, seq, hidden)
         return self.output(self.dense(self.dropout(hidden)))
+
+    def standardize(self, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Return ``hidden`` standardised per dimension; statistics come from the rows where ``real``.
+
+        Args:
+            hidden: ``(batch, hidden)`` pooled vectors or ``(batch, seq, hidden)`` token states.
+            real: ``(batch,)`` or ``(batch, seq)``: True on the rows that count (not padding).
+        """
+        if not self.config.normalize:
+            return hidden
+        rows = hidden[real]  # (real rows, hidden)
+        if self.training and rows.shape[0] < 2:  # one row has no spread: use the running statistics
+            self.normalizer.eval()
+            rows = self.normalizer(rows)
+            self.normalizer.train()
+        else:
+            rows = self.normalizer(rows)
+        return hidden.masked_scatter(real.unsqueeze(-1), rows) if hidden.dim() == 3 else rows
 
     def loss(self, logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Return the task loss of ``logits`` against the labels in ``batch``.

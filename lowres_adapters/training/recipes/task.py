@@ -54,6 +54,9 @@ class TaskOptions:
             ``selection_seed`` (splits are often ordered by class or page); None = all.
         selection_seed: Seed of the draw of ``--max-examples`` training examples and of
             ``max_eval_examples`` evaluation examples.
+        score_text: Also score held-out bits per character before and after training (a forward
+            pass over the held-out texts at up to 512 tokens each, twice); off by default, as the
+            task's own figures are what a task adapter is for.
     """
 
     task: str = ""
@@ -66,6 +69,7 @@ class TaskOptions:
     eval_split: str = "test"
     max_eval_examples: int | None = None
     selection_seed: int = 0
+    score_text: bool = False
 
     def __post_init__(self) -> None:
         if self.fuse_with and not self.lang_adapter:
@@ -110,6 +114,21 @@ def evaluation_examples(task: TaskData, options: TaskOptions) -> list[Any]:
         return examples
     chosen = sorted(random.Random(options.selection_seed).sample(range(len(examples)), limit))
     return [examples[index] for index in chosen]
+
+
+def majority_figures(task: TaskData, examples: list[Any]) -> dict[str, Any]:
+    """Return the scores of always predicting the training split's most frequent label on
+    ``examples`` (``task_majority_*``), the floor a classifier must clear; empty for other kinds."""
+    from collections import Counter
+
+    from lowres_adapters.training.task_scoring import score_predictions
+
+    if task.kind != "sequence_classification" or not task.splits.get("train"):
+        return {}
+    label = Counter(example.label for example in task.splits["train"]).most_common(1)[0][0]
+    scores = score_predictions(task, examples, [label] * len(examples))
+    return {"task_majority_label": label, "task_majority_accuracy": scores["accuracy"],
+            "task_majority_macro_f1": scores["macro_f1"]}
 
 
 def attach_language_adapters(model: Any, options: TaskOptions) -> tuple[Any, Any]:
@@ -248,8 +267,11 @@ class TaskRecipe(Recipe):
                                     "everything else frozen")
 
     def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:
-        """Return held-out bits/char and, once a head is trained, the task scores on ``eval_split``."""
-        figures: dict[str, Any] = score_held_out(context, model) if context.data.text.get("test") else {}
+        """Return, once a head is trained, the task scores on ``eval_split`` with the majority-class
+        figures beside them (and held-out bits/char with ``score_text``)."""
+        figures: dict[str, Any] = {}
+        if context.options.score_text and context.data.text.get("test"):
+            figures = score_held_out(context, model)
         if "task" not in context.state or context.handle is None:
             return figures  # the base model has no trained head: no task figures
         task_name, task = context.state["task"]
@@ -257,6 +279,7 @@ class TaskRecipe(Recipe):
         scores = evaluate_task(model, context.state["head"], context.tokenizer, task, examples,
                                max_length=context.loop.max_length)
         figures.update({f"task_{key}": value for key, value in scores.items()})
+        figures.update(majority_figures(task, examples))
         figures.update({"task": task_name, "task_split": context.options.eval_split})
         return figures
 
@@ -315,7 +338,8 @@ def load_task_model(run_dir: Path, model: Any = None) -> tuple[Any, TaskHead, An
     handle = stack(lower, upper, train_lower=bool(options.fuse_with)) if lower is not None else upper
     handle.load_adapter_state_dict(tensors)
     handle.activate()
-    head = TaskHead(config_from_dict(HeadConfig, description["head"], where=str(head_file)))
+    head_settings = {"normalize": False, **description["head"]}  # heads saved before it was an option had none
+    head = TaskHead(config_from_dict(HeadConfig, head_settings, where=str(head_file)))
     head.load_head_state_dict(read_tensors(run_dir))
     head.eval()
     handle.model.eval()
