@@ -128,3 +128,35 @@ def test_data_stats_lists_the_section_task_with_counts_per_language(tmp_path):
     assert stats["splits"]["train"] == 2 and stats["splits"]["test"] == 1
     assert stats["languages"]["train"] == {"eng": 2} and stats["languages"]["train_nya"] == {"nya": 2}
     assert stats["languages"]["test"] == {"nya": 1} and stats["languages"]["test_eng"] == {"eng": 1}
+
+
+def test_task_recipe_trains_on_english_verses_and_scores_chichewa_test_verses(tmp_path, monkeypatch):
+    import lowres_adapters.training.adapt as adapt_module
+    from lowres_adapters.testing.tiny import TINY_CORPUS
+    from lowres_adapters.training.adapt import adapt
+    from training_support import save_tiny_model
+
+    english, chichewa = TINY_CORPUS[1::2], TINY_CORPUS[0::2]
+    rows = [{"id": f"B{book}.{chapter}.{verse}", "book": book, "chapter": chapter, "verse": verse,
+             "eng": english[(book + verse) % len(english)], "nya": chichewa[(book + verse) % len(chichewa)]}
+            for book in (1, 40) for chapter in (1, 2, 10) for verse in (1, 2, 3)]
+    write_jsonl(tmp_path / "verses.jsonl", rows)
+    data = load(tmp_path)
+    seen: list[list[str]] = []
+    from lowres_adapters.training import task_scoring
+
+    real_predict = task_scoring.predict
+
+    def spying_predict(model, head, tokenizer, task, examples, **options):
+        seen.append([example.lang for example in examples])
+        return real_predict(model, head, tokenizer, task, examples, **options)
+
+    monkeypatch.setattr(task_scoring, "predict", spying_predict)
+    monkeypatch.setattr(adapt_module, "load_run_data", lambda language, settings: (data, None))
+    result = adapt("nya", model=str(save_tiny_model(tmp_path / "model")), recipe="task",
+                   recipe_options={"task": "bible_section"}, output=str(tmp_path / "run"), max_steps=2,
+                   batch_size=4, progress=False, echo=lambda line: None)
+    adapted = result.metrics["adapted"]
+    assert adapted["task"] == "bible_section" and adapted["task_split"] == "test"
+    assert 0.0 <= adapted["task_macro_f1"] <= 100.0 and adapted["task_examples"] == 6
+    assert seen == [["nya"] * 6]
