@@ -16,7 +16,7 @@ data: install
 
 # Main job: adapt SmolLM2-135M to Chichewa on the Old Testament, evaluate on the New Testament.
 demo: data
-	$(BIN)/lowres adapt nya --adapter lora --max-steps 40 --output runs/demo-nya
+	$(BIN)/lowres adapt nya --adapter lora --max-steps 40 --output runs/demo-nya --overwrite
 
 test: data
 	$(BIN)/python -m pytest
