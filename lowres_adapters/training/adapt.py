@@ -23,6 +23,7 @@ from lowres_adapters.training.recipes.base import Recipe, RecipeContext, options
 from lowres_adapters.training.run_data import load_run_data
 from lowres_adapters.training.run_folder import (
     build_metadata,
+    check_output_path,
     finish_output,
     merge_logs,
     prepare_output,
@@ -148,6 +149,8 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
 
     process = current_process()
     echo = (echo or _echo_stderr) if process.is_main else (lambda line: None)
+    if settings.output:
+        check_output_path(Path(settings.output))  # before the data and the model load
     data, pack = load_run_data(settings.language, settings.data)
     recipe_name = settings.recipe or (pack.default_recipe if pack is not None else "language")
     recipe = get_recipe(recipe_name)

@@ -140,6 +140,18 @@ def setting_differences(recorded: Mapping[str, Any], current: Mapping[str, Any])
             for key in sorted(set(recorded) | set(current)) if recorded.get(key, ...) != current.get(key, ...)]
 
 
+def check_output_path(run_dir: Path) -> None:
+    """Refuse, in one line, an output that is a file or lies under a file (checked before any data loads)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise LowresError(f"--output {run_dir}: exists and is not a folder; choose another --output")
+    for parent in run_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise LowresError(f"--output {run_dir}: {parent} is a file, not a folder; choose another --output")
+            break
+
+
 def prepare_output(run_dir: Path, settings: Any, is_main: bool, echo: Callable[[str], None],
                    has_checkpoints: bool, has_finished_stage: bool) -> None:
     """Check the output folder before anything loads, then mark it unfinished (first process only).
@@ -158,8 +170,7 @@ def prepare_output(run_dir: Path, settings: Any, is_main: bool, echo: Callable[[
             is not given; or ``--resume`` changes settings of the run it continues (each named).
     """
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise LowresError(f"--output {run_dir}: exists and is not a folder; choose another --output")
+    check_output_path(run_dir)
     marker = run_dir / UNFINISHED_FILE
     unfinished = marker.exists()
     finished = (run_dir / METADATA_FILE).exists() and not unfinished
