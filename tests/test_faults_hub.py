@@ -242,3 +242,17 @@ def test_a_hub_that_never_answers_ends_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().count("\n") == 0 and "did not answer within 1 s" in result.stderr
     assert silent.connections >= 1
+
+
+def test_a_base_model_asking_for_remote_code_runs_none(artifact, loopback, base_dir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    config = json.loads((base_dir / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "modeling_evil.EvilConfig", "AutoModelForCausalLM": "modeling_evil.EvilModel"}
+    files = {path.name: path.read_bytes() for path in base_dir.iterdir() if path.is_file()}
+    files.update({"config.json": json.dumps(config).encode(),
+                  "modeling_evil.py": f"open({str(marker)!r}, 'w').write('pwned')\n".encode()})
+    loopback.store.plant_repo("alice/remote-code-base", files)
+    loopback.store.plant_repo("alice/on-remote-code-base", with_metadata(artifact, base_model="alice/remote-code-base"))
+    model, _ = hub.load("alice/on-remote-code-base")  # transformers' own llama classes, never the repo's
+    assert type(model).__module__.startswith("transformers.") and not marker.exists()
+    assert "modeling_evil.py" not in fetched(loopback, "alice/remote-code-base")
