@@ -190,7 +190,7 @@ def download(repo_id: str, *, revision: str | None = None, token: str | None = N
     from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 
     _check_repo_id(repo_id)
-    with hub_errors(repo_id, revision, _known_tokens(token)):
+    with hub_errors(repo_id, revision, _known_tokens(token), loading=True):
         if constants.HF_HUB_OFFLINE:
             folder = Path(snapshot_download(repo_id, revision=revision, token=token,
                                             allow_patterns=DOWNLOAD_PATTERNS, local_files_only=True))
@@ -265,8 +265,12 @@ def _known_tokens(token: str | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def hub_errors(repo_id: str, revision: str | None, secrets: list[str]) -> Iterator[None]:
-    """Turn ``huggingface_hub`` and connection errors into one-line :class:`LowresError` (no tokens)."""
+def hub_errors(repo_id: str, revision: str | None, secrets: list[str], loading: bool = False) -> Iterator[None]:
+    """Turn ``huggingface_hub`` and connection errors into one-line :class:`LowresError` (no tokens).
+
+    With ``loading``, an unreachable Hub names ``HF_HUB_OFFLINE=1`` (a load never falls back to the
+    cache on its own).
+    """
     from huggingface_hub import constants
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -308,6 +312,8 @@ def hub_errors(repo_id: str, revision: str | None, secrets: list[str]) -> Iterat
         message = _timeout_message(at, constants.ENDPOINT)
     except RequestsConnectionError as error:
         message = f"cannot reach the Hub at {constants.ENDPOINT} ({type(error).__name__})"
+        if loading:
+            message += "; HF_HUB_OFFLINE=1 loads from the cache"
     else:
         return
     for secret in secrets:

@@ -256,3 +256,22 @@ def test_a_base_model_asking_for_remote_code_runs_none(artifact, loopback, base_
     model, _ = hub.load("alice/on-remote-code-base")  # transformers' own llama classes, never the repo's
     assert type(model).__module__.startswith("transformers.") and not marker.exists()
     assert "modeling_evil.py" not in fetched(loopback, "alice/remote-code-base")
+
+
+def test_an_unreachable_hub_is_one_line_and_offline_mode_is_the_way_to_the_cache(artifact, loopback,
+                                                                                 monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    loopback.store.plant_repo("alice/cached-public", artifact)
+    hub.load("alice/cached-public")  # cached
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: connections are refused
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(LowresError, match=r"cannot reach the Hub .*HF_HUB_OFFLINE=1 loads from the cache") as error:
+        hub.load("alice/cached-public")
+    assert "\n" not in str(error.value)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    model, _ = hub.load("alice/cached-public")
+    assert model is not None
