@@ -205,9 +205,28 @@ def test_majority_figures_score_the_most_frequent_training_label():
     from lowres_adapters.training.recipes.task import majority_figures
 
     train = [LabeledExample(text=str(index), label="a" if index < 6 else "b") for index in range(10)]
-    test = [LabeledExample(text="x", label="b"), LabeledExample(text="y", label="a"), LabeledExample(text="z", label="b")]
+    test = [LabeledExample(text=text, label=label) for text, label in (("x", "b"), ("y", "a"), ("z", "b"))]
     task = TaskData(kind="sequence_classification", labels=("a", "b"), splits={"train": train, "test": test})
     figures = majority_figures(task, test)
     assert figures["task_majority_label"] == "a"
     assert figures["task_majority_accuracy"] == pytest.approx(100 / 3)
     assert figures["task_majority_macro_f1"] == pytest.approx(25.0)  # F1(a) = 2/(3+1), F1(b) = 0
+
+
+def test_head_statistics_come_from_the_trained_model(setup, tmp_path):
+    """After training, the head standardises with the trained model's own feature statistics (not
+    the running average of the batches, which lags behind the task adapter moving the features)."""
+    from lowres_adapters.training.heads import last_hidden_states
+    from lowres_adapters.training.task_features import collate, encode_examples
+
+    model_dir, _ = setup
+    result = run(model_dir, tmp_path / "task", recipe="task", lr=5e-2)
+    model, head, tokenizer, task = load_task_model(result.run_dir,
+                                                   model=AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    train = SENTENCES * 4  # every training example is in the calibration draw (fewer than 256)
+    batch = collate(encode_examples(task.kind, train, tokenizer, task.labels, 128), tokenizer.pad_token_id)
+    with torch.no_grad():
+        rows = head.feature_rows(last_hidden_states(model, batch["input_ids"], batch["attention_mask"]),
+                                 batch["attention_mask"])
+    torch.testing.assert_close(head.normalizer.running_mean, rows.mean(0), rtol=0, atol=5e-3)
+    torch.testing.assert_close(head.normalizer.running_var, rows.var(0), rtol=2e-2, atol=5e-3)

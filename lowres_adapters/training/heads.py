@@ -18,7 +18,7 @@ task adapter's own tensors, and rebuilt from :class:`HeadConfig` (stored in the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -45,8 +45,8 @@ class HeadConfig:
         dropout: Dropout on the hidden states before the head.
         layers: 2 = dense + tanh + output as AdapterHub's classification head; 1 = a single linear map.
         normalize: Standardise each feature (per hidden dimension, over the real tokens or pooled
-            vectors of the batch while training; running averages over all training batches at
-            evaluation), as a batch norm without learned scale. Off reproduces heads saved before.
+            vectors of the batch while training; a running average of the last batches' statistics
+            at evaluation, see :class:`FeatureStandardizer`). Off reproduces heads saved before.
     """
 
     kind: str = "sequence_classification"
@@ -98,6 +98,49 @@ def pool_sequence(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: s
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]  # (batch, hidden)
 
 
+class FeatureStandardizer(nn.Module):
+    """Standardise each feature: batch statistics while training, their running average at evaluation.
+
+    Like a batch norm without learned scale, except that the running statistics are an exponential
+    average started from the first batch (not from 0 and 1): a task adapter moves the features it
+    feeds the head while it trains, so evaluation must use the statistics of the last batches, and
+    they must be right after a few steps already. The average lags about ``1 / momentum`` batches
+    behind: it fits a learning rate that decays towards the end (the recipe's linear schedule).
+
+    Args:
+        size: Number of features.
+        momentum: Weight of each new batch in the running statistics.
+        eps: Added to the variance.
+    """
+
+    def __init__(self, size: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(size))
+        self.register_buffer("running_var", torch.ones(size))
+        self.register_buffer("batches", torch.zeros((), dtype=torch.long))
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """Return ``(n, size)`` rows standardised (a single training row uses the running statistics)."""
+        if self.training and rows.shape[0] > 1:
+            mean, variance = rows.mean(dim=0), rows.var(dim=0, unbiased=False)  # (size,) each
+            with torch.no_grad():
+                rate = 1.0 if int(self.batches) == 0 else self.momentum
+                self.running_mean.lerp_(mean.detach(), rate)
+                self.running_var.lerp_(rows.detach().var(dim=0, unbiased=True), rate)
+                self.batches += 1
+            return (rows - mean) / torch.sqrt(variance + self.eps)
+        return (rows - self.running_mean) / torch.sqrt(self.running_var + self.eps)
+
+    @torch.no_grad()
+    def set_statistics(self, rows: torch.Tensor) -> None:
+        """Set the running statistics to those of ``(n, size)`` rows (e.g. the trained model's
+        features of some training examples), replacing the running average."""
+        self.running_mean.copy_(rows.mean(dim=0))
+        self.running_var.copy_(rows.var(dim=0, unbiased=True) if rows.shape[0] > 1 else torch.ones_like(rows[0]))
+        self.batches.fill_(max(int(self.batches), 1))
+
+
 class TaskHead(nn.Module):
     """A task head: hidden states -> logits, with the task's loss.
 
@@ -109,10 +152,7 @@ class TaskHead(nn.Module):
         super().__init__()
         self.config = config
         self.dropout = nn.Dropout(config.dropout)
-        # momentum=None: running statistics are the plain average over every training batch, so they
-        # are exact after a few steps (an exponential average would still lean on its 0/1 start).
-        self.normalizer: nn.Module = (nn.BatchNorm1d(config.hidden_size, affine=False, momentum=None)
-                                      if config.normalize else nn.Identity())
+        self.normalizer: nn.Module = FeatureStandardizer(config.hidden_size) if config.normalize else nn.Identity()
         if config.layers == 2:
             self.dense: nn.Module = nn.Sequential(nn.Linear(config.hidden_size, config.hidden_size), nn.Tanh(),
                                                   nn.Dropout(config.dropout))
@@ -131,6 +171,13 @@ class TaskHead(nn.Module):
             hidden = self.standardize(hidden, attention_mask.bool())  # (batch, seq, hidden)
         return self.output(self.dense(self.dropout(hidden)))
 
+    def feature_rows(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Return the ``(n, hidden)`` rows the head standardises: pooled vectors, or real tokens."""
+        hidden = hidden.to(self.output.weight.dtype)
+        if self.config.kind == "sequence_classification":
+            return pool_sequence(hidden, attention_mask, self.config.pooling)
+        return hidden[attention_mask.bool()]
+
     def standardize(self, hidden: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """Return ``hidden`` standardised per dimension; statistics come from the rows where ``real``.
 
@@ -140,27 +187,27 @@ class TaskHead(nn.Module):
         """
         if not self.config.normalize:
             return hidden
-        rows = hidden[real]  # (real rows, hidden)
-        if self.training and rows.shape[0] < 2:  # one row has no spread: use the running statistics
-            self.normalizer.eval()
-            rows = self.normalizer(rows)
-            self.normalizer.train()
-        else:
-            rows = self.normalizer(rows)
+        rows = self.normalizer(hidden[real])  # (real rows, hidden)
         return hidden.masked_scatter(real.unsqueeze(-1), rows) if hidden.dim() == 3 else rows
 
-    def loss(self, logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, batch: Mapping[str, torch.Tensor],
+             class_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Return the task loss of ``logits`` against the labels in ``batch``.
 
         ``batch`` holds ``labels`` (batch,) for sequences, ``labels`` (batch, seq) with -100 on
         ignored sub-tokens for tokens, ``start_positions`` and ``end_positions`` (batch,) for QA.
+        ``class_weights`` (labels,) weigh each class's cross-entropy (see :func:`balanced_class_weights`);
+        QA ignores them.
         """
         kind = self.config.kind
+        if class_weights is not None:
+            class_weights = class_weights.to(logits.device, torch.float32)
         if kind == "sequence_classification":
-            return functional.cross_entropy(logits.float(), batch["labels"])
+            return functional.cross_entropy(logits.float(), batch["labels"], weight=class_weights)
         if kind == "token_classification":
             flat_logits = logits.float().reshape(-1, logits.shape[-1])  # (batch * seq, labels)
-            return functional.cross_entropy(flat_logits, batch["labels"].reshape(-1), ignore_index=IGNORE_INDEX)
+            return functional.cross_entropy(flat_logits, batch["labels"].reshape(-1), weight=class_weights,
+                                            ignore_index=IGNORE_INDEX)
         start_logits, end_logits = qa_logits(logits, batch["attention_mask"])
         return 0.5 * (functional.cross_entropy(start_logits, batch["start_positions"])
                       + functional.cross_entropy(end_logits, batch["end_positions"]))
@@ -173,6 +220,16 @@ class TaskHead(nn.Module):
         """Load tensors written by :meth:`head_state_dict` (other keys are ignored)."""
         own = {key[len(HEAD_PREFIX):]: value for key, value in tensors.items() if key.startswith(HEAD_PREFIX)}
         self.load_state_dict(own, strict=True)
+
+
+def balanced_class_weights(label_ids: Sequence[int], num_labels: int) -> torch.Tensor:
+    """Return ``(num_labels,)`` weights ``n / (num_labels * count)`` (scikit-learn's "balanced"),
+    so every class weighs as much in the loss as if the classes were equally frequent; a class
+    absent from ``label_ids`` gets weight 0. Ignored ids (-100) are not counted."""
+    ids = torch.tensor([label for label in label_ids if label != IGNORE_INDEX], dtype=torch.long)
+    counts = torch.bincount(ids, minlength=num_labels).float()  # (labels,)
+    weights = counts.sum() / (num_labels * counts.clamp(min=1.0))
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
 def qa_logits(logits: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,6 +291,6 @@ def hidden_size_of(model: nn.Module) -> int:
 
 
 __all__ = [
-    "HEAD_PREFIX", "HeadConfig", "TaskHead", "backbone_of", "build_head",
+    "HEAD_PREFIX", "HeadConfig", "TaskHead", "backbone_of", "balanced_class_weights", "build_head",
     "hidden_size_of", "last_hidden_states", "pool_sequence", "qa_logits",
 ]

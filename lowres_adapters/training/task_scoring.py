@@ -57,6 +57,37 @@ def predict(model: torch.nn.Module, head: TaskHead, tokenizer: Any, task: TaskDa
     return predictions
 
 
+@torch.no_grad()
+def calibrate_head(model: torch.nn.Module, head: TaskHead, features: Sequence[Any], pad_token_id: int,
+                   batch_size: int = 16) -> int:
+    """Set the head's feature statistics from ``features`` run through the trained ``model``.
+
+    While training, the head standardises with batch statistics and keeps a running average that
+    lags behind a task adapter moving the features; after training, the statistics of the final
+    model on some training examples replace it. Returns the number of rows used (0: nothing done).
+
+    Args:
+        model: The trained backbone with its adapters.
+        head: The trained head (``normalize`` on, else nothing happens).
+        features: Loop features (``input_ids`` and targets) of training examples.
+        pad_token_id: Padding id.
+        batch_size: Examples per forward pass.
+    """
+    if not head.config.normalize or not features:
+        return 0
+    was_training = model.training
+    model.eval()
+    rows = []
+    for start in range(0, len(features), batch_size):
+        batch = collate(features[start: start + batch_size], pad_token_id)
+        hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
+        rows.append(head.feature_rows(hidden, batch["attention_mask"]))
+    model.train(was_training)
+    stacked = torch.cat(rows)
+    head.normalizer.set_statistics(stacked)
+    return int(stacked.shape[0])
+
+
 def score_predictions(task: TaskData, examples: Sequence[LabeledExample], predictions: Sequence[Any]) -> dict[str, Any]:
     """Return the task's metrics (percent) for ``predictions`` against the gold of ``examples``."""
     from lowres_adapters.evaluation.classification import classification_scores, entity_scores

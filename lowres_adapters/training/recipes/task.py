@@ -27,10 +27,12 @@ from lowres_adapters.training.heads import HEAD_PREFIX, POOLINGS, HeadConfig, Ta
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, attach_adapter, score_held_out
 from lowres_adapters.training.task_features import TaskCollator, encode_examples
-from lowres_adapters.training.task_scoring import evaluate_task
+from lowres_adapters.training.task_scoring import calibrate_head, evaluate_task
 
-DECODER_DEFAULTS = {"lr": 1e-3, "batch_size": 16, "max_length": 128, "max_steps": 200, "schedule": "linear",
+DECODER_DEFAULTS = {"lr": 1e-3, "batch_size": 16, "max_length": 64, "max_steps": 200, "schedule": "linear",
                     "warmup_ratio": 0.05}
+CALIBRATION_EXAMPLES = 256
+"""Training examples whose features, through the trained model, set the head's statistics."""
 TASK_HEAD_FILE = "task_head.json"
 """Task name, kind, labels and head settings of a task run folder."""
 ENCODER_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "max_length": 128, "epochs": 10.0, "schedule": "linear",
@@ -54,6 +56,9 @@ class TaskOptions:
             ``selection_seed`` (splits are often ordered by class or page); None = all.
         selection_seed: Seed of the draw of ``--max-examples`` training examples and of
             ``max_eval_examples`` evaluation examples.
+        balance_classes: Weigh each class's cross-entropy by ``n / (classes * count)`` over the
+            training examples (classification and tagging), so rare classes count as much as
+            frequent ones: what macro-F1 rewards. Off: plain cross-entropy.
         score_text: Also score held-out bits per character before and after training (a forward
             pass over the held-out texts at up to 512 tokens each, twice); off by default, as the
             task's own figures are what a task adapter is for.
@@ -69,6 +74,7 @@ class TaskOptions:
     eval_split: str = "test"
     max_eval_examples: int | None = None
     selection_seed: int = 0
+    balance_classes: bool = True
     score_text: bool = False
 
     def __post_init__(self) -> None:
@@ -230,7 +236,7 @@ class TaskRecipe(Recipe):
 
     def job(self, context: RecipeContext) -> TrainingJob:
         """Return the job: task examples -> head loss on the stacked model's last hidden states."""
-        from lowres_adapters.training.heads import last_hidden_states
+        from lowres_adapters.training.heads import balanced_class_weights, last_hidden_states
 
         task_name, task = context.state["task"]
         head: TaskHead = context.state["head"]
@@ -243,15 +249,23 @@ class TaskRecipe(Recipe):
         if task.kind == "extractive_qa":  # answers cut off by truncation teach nothing
             encoded = [item for item in encoded if item.targets["end_positions"] > 0]
         features = [item.feature() for item in encoded]
+        draw = random.Random(context.options.selection_seed)  # the split is ordered by page, so by class
+        context.state["calibration_features"] = draw.sample(features, min(CALIBRATION_EXAMPLES, len(features)))
         eval_features = None
         if context.loop.eval_every and task.splits.get("validation"):
             validation = list(task.splits["validation"])[: context.loop.eval_examples]
             eval_features = [item.feature() for item in
                              encode_examples(task.kind, validation, context.tokenizer, task.labels, max_length)]
 
+        class_weights = None
+        if context.options.balance_classes and task.kind != "extractive_qa":
+            targets = [item.targets["labels"] for item in encoded]
+            label_ids = [label for target in targets for label in (target if isinstance(target, list) else [target])]
+            class_weights = balanced_class_weights(label_ids, len(task.labels))
+
         def loss_fn(model: Any, batch: Any) -> tuple[Any, int]:
             hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
-            loss = head.loss(head(hidden, batch["attention_mask"]), batch)
+            loss = head.loss(head(hidden, batch["attention_mask"]), batch, class_weights)
             if task.kind == "token_classification":
                 return loss, max(int((batch["labels"] != -100).sum()), 1)
             return loss, int(batch["input_ids"].shape[0])
@@ -275,6 +289,9 @@ class TaskRecipe(Recipe):
         if "task" not in context.state or context.handle is None:
             return figures  # the base model has no trained head: no task figures
         task_name, task = context.state["task"]
+        calibration = context.state.pop("calibration_features", None)
+        if calibration:  # once, right after training
+            calibrate_head(model, context.state["head"], calibration, context.tokenizer.pad_token_id)
         examples = evaluation_examples(task, context.options)
         scores = evaluate_task(model, context.state["head"], context.tokenizer, task, examples,
                                max_length=context.loop.max_length)
