@@ -54,7 +54,7 @@ class PooledAlignmentSettings:
     """
 
     steps: int = 300
-    lr: float = 1e-3
+    lr: float = 1e-2
     batch_size: int = 64
     weight_decay: float = 0.01
 
