@@ -1,5 +1,6 @@
-"""Real model, real pairs: a pooled adapter trained with InfoNCE on Chichewa-English training pairs lifts
-held-out English -> Chichewa retrieval well above the base model and chance (direction only, a few minutes)."""
+"""Real model, real pairs: a pooled adapter trained with InfoNCE on 300 Chichewa-English training pairs
+lifts held-out English -> Chichewa retrieval to at least twice the base model's and five times chance
+(direction only; benchmarks/transfer.py has the curve)."""
 
 from __future__ import annotations
 
@@ -40,4 +41,4 @@ def test_infonce_pooled_adapter_lifts_held_out_retrieval():
     adapter = train_pooled_adapter(train_nya, train_eng, "infonce", {"temperature": 0.05}, seed=0)
     with torch.no_grad():
         after = top1_accuracy(held_eng, adapter(held_nya))
-    assert after >= before + 0.1 and after >= 10 / HELD_OUT_PAIRS
+    assert after >= 2 * before and after >= 5 / HELD_OUT_PAIRS
