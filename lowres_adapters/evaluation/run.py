@@ -135,12 +135,18 @@ def prompt_for(role: str, tokenizer: Any, held_out: HeldOut, options: Mapping[st
 
 def evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: str, script: str,
                     options: Mapping[str, Any], say: Callable[[str], None], label: str) -> tuple[dict, dict]:
-    """Return ``(figures, extras)`` of one model: LM figures, translation figures, signatures and outputs."""
+    """Return ``(figures, extras)`` of one model: LM figures, translation figures, signatures and outputs.
+
+    ``options`` as :func:`evaluate_run` builds them; ``options["score_text"] = False`` leaves the
+    language-modelling figures out (translation only).
+    """
     progress = options.get("progress")
-    scores = score_texts(model, tokenizer, held_out.texts, objective=objective, batch_size=options["batch_size"],
-                         max_length=options["max_length"], progress=f"{label}: scoring" if progress else None)
-    figures = {key: value for key, value in scores.to_dict().items() if key in LM_FIGURES}
-    say(f"{label}: bits/char {scores.bits_per_char:.4f} on {len(held_out.texts)} held-out texts")
+    figures: dict[str, Any] = {}
+    if options.get("score_text", True):
+        scores = score_texts(model, tokenizer, held_out.texts, objective=objective, batch_size=options["batch_size"],
+                             max_length=options["max_length"], progress=f"{label}: scoring" if progress else None)
+        figures = {key: value for key, value in scores.to_dict().items() if key in LM_FIGURES}
+        say(f"{label}: bits/char {scores.bits_per_char:.4f} on {len(held_out.texts)} held-out texts")
     extras: dict[str, Any] = {}
     if held_out.sources and objective == "clm":
         prompt, prompt_format = prompt_for(label, tokenizer, held_out, options)
