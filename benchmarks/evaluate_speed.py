@@ -78,9 +78,9 @@ def main(arguments: list[str]) -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cold", action="store_true", help="score the base model too (empty base-score cache)")
-    parser.add_argument("extra", nargs="*", help="options passed to lowres evaluate (after --)")
-    options = parser.parse_args(arguments)
-    record = run_once(options.run_dir, options.threads, options.cold, options.extra)
+    split = arguments.index("--") if "--" in arguments else len(arguments)
+    options = parser.parse_args(arguments[:split])  # what follows "--" goes to lowres evaluate
+    record = run_once(options.run_dir, options.threads, options.cold, arguments[split + 1:])
     records = json.loads(RESULTS.read_text("utf-8")) if RESULTS.exists() else []
     records.append(record)
     RESULTS.parent.mkdir(exist_ok=True)
