@@ -1,7 +1,7 @@
 """Compare two checkpoints: weight changes by type and layer, adapter norms, per-layer CKA.
 
 ``analyze(before, after)`` is what ``lowres analyze`` runs. Compare consecutive stages only
-(base -> CPT, CPT -> SFT): base -> SFT would mix the CPT change into the SFT one (methods.md B).
+(base -> CPT, CPT -> SFT): base -> SFT would mix the CPT change into the SFT one (arXiv 2512.03976).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Layer-wise analysis: how much each weight moved between two checkpoints, and where.
 
 For every parameter tensor present in both checkpoints: ``||dW||_F`` and ``||dW||_F / ||W||_F``
-(methods.md B), grouped by type (embedding/output, attention, MLP, norm) and layer index. Group
+(arXiv 2512.03976), grouped by type (embedding/output, attention, MLP, norm) and layer index. Group
 figures aggregate the Frobenius norms over the group's tensors (``sqrt(sum ||dW||^2)``), so a big
 matrix counts more than a small one. Also: per-layer norms of an adapter's own tensors, and linear
 CKA (Kornblith et al., 2019) between two sets of hidden states.

@@ -2,7 +2,7 @@
 
 Each token of a sentence is masked in turn and the model's log-probability of the true token is
 summed (the pseudo-log-likelihood, PLL). A sentence's pseudo-perplexity is ``exp(-PLL / N)`` for
-its ``N`` tokens; the reported figure is the mean over sentences (methods.md, section A). The masked
+its ``N`` tokens; the reported figure is the mean over sentences (arXiv 2502.10140). The masked
 copies of all sentences are batched together.
 """
 

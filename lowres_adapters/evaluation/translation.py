@@ -154,8 +154,8 @@ def generate_translations(model: Any, tokenizer: Any, sources: Sequence[str], *,
         tokenizer: Its tokenizer.
         sources: Source-side texts.
         prompt: Builds the model input for one source text (see :func:`make_prompt`).
-        num_beams: Beam size (methods.md B uses 4); ignored when ``settings`` is given.
-        max_new_tokens: Longest continuation (methods.md B uses 256); ignored with ``settings``.
+        num_beams: Beam size (arXiv 2512.03976 uses 4); ignored when ``settings`` is given.
+        max_new_tokens: Longest continuation (arXiv 2512.03976 uses 256); ignored with ``settings``.
         batch_size: Prompts per ``generate`` call (left-padded).
         stop_at_newline: End a translation at its first newline (for one-line segments).
         length_ratio: Also cap each continuation at ``length_ratio`` times its source in tokens,

@@ -1,4 +1,4 @@
-"""Continual pre-training then supervised fine-tuning (methods.md B), with adapters.
+"""Continual pre-training then supervised fine-tuning (arXiv 2512.03976), with adapters.
 
 - ``cpt``: causal LM on the language's raw text (the ``language`` recipe with CPT defaults).
 - ``sft``: the pack's parallel pairs rendered as translation instructions, in both directions the
@@ -55,7 +55,7 @@ class CptRecipe(LanguageRecipe):
     """Continual pre-training: causal LM on the language's raw text."""
 
     name = "cpt"
-    description = "continual pre-training: causal LM on raw text (stage 1 of methods.md B)"
+    description = "continual pre-training: causal LM on raw text (stage 1 of arXiv 2512.03976)"
 
     def loop_defaults(self, objective: str) -> dict[str, Any]:
         """Return the CPT defaults (see the module docstring)."""
@@ -192,7 +192,7 @@ class SftRecipe(Recipe):
     """Supervised fine-tuning on translation instructions built from parallel pairs."""
 
     name = "sft"
-    description = "SFT on parallel pairs as translation instructions, loss on the answer (stage 2 of methods.md B)"
+    description = "SFT on parallel pairs as translation instructions, loss on the answer (stage 2 of arXiv 2512.03976)"
     options_class = SftOptions
     cache_base_scores = True
     needs = ("pairs",)
@@ -288,7 +288,7 @@ class CptSftRecipe(Recipe):
     """Two stages on one adapter: ``cpt`` then ``sft`` (SFT continues from the CPT adapter)."""
 
     name = "cpt_sft"
-    description = "continual pre-training then SFT on one adapter (methods.md B); stages/cpt and stages/sft"
+    description = "continual pre-training then SFT on one adapter (arXiv 2512.03976); stages/cpt and stages/sft"
     options_class = CptSftOptions
     cache_base_scores = True
     needs = ("text", "pairs")

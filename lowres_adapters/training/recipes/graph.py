@@ -4,7 +4,7 @@ Edges from a registered data source (``cldr_annotations``, ``conceptnet_edges``,
 ...) whose start node is in the target language become template sentences
 (``"{start} {predicate} {end}."``, :mod:`lowres_adapters.data.templates`); a source that yields
 text (``conceptnet``, ``graph_sentences``) is used as it is. Sentences split 80/10/10 by a fixed
-seed on their edge id (methods.md A); the adapter trains on the 80% with the model's own
+seed on their edge id (arXiv 2502.10140); the adapter trains on the 80% with the model's own
 objective, like the ``language`` recipe, and is scored on the pack's held-out text.
 """
 
@@ -31,7 +31,7 @@ class GraphOptions:
         source: Registered data source yielding ``edges`` (or ``text`` sentences).
         source_config: Settings of that source (its config class's fields). A ``languages`` or
             ``locales`` field left empty is set to the target language.
-        templates: ``"eng"`` (the 33 English predicates of methods.md A) or a templates JSON file.
+        templates: ``"eng"`` (the 33 English predicates of arXiv 2502.10140) or a templates JSON file.
         max_sentences: Use at most this many training sentences (the first N); None for all.
         split_seed: Seed of the 80/10/10 split.
         mask_probability: Share of tokens predicted in masked LM (encoders only).
