@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from cli_support import run_cli
 
-from lowres_adapters.cli import main
 from lowres_adapters.data.parallel import read_pairs_file
 from lowres_adapters.data.text import read_text_file
 from lowres_adapters.errors import LowresError
@@ -98,15 +98,6 @@ def reader_for(name: str, target: Path) -> Callable[[Path], object] | None:
     if name.startswith("moses"):
         return lambda path: read_pairs_file(path, "eng", "nya", target_path=target)
     return None
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as done:
-        code = int(done.code or 0)
-    return code, capsys.readouterr().err
 
 
 def test_fuzzed_files_give_a_result_or_one_line(tmp_path: Path, capsys) -> None:

@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_support import run_cli
 import torch
 from training_support import install_toy_registry, save_tiny_model, write_corpus
 
 from lowres_adapters import hub
 from lowres_adapters.artifact import UNFINISHED_FILE, read_tensors
-from lowres_adapters.cli import main
 from lowres_adapters.errors import LowresError
 
 KILLS = 3
@@ -62,15 +62,6 @@ def adapt_args(files: dict[str, str], output: Path, *extra: str) -> list[str]:
     return ["adapt", "tum", "--model", files["model"], "--adapter", "toy", "--text", files["train"], "--eval-text",
             files["held_out"], "--max-steps", str(STEPS), "--batch-size", "4", "--lr", "1e-2", "--save-every",
             str(SAVE_EVERY), "--quiet", "--output", str(output), *extra]
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as done:
-        code = int(done.code or 0)
-    return code, capsys.readouterr().err
 
 
 def run_child(args: list[str], kill_at: int = 0) -> subprocess.CompletedProcess:

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_support import run_cli
 from training_support import install_toy_registry, save_tiny_model, write_corpus
 
-from lowres_adapters.cli import main
 from lowres_adapters.training.settings import SettingsError, build_run_settings, parse_assignment
 
 
@@ -37,15 +37,6 @@ def no_model_loads(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(lowres_adapters.models, "load_base_model", refuse)
     return loaded
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as done:
-        code = int(done.code or 0)
-    return code, capsys.readouterr().err
 
 
 def adapt_args(files: dict[str, str], *extra: str) -> list[str]:

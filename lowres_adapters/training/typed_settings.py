@@ -87,24 +87,16 @@ def _typed(hint: Any, value: Any, said: str) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
             return value.strip().lower() in _TRUE
         raise SettingsError(f"{said}: expected true or false")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    if hint in (int, float):
+        accepted = (int,) if hint is int else (int, float)
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            return hint(value)
         if isinstance(value, str):
             try:
-                return int(value.strip())
+                return hint(value.strip())
             except ValueError:
                 pass
-        raise SettingsError(f"{said}: expected an integer")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise SettingsError(f"{said}: expected a number")
+        raise SettingsError(f"{said}: expected {'an integer' if hint is int else 'a number'}")
     if hint is str:
         if isinstance(value, str):
             return value
