@@ -34,14 +34,21 @@ from lowres_adapters.artifact import (
     read_tensors,
 )
 from lowres_adapters.errors import LowresError
+from lowres_adapters.task_loading import LANGUAGE_ADAPTERS_DIR, TASK_HEAD_FILE, is_task_folder
 
 README_FILE = "README.md"
-DOWNLOAD_PATTERNS = [METADATA_FILE, WEIGHTS_FILE, f"{TOKENIZER_DIR}/*.json", f"{TOKENIZER_DIR}/*.txt",
-                     f"{TOKENIZER_DIR}/*.model"]
+_ARTIFACT_PATTERNS = [METADATA_FILE, WEIGHTS_FILE, f"{TOKENIZER_DIR}/*.json", f"{TOKENIZER_DIR}/*.txt",
+                      f"{TOKENIZER_DIR}/*.model"]
+DOWNLOAD_PATTERNS = [*_ARTIFACT_PATTERNS, TASK_HEAD_FILE,
+                     *(f"{LANGUAGE_ADAPTERS_DIR}/*/{pattern}" for pattern in _ARTIFACT_PATTERNS)]
 """What ``load`` reads from the cache offline (the card and native files are not needed)."""
-ALLOWED_FILE = re.compile(rf"^(?:{re.escape(METADATA_FILE)}|{re.escape(WEIGHTS_FILE)}"
-                          rf"|{TOKENIZER_DIR}/[A-Za-z0-9][A-Za-z0-9_.-]*\.(?:json|txt|model))$")
-"""The only repo paths ``load`` downloads: no code, no pickles, no sub-folders, no ``..``."""
+_ARTIFACT_FILE = (rf"(?:{re.escape(METADATA_FILE)}|{re.escape(WEIGHTS_FILE)}"
+                  rf"|{TOKENIZER_DIR}/[A-Za-z0-9][A-Za-z0-9_.-]*\.(?:json|txt|model))")
+ALLOWED_FILE = re.compile(rf"^(?:{_ARTIFACT_FILE}|{re.escape(TASK_HEAD_FILE)}"
+                          rf"|{LANGUAGE_ADAPTERS_DIR}/[1-9][0-9]?/{_ARTIFACT_FILE})$")
+"""The only repo paths ``load`` downloads: an artifact's metadata, tensors and tokenizer files, and for
+a task run its head description and the language adapters under ``language_adapters/<n>/`` (no code,
+no pickles, no other sub-folders, no ``..``)."""
 REMOTE_CODE_KEYS = ("auto_map",)
 """Keys of a tokenizer JSON file that make transformers import code shipped in the repo."""
 NATIVE_SUFFIXES = (".safetensors", ".json")
@@ -110,6 +117,8 @@ def publish_files(run_dir: Path, repo_id: str | None = None) -> dict[str, bytes]
             raise LowresError(f"{run_dir / TOKENIZER_DIR}: missing; the run extended the vocabulary")
         files.update(_folder_files(run_dir, TOKENIZER_DIR, suffixes=None))
     files.update(_folder_files(run_dir, NATIVE_DIR, suffixes=NATIVE_SUFFIXES))
+    if is_task_folder(run_dir):
+        files.update(_task_files(run_dir))
     readme = run_dir / README_FILE
     if readme.is_file() and GENERATED_MARKER not in readme.read_text("utf-8", errors="replace"):
         files[README_FILE] = readme.read_bytes()
@@ -117,6 +126,30 @@ def publish_files(run_dir: Path, repo_id: str | None = None) -> dict[str, bytes]
         has_native = any(path.startswith(f"{NATIVE_DIR}/") for path in files)
         card = render_model_card(metadata, repo_id=repo_id, directory=run_dir, has_native=has_native)
         files[README_FILE] = card.encode("utf-8")
+    return files
+
+
+def _task_files(run_dir: Path) -> dict[str, bytes]:
+    """Return ``task_head.json`` (with the fusion kind) and the language adapters a task run was
+    stacked on, as ``language_adapters/<n>/`` artifact folders (what ``load`` rebuilds the stack from)."""
+    import json
+
+    from lowres_adapters.task_loading import read_task_description, stack_options
+
+    folders, fusion = stack_options(run_dir, trusted=True)
+    description = {**read_task_description(run_dir), "fusion": fusion}
+    files = {TASK_HEAD_FILE: (json.dumps(description, indent=2) + "\n").encode("utf-8")}
+    for index, folder in enumerate(folders, start=1):
+        if not folder.is_dir():
+            raise LowresError(f"{folder}: language adapter of {run_dir} not found; it must be published with it")
+        language = read_metadata(folder)
+        read_tensors(folder)
+        prefix = f"{LANGUAGE_ADAPTERS_DIR}/{index}/"
+        files[prefix + METADATA_FILE] = (folder / METADATA_FILE).read_bytes()
+        files[prefix + WEIGHTS_FILE] = (folder / WEIGHTS_FILE).read_bytes()
+        if language.vocabulary:
+            files.update({prefix + path: content
+                          for path, content in _folder_files(folder, TOKENIZER_DIR, suffixes=None).items()})
     return files
 
 
@@ -219,13 +252,13 @@ def refuse_remote_code(folder: Path, repo_id: str) -> None:
     """Raise one line when a tokenizer file of ``folder`` asks transformers to run the repo's own code."""
     import json
 
-    for path in sorted((folder / TOKENIZER_DIR).glob("*.json")) if (folder / TOKENIZER_DIR).is_dir() else []:
+    for path in sorted([*folder.glob(f"{TOKENIZER_DIR}/*.json"), *folder.glob(f"{LANGUAGE_ADAPTERS_DIR}/*/{TOKENIZER_DIR}/*.json")]):
         try:
             values = json.loads(path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raise LowresError(f"{repo_id}: {TOKENIZER_DIR}/{path.name} is not valid JSON") from None
+            raise LowresError(f"{repo_id}: {path.relative_to(folder).as_posix()} is not valid JSON") from None
         if isinstance(values, dict) and any(key in values for key in REMOTE_CODE_KEYS):
-            raise LowresError(f"{repo_id}: {TOKENIZER_DIR}/{path.name} asks to run code from the repo (auto_map); "
+            raise LowresError(f"{repo_id}: {path.relative_to(folder).as_posix()} asks to run code from the repo (auto_map); "
                               "lowres-adapters never runs a repo's code")
 
 

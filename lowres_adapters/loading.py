@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lowres_adapters.artifact import (
+    BASE_TENSOR_PREFIX,
     NEW_OUTPUT_ROWS_KEY,
     NEW_ROWS_KEY,
     TOKENIZER_DIR,
@@ -30,10 +31,9 @@ from lowres_adapters.artifact import (
 from lowres_adapters.errors import LowresError
 from lowres_adapters.registry import Registry
 from lowres_adapters.specs import NAME_PATTERN
+from lowres_adapters.task_loading import is_task_folder
 
 VOCABULARY_MODULE = "lowres_adapters.training.vocabulary"
-BASE_TENSOR_PREFIX = "lowres.base."
-"""Base-model parameters a run trained besides the adapter (``train_also``), saved by name."""
 HUB_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 """A Hub model id (``owner/name`` or a legacy ``name``): no scheme, no absolute or ``..`` path."""
 REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
@@ -90,6 +90,8 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
     revision = metadata.base_model_revision if model is None else None
     base, tokenizer = load_base_model(model_id, metadata.objective, revision=revision,
                                       safetensors_only=not allow_pickle)
+    if is_task_folder(directory):
+        return _load_task(directory, base, tokenizer, metadata, trusted)
     if metadata.vocabulary:
         check_vocabulary_shapes(base, metadata, tensors, str(directory))
         tokenizer = _restore_vocabulary(base, directory)
@@ -97,6 +99,22 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
     if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedAdapter(model=handle.model, tokenizer=tokenizer, handle=handle, metadata=metadata)
+
+
+def _load_task(directory: Path, base: Any, tokenizer: Any, metadata: ArtifactMetadata, trusted: bool) -> LoadedAdapter:
+    """Rebuild a task run on ``base``: its model is a :class:`~lowres_adapters.task_loading.TaskModel`."""
+    from lowres_adapters.task_loading import TaskModel, load_task_model, stack_options
+
+    if not trusted:
+        for folder in stack_options(directory, trusted)[0]:
+            language = read_metadata(folder)
+            check_untrusted_metadata(language, str(folder / "lowres_adapter.json"), base_given=True)
+    backbone, head, task_tokenizer, task = load_task_model(directory, base, trusted=trusted)
+    tokenizer = task_tokenizer if task_tokenizer is not None else tokenizer
+    if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = TaskModel(backbone, head, task).eval()
+    return LoadedAdapter(model=model, tokenizer=tokenizer, handle=None, metadata=metadata)
 
 
 def check_untrusted_metadata(metadata: ArtifactMetadata, where: str, base_given: bool) -> None:

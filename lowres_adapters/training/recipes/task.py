@@ -10,7 +10,7 @@ task adapter sits on the bare base model (the baseline). Scores: accuracy and ma
 entity F1, or SQuAD EM/F1 on the task's test split; ``--seeds 1,2,3`` gives mean ± std.
 
 The run folder is an artifact of the task adapter; the head is saved under ``lowres.head.`` and
-:func:`load_task_model` rebuilds base + language adapter(s) + task adapter + head.
+:func:`lowres_adapters.task_loading.load_task_model` rebuilds base + language adapter(s) + task adapter + head.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ from typing import Any
 
 from lowres_adapters.data.examples import TaskData
 from lowres_adapters.errors import LowresError
+from lowres_adapters.task_loading import (  # noqa: F401  (load_task_model: re-exported from the loading side)
+    TASK_HEAD_FILE,
+    attach_artifact_adapter,
+    attach_language_stack,
+    load_task_model,
+)
 from lowres_adapters.training.heads import HEAD_PREFIX, POOLINGS, HeadConfig, TaskHead, build_head, hidden_size_of
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, attach_adapter, score_held_out
@@ -33,8 +39,6 @@ DECODER_DEFAULTS = {"lr": 1e-3, "batch_size": 16, "max_length": 64, "max_steps":
                     "warmup_ratio": 0.05}
 CALIBRATION_EXAMPLES = 256
 """Training examples whose features, through the trained model, set the head's statistics."""
-TASK_HEAD_FILE = "task_head.json"
-"""Task name, kind, labels and head settings of a task run folder."""
 ENCODER_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "max_length": 128, "epochs": 10.0, "schedule": "linear",
                     "warmup_ratio": 0.0}
 
@@ -138,51 +142,9 @@ def majority_figures(task: TaskData, examples: list[Any]) -> dict[str, Any]:
 
 
 def attach_language_adapters(model: Any, options: TaskOptions) -> tuple[Any, Any]:
-    """Attach the frozen language adapter(s) from run folders; return ``(lower handle, tokenizer or None)``.
-
-    The first folder's extended vocabulary, if any, is restored first (its tokenizer is returned).
-    Adapters that were trained under the same name (e.g. both called after the language) are
-    renamed ``<name>_2``, ``<name>_3``, ... so they can be fused.
-    """
-    from lowres_adapters.composition import fuse
-    from lowres_adapters.training.vocabulary import restore_extended_vocabulary
-
+    """Attach the frozen language adapter(s) named in ``options``; return ``(lower handle, tokenizer or None)``."""
     folders = [Path(options.lang_adapter), *map(Path, options.fuse_with)]
-    for folder in folders:
-        if not folder.is_dir():
-            raise LowresError(f"{folder}: language adapter folder not found (a run folder of `lowres adapt`)")
-    tokenizer = restore_extended_vocabulary(model, folders[0])
-    handles = []
-    for index, folder in enumerate(folders):
-        handle, tensors = attach_artifact_adapter(model, folder, rename_to=None if index == 0 else f"_{index + 1}")
-        handle.load_adapter_state_dict(tensors)
-        handle.activate()
-        handles.append(handle)
-    if len(handles) == 1:
-        return handles[0], tokenizer
-    return fuse(handles, options.fusion), tokenizer
-
-
-def attach_artifact_adapter(model: Any, directory: Path, rename_to: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """Attach (not load) the adapter of an artifact folder; return ``(handle, its saved tensors)``.
-
-    Args:
-        model: The model to attach to.
-        directory: The artifact / run folder.
-        rename_to: A suffix appended to the adapter's name when that name is taken already.
-    """
-    from lowres_adapters.artifact import build_config, read_metadata, read_tensors
-
-    metadata = read_metadata(directory)
-    spec, config = build_config(metadata)
-    name = metadata.adapter_name
-    taken = name in getattr(getattr(model, "adapters_config", None) or {}, "adapters", {})
-    new_name = f"{name}{rename_to}" if rename_to and taken else name
-    tensors = {key: value for key, value in read_tensors(directory).items() if not key.startswith("lowres.")}
-    if new_name != name:
-        tensors = {".".join(new_name if part == name else part for part in key.split(".")): value
-                   for key, value in tensors.items()}
-    return spec.attach(model, new_name, config), tensors
+    return attach_language_stack(model, folders, options.fusion)
 
 
 class TaskRecipe(Recipe):
@@ -318,47 +280,3 @@ class TaskRecipe(Recipe):
     def datasets(self, context: RecipeContext) -> list[str]:
         """Return the task's name (its data come from the language pack)."""
         return [f"{context.language}:{chosen_task(context)[0]}"]
-
-
-def load_task_model(run_dir: Path, model: Any = None) -> tuple[Any, TaskHead, Any, TaskData]:
-    """Rebuild a trained task model: base + language adapter(s) + task adapter + head.
-
-    Args:
-        run_dir: The task run folder.
-        model: The base model to use; loaded from the artifact's ``base_model`` when None.
-
-    Returns:
-        ``(model to call, head, tokenizer, task)`` where ``task`` has the kind and labels (no
-        examples); predict with :func:`lowres_adapters.training.task_scoring.predict`.
-    """
-    from lowres_adapters.artifact import read_metadata, read_tensors
-    from lowres_adapters.composition import stack
-    from lowres_adapters.configs import config_from_dict
-    from lowres_adapters.models import load_base_model, load_tokenizer
-
-    run_dir = Path(run_dir)
-    metadata = read_metadata(run_dir)
-    head_file = run_dir / TASK_HEAD_FILE
-    if not head_file.exists():
-        raise LowresError(f"{head_file}: not found; expected a run folder of the task recipe")
-    description = json.loads(head_file.read_text("utf-8"))
-    run_config = json.loads((run_dir / "run_config.json").read_text("utf-8"))
-    options = config_from_dict(TaskOptions, run_config["recipe_options"], where=str(run_dir / "run_config.json"))
-    tokenizer = None
-    if model is None:
-        model, tokenizer = load_base_model(metadata.base_model)
-    lower = None
-    if options.lang_adapter:
-        lower, extended = attach_language_adapters(model, options)
-        tokenizer = extended or tokenizer
-    upper, tensors = attach_artifact_adapter(model, run_dir)
-    handle = stack(lower, upper, train_lower=bool(options.fuse_with)) if lower is not None else upper
-    handle.load_adapter_state_dict(tensors)
-    handle.activate()
-    head_settings = {"normalize": False, **description["head"]}  # heads saved before it was an option had none
-    head = TaskHead(config_from_dict(HeadConfig, head_settings, where=str(head_file)))
-    head.load_head_state_dict(read_tensors(run_dir))
-    head.eval()
-    handle.model.eval()
-    task = TaskData(kind=description["kind"], labels=tuple(description["labels"]), splits={})
-    return handle.model, head, tokenizer or load_tokenizer(metadata.base_model), task
