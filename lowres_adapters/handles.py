@@ -4,17 +4,27 @@ Every built-in adapter type (and the PEFT plugin) returns a subclass of :class:`
 from its ``attach`` function. Plugin authors can do the same: record which parameter names the
 adapter added, and the base class freezes everything else, lists and saves exactly those tensors,
 and loads them back with shape checks.
+
+Switching off: ``with handle.disabled(): ...`` runs the block on the bare base model (the
+frozen teacher of prompt-align, base scoring). A subclass implements it by overriding
+:meth:`ParameterSetAdapter._switch_off`; a type that cannot raises :class:`CannotDisable`, and
+recipes that need the bare base refuse it in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 from lowres_adapters.errors import LowresError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+
+class CannotDisable(LowresError):
+    """Raised by ``handle.disabled()`` when an adapter type cannot switch itself off."""
 
 
 def parameter_names(model: "torch.nn.Module") -> set[str]:
@@ -84,6 +94,30 @@ class ParameterSetAdapter:
             for name, parameter in module.named_parameters():
                 ordered[f"{prefix}.{name}"] = parameter
         return ordered
+
+    # -- switching off -------------------------------------------------------------------------
+
+    def _switch_off(self) -> Callable[[], None]:
+        """Switch the adapter off and return the function that switches it back on.
+
+        Override in a subclass; this default cannot, and raises :class:`CannotDisable`.
+        """
+        raise CannotDisable(
+            f"adapter {self.name!r} ({type(self).__name__}) cannot switch itself off: its handle must "
+            "implement disabled() (override ParameterSetAdapter._switch_off, see docs/plugins.md)")
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Run the block with this adapter off: ``model`` then computes exactly what the base model does.
+
+        Raises:
+            CannotDisable: For an adapter type that cannot switch itself off.
+        """
+        switch_on = self._switch_off()
+        try:
+            yield
+        finally:
+            switch_on()
 
     # -- saving and loading --------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The four hooks a ``lowres_adapters`` plugin may implement.
+"""The hooks a ``lowres_adapters`` plugin may implement.
 
 A plugin is a module (or object) with functions marked ``@hookimpl`` and named after one of the
 hooks below. It is found through the ``lowres_adapters`` entry-point group::
@@ -7,9 +7,12 @@ hooks below. It is found through the ``lowres_adapters`` entry-point group::
     [project.entry-points.lowres_adapters]
     my_plugin = "my_package.plugin"
 
-Every hook receives one argument, ``register``: call it once per thing the plugin provides, with a
-frozen spec object from :mod:`lowres_adapters.specs`. The spec is validated at the call, so an
-error names the plugin that made it. Built-in plugins register through these same hooks.
+Every ``register_*`` hook but one receives one argument, ``register``: call it once per thing the
+plugin provides, with a frozen spec object from :mod:`lowres_adapters.plugin`. The spec is
+validated at the call, so an error names the plugin that made it. ``register_commands`` receives
+``cli``, a table of ``lowres`` subcommands (as the ``llm`` tool does). Built-in plugins register
+through these same hooks, first: their names are reserved, and a third-party spec reusing one is
+rejected alone (the plugin's other specs stay).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Callable
 
 import pluggy
 
-from lowres_adapters.specs import AdapterType, AlignmentLoss, DataSource, LanguagePack
+from lowres_adapters.specs import AdapterType, AlignmentLoss, DataSource, LanguagePack, RecipeType, TaskKind
 
 PROJECT_NAME = "lowres_adapters"
 
@@ -95,4 +98,48 @@ def register_language_packs(register: Callable[[LanguagePack], None]) -> None:
         @hookimpl
         def register_language_packs(register):
             register(LanguagePack(code="xyz", script="Latn", name="Xyz", fetch=fetch, load=load, ...))
+    """
+
+
+@hookspec
+def register_recipes(register: Callable[[RecipeType], None]) -> None:
+    """Register training recipes (``lowres adapt LANG --recipe NAME``).
+
+    Args:
+        register: Call with one :class:`~lowres_adapters.specs.RecipeType` per recipe.
+
+    Example::
+
+        @hookimpl
+        def register_recipes(register):
+            register(RecipeType(name="my_recipe", recipe_class=MyRecipe, description="..."))
+    """
+
+
+@hookspec
+def register_task_kinds(register: Callable[[TaskKind], None]) -> None:
+    """Register kinds of task head (sequence classification, tagging, span extraction, ...).
+
+    Args:
+        register: Call with one :class:`~lowres_adapters.specs.TaskKind` per kind.
+    """
+
+
+@hookspec
+def register_commands(cli: object) -> None:
+    """Add ``lowres`` subcommands.
+
+    Args:
+        cli: A command table: ``@cli.command()`` decorates a click command as in click,
+            ``cli.add_command(command, name=None)`` adds a click command, and
+            ``cli.add_lazy(name, "module:attribute", description="")`` adds one imported on first use.
+
+    Example::
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            def hello():
+                "Say hello."
+                click.echo("hello")
     """

@@ -1,18 +1,21 @@
-"""Plugin discovery and the registry of adapter types, alignment losses, data sources and packs.
+"""Plugin discovery and the registry of everything plugins provide.
 
 Rules (learned from what llm, datasette and pluggy do):
 
 - Discovery is lazy and happens once, on the first lookup.
-- The same name registered by two different plugins is an error naming both; registering an equal
-  spec again is a no-op.
+- Built-in plugins register first and their names are reserved. A third-party spec reusing a taken
+  name is rejected alone, naming both plugins; the plugin's other specs and everyone else's stay.
+  Registering an equal spec again is a no-op.
 - A plugin that fails to import, to validate its hooks (``check_pending``) or to register is
-  recorded with its distribution and error and skipped; in strict mode it raises instead.
+  recorded with its distribution and error and skipped; in strict mode it raises instead, naming
+  the plugin at fault (never the built-in whose name it reused).
 - A lookup miss lists close matches and, where known, the pip package that provides the name.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.metadata as importlib_metadata
 import json
 import os
@@ -24,6 +27,7 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from lowres_adapters import hookspecs
+from lowres_adapters.command_table import CommandTable
 from lowres_adapters.errors import PluginLoadError, RegistryError
 from lowres_adapters.specs import iter_spec_kinds, spec_name
 
@@ -35,7 +39,21 @@ KIND_LABELS = {
     "alignment_losses": "alignment loss",
     "data_sources": "data source",
     "language_packs": "language pack",
+    "recipes": "recipe",
+    "task_kinds": "task kind",
+    "commands": "command",
 }
+
+BUILTIN_PLUGINS = (
+    "lowres_adapters.builtin.adapter_types",
+    "lowres_adapters.builtin.alignment_losses",
+    "lowres_adapters.builtin.data_sources",
+    "lowres_adapters.builtin.task_kinds",
+    "lowres_adapters.training.recipes",
+    "lowres_adapters.cli",
+)
+"""Modules registered before any entry point, so their names are reserved. An entry point whose
+module lives inside ``lowres_adapters`` counts as built-in too."""
 
 
 @dataclass
@@ -48,6 +66,7 @@ class PluginInfo:
         version: That distribution's version, if known.
         registered: Kind -> names this plugin registered.
         errors: Load or registration errors (one line each).
+        builtin: Part of lowres-adapters itself (registered first; its names are reserved).
     """
 
     name: str
@@ -55,6 +74,7 @@ class PluginInfo:
     version: str | None = None
     registered: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    builtin: bool = False
 
     @property
     def requirement(self) -> str | None:
@@ -71,6 +91,7 @@ class PluginInfo:
             "version": self.version,
             "registered": self.registered,
             "errors": self.errors,
+            "builtin": self.builtin,
         }
 
 
@@ -117,23 +138,35 @@ class Registry:
             if self._discovered:
                 return
             self._discovered = True
-            if self._use_entry_points:
-                for entry_point in _entry_points():
-                    self._load_entry_point(entry_point)
+            if not self._use_entry_points:
+                return
+            builtin, third_party = [], []
+            for entry_point in _entry_points():
+                (builtin if _is_builtin(entry_point.value) else third_party).append(entry_point)
+            for module in BUILTIN_PLUGINS:
+                self._load(module, _builtin_info(module), builtin=True)
+            for entry_point in builtin + third_party:
+                dist = getattr(entry_point, "dist", None)
+                info = PluginInfo(
+                    name=entry_point.value.split(":")[0],
+                    distribution=dist.metadata["Name"] if dist is not None else None,
+                    version=dist.version if dist is not None else None,
+                    builtin=_is_builtin(entry_point.value),
+                )
+                self._load(entry_point.value, info, builtin=info.builtin)
 
-    def _load_entry_point(self, entry_point: importlib_metadata.EntryPoint) -> None:
-        dist = getattr(entry_point, "dist", None)
-        info = PluginInfo(
-            name=entry_point.value.split(":")[0],
-            distribution=dist.metadata["Name"] if dist is not None else None,
-            version=dist.version if dist is not None else None,
-        )
+    def _load(self, target: str, info: PluginInfo, builtin: bool) -> None:
+        """Import ``module[:attribute]`` and register it; an import failure is the plugin's error."""
         if info.name in self._plugins:
             return
+        module_name, _, attribute = target.partition(":")
         try:
-            plugin = entry_point.load()
+            module = importlib.import_module(module_name)
+            plugin = getattr(module, attribute) if attribute else module
         except Exception as error:  # noqa: BLE001 - any import failure is the plugin's, not ours
-            self._fail(info, f"failed to import {entry_point.value}: {type(error).__name__}: {error}")
+            if builtin and isinstance(error, ModuleNotFoundError) and error.name == module_name:
+                return  # that part is not in this build
+            self._fail(info, f"failed to import {target}: {type(error).__name__}: {error}")
             return
         self._register_plugin(plugin, info)
 
@@ -176,14 +209,20 @@ class Registry:
     def _call_hook(self, function: Callable[..., Any], kind: str, spec_class: type,
                    info: PluginInfo) -> None:
         def register(spec: object) -> None:
-            self._add(kind, spec_class, spec, info)
+            try:
+                self._add(kind, spec_class, spec, info)
+            except RegistryError as error:  # rejected alone: the plugin's other specs still register
+                self._fail(info, str(error))
 
         try:
-            function(register=register)
-        except RegistryError as error:
-            self._fail(info, str(error))
+            if kind == "commands":
+                function(cli=CommandTable(register))
+            else:
+                function(register=register)
+        except PluginLoadError:
+            raise
         except Exception as error:  # noqa: BLE001 - a plugin bug must not stop the others
-            self._fail(info, f"{kind} registration failed: {type(error).__name__}: {error}")
+            self._fail(info, f"{KIND_LABELS[kind]} registration failed: {type(error).__name__}: {error}")
 
     def _add(self, kind: str, spec_class: type, spec: object, info: PluginInfo) -> None:
         label = KIND_LABELS[kind]
@@ -196,10 +235,11 @@ class Registry:
         if existing is not None:
             if existing.spec == spec:
                 return
+            owner = "the built-in" if existing.plugin.builtin else "the plugin"
             raise RegistryError(
-                f"{label} {name!r} is registered by both {existing.plugin.name!r} "
-                f"({existing.plugin.requirement or 'unpackaged'}) and {info.name!r} "
-                f"({info.requirement or 'unpackaged'}): uninstall one of them"
+                f"{label} {name!r} rejected: the name is taken by {owner} {existing.plugin.name!r} "
+                f"({existing.plugin.requirement or 'unpackaged'}); {info.name!r} "
+                f"({info.requirement or 'unpackaged'}) must register it under another name"
             )
         self._items[kind][name] = Registered(spec, info)
         info.registered.setdefault(kind, []).append(name)
@@ -217,6 +257,15 @@ class Registry:
         """Return every plugin seen, including the broken ones, sorted by name."""
         self._discover()
         return sorted(self._plugins.values(), key=lambda p: p.name)
+
+    def warning_line(self) -> str | None:
+        """Return one line naming every plugin with errors (``lowres plugins`` has the detail), or None."""
+        broken = [info for info in self.plugins() if info.errors]
+        if not broken:
+            return None
+        named = ", ".join(f"{info.requirement or info.name} ({len(info.errors)} error"
+                          f"{'s' if len(info.errors) > 1 else ''})" for info in broken)
+        return f"warning: plugin errors in {named}; run `lowres plugins` for details"
 
     def names(self, kind: str) -> list[str]:
         """Return the registered names of one kind, sorted."""
@@ -270,6 +319,18 @@ class Registry:
     def provider(self, kind: str, name: str) -> PluginInfo:
         """Return the plugin that registered ``name`` (for ``dist==version`` in artifacts)."""
         return self.lookup(kind, name).plugin
+
+
+def _is_builtin(target: str) -> bool:
+    return target.split(":")[0].split(".")[0] == "lowres_adapters"
+
+
+def _builtin_info(module: str) -> PluginInfo:
+    try:
+        version: str | None = importlib_metadata.version("lowres-adapters")
+    except importlib_metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        version = None
+    return PluginInfo(name=module, distribution="lowres-adapters", version=version, builtin=True)
 
 
 def _entry_points() -> Iterable[importlib_metadata.EntryPoint]:

@@ -7,6 +7,7 @@ fields all have defaults (a default-constructed config is the method's published
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -82,6 +83,13 @@ class AttachedAdapter(Protocol):
 
     def save_native(self, directory: Path) -> list[str]:
         """Write the upstream library's own files (e.g. AdapterHub's) and return their names."""
+
+    def disabled(self) -> "contextlib.AbstractContextManager[None]":
+        """Return a context manager inside which ``model`` computes exactly what the base model does.
+
+        Raises ``CannotDisable`` (a ``LowresError``) for a type that cannot switch itself off;
+        recipes needing the bare base (prompt-align's frozen teacher) then refuse it in one line.
+        """
 
 
 @dataclass(frozen=True)
@@ -227,6 +235,8 @@ class LanguagePack:
         default_recipe: Recipe ``lowres adapt CODE`` runs by default.
         native_name: The language's name for itself.
         published_adapters: Adapters published for this language.
+        data_version: Version of the pack's data, recorded in the cache; when it differs from the
+            cached data's, ``lowres data fetch`` fetches again. Empty: the distribution's version.
     """
 
     code: str
@@ -240,6 +250,7 @@ class LanguagePack:
     default_recipe: str = "language"
     native_name: str = ""
     published_adapters: tuple[PublishedAdapter, ...] = field(default=())
+    data_version: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.code, str) or not LANGUAGE_CODE_PATTERN.match(self.code):
@@ -253,14 +264,97 @@ class LanguagePack:
             raise ValueError(f"language pack {self.code!r}: sources must be a tuple of SourceInfo")
 
 
+COMMAND_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def _check_target(kind: str, name: str, attribute: str, value: object, expected: type | tuple) -> None:
+    """Accept an object of ``expected`` or a ``"module:attribute"`` string imported on first use."""
+    if isinstance(value, str):
+        module, _, attribute_name = value.partition(":")
+        if module and attribute_name:
+            return
+    elif isinstance(value, expected):
+        return
+    raise ValueError(f"{kind} {name!r}: {attribute} must be a class or a 'module:attribute' string, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RecipeType:
+    """A training recipe (``lowres adapt LANG --recipe NAME``).
+
+    Attributes:
+        name: Registry name, e.g. ``"language"``; the CLI also accepts hyphens (``prompt-align``).
+        recipe_class: A subclass of :class:`lowres_adapters.plugin.Recipe`, or ``"module:ClassName"``
+            imported only when the recipe runs (keeps ``lowres --help`` fast).
+        description: One line for ``lowres list recipes``.
+    """
+
+    name: str
+    recipe_class: Any
+    description: str
+
+    def __post_init__(self) -> None:
+        _check_name("recipe", self.name)
+        _check_target("recipe", self.name, "recipe_class", self.recipe_class, type)
+        _check_description("recipe", self.name, self.description)
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A ``lowres`` subcommand, added through the ``register_commands(cli)`` hook.
+
+    Attributes:
+        name: The subcommand, e.g. ``"merge"`` (lowercase letters, digits, ``-`` and ``_``).
+        command: A ``click.Command`` (or group), or ``"module:attribute"`` imported on first use.
+        description: One line (may be empty: click shows the command's own help).
+    """
+
+    name: str
+    command: Any
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not COMMAND_NAME_PATTERN.match(self.name):
+            raise ValueError(f"command name {self.name!r} must match {COMMAND_NAME_PATTERN.pattern}")
+        _check_target("command", self.name, "command", self.command, object)
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """A kind of task head (what ``task_head.json`` calls ``kind``).
+
+    Attributes:
+        name: Registry name, e.g. ``"sequence_classification"``.
+        description: One line for ``lowres list tasks``.
+        labels_per_example: ``"one"`` (a label per text), ``"per_token"`` (a tag per word) or
+            ``"span"`` (a start and an end position).
+        fixed_labels: The exact number of outputs the head has whatever the data (2 for a span:
+            start and end), or None when it is the number of labels.
+    """
+
+    name: str
+    description: str
+    labels_per_example: str = "one"
+    fixed_labels: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("task kind", self.name)
+        _check_description("task kind", self.name, self.description)
+        if self.labels_per_example not in ("one", "per_token", "span"):
+            raise ValueError(f"task kind {self.name!r}: labels_per_example must be one, per_token or span")
+
+
 def spec_name(spec: object) -> str:
     """Return the registry key of any spec object."""
     return spec.code if isinstance(spec, LanguagePack) else spec.name  # type: ignore[attr-defined]
 
 
 def iter_spec_kinds() -> Iterable[tuple[str, type, str]]:
-    """Yield (kind, spec class, hook name) for the four plugin kinds."""
+    """Yield (kind, spec class, hook name) for every plugin kind."""
     yield "adapter_types", AdapterType, "register_adapter_types"
     yield "alignment_losses", AlignmentLoss, "register_alignment_losses"
     yield "data_sources", DataSource, "register_data_sources"
     yield "language_packs", LanguagePack, "register_language_packs"
+    yield "recipes", RecipeType, "register_recipes"
+    yield "task_kinds", TaskKind, "register_task_kinds"
+    yield "commands", CommandSpec, "register_commands"

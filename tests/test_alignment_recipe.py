@@ -13,7 +13,7 @@ from lowres_adapters.errors import LowresError
 from lowres_adapters.registry import get_registry
 from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
 from lowres_adapters.training.adapt import adapt
-from lowres_adapters.training.alignment import AlignmentObjective, adapters_disabled, build_alignment_loss
+from lowres_adapters.training.alignment import AlignmentObjective, build_alignment_loss, teacher_mode
 from lowres_adapters.training.recipes.prompt_align import AlignmentCollator, make_loss_fn
 from training_support import save_tiny_model
 
@@ -42,8 +42,8 @@ def test_teacher_is_the_original_model_and_student_is_not(type_name):
     batch = encode(tokenizer, ENGLISH)
     with torch.no_grad():
         reference = pristine(**batch).logits
-        with adapters_disabled(model, handle.model):
-            teacher = model(**batch).logits
+        with teacher_mode(handle, model) as teacher_model:
+            teacher = teacher_model(**batch).logits
         student = handle.model(**batch).logits
     torch.testing.assert_close(teacher, reference)
     assert not torch.allclose(student, reference, atol=1e-4)
@@ -54,7 +54,7 @@ def test_teacher_holds_no_gradients_and_is_cached():
     model, tokenizer = tiny_model("llama")
     handle = attach(model, "prompt_tuning")
     loss_fn, needs = build_alignment_loss("cosine", {})
-    objective = AlignmentObjective(loss_fn, needs, model, student_wrapper=handle.model)
+    objective = AlignmentObjective(loss_fn, needs, handle)
     calls = []
     model.get_input_embeddings().register_forward_hook(lambda *args: calls.append(1))
     student_batch, teacher_batch = encode(tokenizer, CHICHEWA), encode(tokenizer, ENGLISH)
@@ -77,12 +77,12 @@ def test_pooling_leaves_out_the_attention_sink_on_both_sides():
     loss_fn, needs = build_alignment_loss("cosine", {})
     batch = tokenizer([ENGLISH[0]], return_tensors="pt")
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    skipping = AlignmentObjective(loss_fn, needs, model, student_wrapper=handle.model, skip_first=1, cache_limit=0)
+    skipping = AlignmentObjective(loss_fn, needs, handle, skip_first=1, cache_limit=0)
     with torch.no_grad():
         teacher = skipping.teacher_side(ids, mask).pooled
         student, _ = skipping.student_side(handle.model, ids, mask)
-        with adapters_disabled(model, handle.model):
-            states = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        with teacher_mode(handle, model) as teacher_model:
+            states = teacher_model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
         student_states = handle.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
     torch.testing.assert_close(teacher[0], states[0, 1:].mean(0))
     torch.testing.assert_close(student.pooled[0], student_states[0, 1:].mean(0))
@@ -105,7 +105,7 @@ def test_training_the_prompt_lowers_the_alignment_loss(loss_name):
     model, tokenizer = tiny_model("llama")
     handle = attach(model, "prompt_tuning")
     loss_fn, needs = build_alignment_loss(loss_name, {})
-    objective = AlignmentObjective(loss_fn, needs, model, student_wrapper=handle.model)
+    objective = AlignmentObjective(loss_fn, needs, handle)
     features = [{"input_ids": tokenizer(c)["input_ids"], "teacher_input_ids": tokenizer(e)["input_ids"],
                  "example_id": index} for index, (c, e) in enumerate(zip(CHICHEWA, ENGLISH))]
     batch = AlignmentCollator(tokenizer, "clm")(features, torch.Generator())
@@ -125,7 +125,7 @@ def test_task_and_alignment_losses_add_up():
     model, tokenizer = tiny_model("llama")
     handle = attach(model, "prompt_tuning")
     loss_fn, needs = build_alignment_loss("mse", {})
-    objective = AlignmentObjective(loss_fn, needs, model, student_wrapper=handle.model)
+    objective = AlignmentObjective(loss_fn, needs, handle)
     features = [{"input_ids": tokenizer(c)["input_ids"], "teacher_input_ids": tokenizer(e)["input_ids"]}
                 for c, e in zip(CHICHEWA, ENGLISH)]
     batch = AlignmentCollator(tokenizer, "clm")(features, torch.Generator())

@@ -77,3 +77,26 @@ def test_debug_flag_shows_the_traceback() -> None:
     assert result.stderr.startswith("Traceback (most recent call last):")
     assert result.stderr.rstrip().splitlines()[-1].startswith(
         "lowres_adapters.errors.LowresError: nothing named 'no_such_thing'")
+
+
+def test_a_package_registering_lora_keeps_every_builtin(tmp_path: Path) -> None:
+    from test_registry import BUILTIN_TYPES, CLASHING_PLUGIN
+
+    _fake_distribution(tmp_path, "aaa-clash-plugin", "aaa_clash_plugin", CLASHING_PLUGIN)
+    listed = run_cli("list", "adapters", extra_path=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    names = {line.split()[0] for line in listed.stdout.splitlines()}
+    assert BUILTIN_TYPES | {"clash_extra"} <= names
+    warnings = [line for line in listed.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("warning:") and "aaa-clash-plugin==9.9" in warnings[0]
+
+    info = run_cli("info", "prompt_tuning", extra_path=tmp_path)
+    assert info.returncode == 0 and "kind: adapter type" in info.stdout
+
+    shown = run_cli("plugins", extra_path=tmp_path)
+    assert shown.returncode == 0
+    assert "error: adapter type 'lora' rejected" in shown.stdout
+    assert "warning:" not in shown.stderr  # `lowres plugins` shows the detail instead
+
+    clean = run_cli("list", "adapters")
+    assert clean.returncode == 0 and clean.stderr == ""

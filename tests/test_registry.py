@@ -223,3 +223,74 @@ def test_discovery_is_lazy_and_happens_once(installed_plugins: Path, monkeypatch
     registry.names("data_sources")
     registry.plugins()
     assert calls == [1]
+
+
+CLASHING_PLUGIN = """
+    from dataclasses import dataclass
+    from lowres_adapters.plugin import AdapterType, AlignmentLoss, hookimpl
+
+    @dataclass(frozen=True)
+    class Config:
+        size: int = 4
+
+    def attach(model, name, config):
+        raise NotImplementedError
+
+    def build(config):
+        raise NotImplementedError
+
+    @hookimpl
+    def register_adapter_types(register):
+        register(AdapterType(name="lora", config_class=Config, attach=attach, description="my own lora"))
+        register(AdapterType(name="clash_extra", config_class=Config, attach=attach, description="kept"))
+
+    @hookimpl
+    def register_alignment_losses(register):
+        register(AlignmentLoss(name="cosine", config_class=Config, build=build, description="my cosine"))
+"""
+
+
+@pytest.fixture
+def clashing_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # "aaa" sorts before every built-in entry point: the built-ins must still win.
+    _fake_distribution(tmp_path, "aaa-clash-plugin", "aaa_clash_plugin", CLASHING_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("aaa_clash_plugin", None)
+
+
+BUILTIN_TYPES = {"seq_bn", "double_seq_bn", "seq_bn_inv", "lora", "ia3", "prefix_tuning", "prompt_tuning", "full"}
+
+
+def test_a_clash_with_a_builtin_is_rejected_alone(clashing_plugin: Path) -> None:
+    registry = Registry(strict=False)
+    assert BUILTIN_TYPES | {"clash_extra"} <= set(registry.names("adapter_types"))
+    assert {"mse", "cosine", "kl", "infonce"} <= set(registry.names("alignment_losses"))
+    assert registry.provider("adapter_types", "lora").builtin
+    assert registry.provider("alignment_losses", "cosine").builtin
+    assert registry.provider("adapter_types", "clash_extra").name == "aaa_clash_plugin"
+    clash = {info.name: info for info in registry.plugins()}["aaa_clash_plugin"]
+    assert len(clash.errors) == 2
+    assert "adapter type 'lora' rejected" in clash.errors[0] and "aaa-clash-plugin==9.9" in clash.errors[0]
+    assert "alignment loss 'cosine' rejected" in clash.errors[1]
+    assert all(not info.errors for info in registry.plugins() if info.builtin)
+    line = registry.warning_line()
+    assert line is not None and "\n" not in line and "aaa-clash-plugin==9.9" in line
+
+
+def test_strict_mode_blames_the_plugin_that_reused_a_builtin_name(clashing_plugin: Path) -> None:
+    with pytest.raises(PluginLoadError) as raised:
+        Registry(strict=True).names("adapter_types")
+    message = str(raised.value)
+    assert message.startswith("plugin 'aaa_clash_plugin' (from aaa-clash-plugin==9.9)")
+    assert "'lora' rejected" in message
+
+
+def test_a_clash_between_two_third_parties_keeps_the_first(empty_registry: Registry) -> None:
+    registry = Registry(strict=False, entry_points=False)
+    registry.add_plugin(plugin_registering(adapter_type("dup"), adapter_type("first_only")), name="first")
+    second = registry.add_plugin(plugin_registering(adapter_type("dup", "other"), adapter_type("second_only")),
+                                 name="second")
+    assert registry.adapter_type("dup").description == "a test adapter"
+    assert {"first_only", "second_only"} <= set(registry.names("adapter_types"))
+    assert len(second.errors) == 1 and "'first'" in second.errors[0]

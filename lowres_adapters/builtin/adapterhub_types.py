@@ -76,6 +76,17 @@ class AdapterHubAdapter(ParameterSetAdapter):
         """Make this adapter the model's active AdapterHub setup."""
         set_active_setup(self.model, self.name)
 
+    def _switch_off(self) -> Any:
+        """Deactivate every AdapterHub adapter of the model; the returned function restores the setup."""
+        config = self.model.adapters_config
+        saved = config.active_setup
+        config.active_setup = None
+
+        def switch_on() -> None:
+            config.active_setup = saved
+
+        return switch_on
+
     def save_native(self, directory: Path) -> list[str]:
         """Write AdapterHub's own files: safetensors, no head.
 

@@ -47,7 +47,17 @@ class SoftPromptAdapter(ParameterSetAdapter):
     """Handle on a :class:`~lowres_adapters.builtin.soft_prompt_model.SoftPromptModel`.
 
     Only ``soft_prompt`` trains; there are no native files (AdapterHub cannot load this prompt).
+    Switched off, the wrapper passes inputs straight to the wrapped model.
     """
+
+    def _switch_off(self) -> Any:
+        """Stop prepending the prompt; the returned function starts again."""
+        self.model.prompt_enabled = False
+
+        def switch_on() -> None:
+            self.model.prompt_enabled = True
+
+        return switch_on
 
 
 def attach_soft_prompt(model: Any, name: str, config: PromptTuningConfig) -> SoftPromptAdapter:

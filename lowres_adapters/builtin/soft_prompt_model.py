@@ -36,6 +36,7 @@ class SoftPromptModel(nn.Module):
         self.wrapped_model = model
         self.soft_prompt = nn.Parameter(prompt)
         self.causal = _is_causal(model)
+        self.prompt_enabled = True
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -97,6 +98,9 @@ class SoftPromptModel(nn.Module):
             The wrapped model's output type, with ``logits`` (batch, seq, vocab) and every hidden
             state (batch, seq, hidden) for the input positions only, and ``loss`` when labels are given.
         """
+        if not self.prompt_enabled:  # switched off by the handle: the bare wrapped model
+            return self.wrapped_model(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
+                                      inputs_embeds=inputs_embeds, **kwargs)
         if kwargs.get("output_attentions"):
             raise LowresError("prompt_tuning does not return attention maps")
         if kwargs.get("past_key_values") is not None:

@@ -1,7 +1,9 @@
 """The ``lowres`` command line.
 
 Subcommands live in their own modules and are imported only when used, so ``lowres plugins``
-stays fast. User errors print one line; ``--debug`` shows the traceback.
+stays fast. The built-in table below registers through the ``register_commands`` hook like any
+plugin's commands (built-in names are reserved). While any plugin has errors, every command
+prints one warning line to stderr. User errors print one line; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import click
 
 from lowres_adapters import __version__
 from lowres_adapters.errors import LowresError
+from lowres_adapters.hookspecs import hookimpl
 
 # command name -> "module:attribute" (a click command or group)
 COMMANDS = {
@@ -31,20 +34,34 @@ COMMANDS = {
 }
 
 
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Register the built-in subcommands of :data:`COMMANDS`, each imported on first use."""
+    for name, target in COMMANDS.items():
+        cli.add_lazy(name, target)
+
+
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands come from the registry and are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name in COMMANDS if self._load(name) is not None)
+        from lowres_adapters.registry import get_registry
+
+        return [name for name in get_registry().names("commands") if self._load(name) is not None]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return self._load(cmd_name)
 
     @staticmethod
     def _load(name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
+        from lowres_adapters.registry import get_registry
+
+        registry = get_registry()
+        if name not in registry.names("commands"):
             return None
+        target = registry.lookup("commands", name).spec.command
+        if not isinstance(target, str):
+            return target
         module_name, attribute = target.split(":")
         try:
             module = importlib.import_module(module_name)
@@ -55,6 +72,14 @@ class LazyGroup(click.Group):
         return getattr(module, attribute)
 
 
+def _warn_about_plugins() -> None:
+    from lowres_adapters.registry import get_registry
+
+    line = get_registry().warning_line()
+    if line:
+        click.echo(line, err=True)
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lowres")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
@@ -63,6 +88,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Adapt language models to low-resource languages with adapters."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if ctx.invoked_subcommand != "plugins":  # `lowres plugins` prints the errors in full
+        ctx.call_on_close(_warn_about_plugins)
 
 
 def one_line(error: click.ClickException) -> str:

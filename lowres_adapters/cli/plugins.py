@@ -18,6 +18,9 @@ LIST_KINDS = {
     "losses": "alignment_losses",
     "sources": "data_sources",
     "langs": "language_packs",
+    "recipes": "recipes",
+    "tasks": "task_kinds",
+    "commands": "commands",
 }
 
 
@@ -49,7 +52,7 @@ def _describe(spec: object) -> str:
 @click.argument("kind", type=click.Choice(sorted(LIST_KINDS)))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_command(kind: str, as_json: bool) -> None:
-    """List registered adapter types, alignment losses, data sources or language packs."""
+    """List registered adapter types, losses, data sources, language packs, recipes, task kinds or commands."""
     entries = get_registry().entries(LIST_KINDS[kind])
     if as_json:
         rows = [
@@ -76,7 +79,7 @@ def info(name: str, as_json: bool) -> None:
             found.append((kind, registry.lookup(kind, name)))
     if not found:
         raise LowresError(
-            f"nothing named {name!r} is registered; see `lowres list adapters|losses|sources|langs`"
+            f"nothing named {name!r} is registered; see `lowres list {'|'.join(LIST_KINDS)}`"
         )
     rows = []
     for kind, entry in found:

@@ -155,30 +155,58 @@ class FetchResult:
     manifest: dict[str, Any]
 
 
+def pack_version(pack: Any, plugin: Any) -> str:
+    """Return the version of a pack's data: its ``data_version`` when set, else its distribution's.
+
+    The cache records it; a different installed version makes :func:`fetch_pack` fetch again and
+    :func:`load_pack_data` say how. Packs whose code changes more often than their data set
+    ``data_version`` so an upgrade does not refetch what did not change.
+    """
+    if getattr(pack, "data_version", ""):
+        return str(pack.data_version)
+    return plugin.version or "unversioned"
+
+
+def cached_version(manifest: dict[str, Any]) -> str | None:
+    """Return the pack version a manifest was fetched with (read from ``pack`` for older manifests),
+    or None when it does not say (such data is taken as current)."""
+    if "pack_version" in manifest:
+        return manifest["pack_version"]
+    requirement = str(manifest.get("pack", ""))
+    return requirement.split("==", 1)[1] if "==" in requirement else None
+
+
 def fetch_pack(code: str, force: bool = False, registry: Any = None) -> FetchResult:
     """Fetch a language pack's data into the cache, atomically; skip when already fetched.
 
     The pack's ``fetch`` writes into a temporary folder that replaces ``paths.data_dir(code)``
-    only when complete; ``manifest.json`` records sha256 checksums and provenance.
+    only when complete; ``manifest.json`` records sha256 checksums, provenance and the pack
+    version (:func:`pack_version`). Cached data of another pack version is fetched again.
     """
     from lowres_adapters.registry import get_registry
 
     registry = registry or get_registry()
     pack = registry.language_pack(code)
     plugin = registry.provider("language_packs", code)
+    version = pack_version(pack, plugin)
     final = paths.data_dir(code)
     started = time.perf_counter()
     manifest = read_manifest(final)
     if manifest is not None and not force:
         problems = verify_manifest(final, manifest)
-        if not problems:
+        if cached_version(manifest) not in (None, version):
+            logger.info("%s: cached data is pack version %s, installed %s; fetching again",
+                        code, cached_version(manifest), version)
+        elif not problems:
             return FetchResult(code, final, "cached", time.perf_counter() - started, manifest)
-        logger.info("%s: cached data is damaged (%s); fetching again", code, problems[0])
+        else:
+            logger.info("%s: cached data is damaged (%s); fetching again", code, problems[0])
     with atomic_directory(final) as temporary:
         pack.fetch(temporary)
         seconds = time.perf_counter() - started
         manifest = write_manifest(temporary, {
-            "code": code, "pack": plugin.requirement or plugin.name, "library": f"lowres-adapters=={__version__}",
+            "code": code, "pack": plugin.requirement or plugin.name, "pack_version": version,
+            "library": f"lowres-adapters=={__version__}",
             "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "fetch_seconds": round(seconds, 2),
             "sources": [vars(source) for source in pack.sources],
         })
@@ -193,8 +221,14 @@ def load_pack_data(code: str, registry: Any = None) -> PackData:
     """
     from lowres_adapters.registry import get_registry
 
-    pack = (registry or get_registry()).language_pack(code)
+    registry = registry or get_registry()
+    pack = registry.language_pack(code)
     directory = paths.data_dir(code)
-    if read_manifest(directory) is None:
+    manifest = read_manifest(directory)
+    if manifest is None:
         raise LowresError(f"no data for {code!r} in {directory}: run `lowres data fetch {code}`")
+    version = pack_version(pack, registry.provider("language_packs", code))
+    if cached_version(manifest) not in (None, version):
+        raise LowresError(f"the cached data of {code!r} is pack version {cached_version(manifest)}, the installed "
+                          f"pack is {version}: run `lowres data fetch {code}` to fetch its data again")
     return pack.load(directory)

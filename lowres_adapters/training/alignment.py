@@ -1,8 +1,9 @@
 """Knowledge alignment: pool hidden states, run the frozen teacher, combine task and alignment losses.
 
 The student is the adapted model (soft prompt and/or light adapter) reading target-language text;
-the teacher is the *same* base weights with every adapter switched off, reading the high-resource
-side of the pair. The teacher runs under ``torch.no_grad()`` in eval mode, so it holds no
+the teacher is the *same* base weights with the adapter switched off through its handle
+(``with handle.disabled():``, the adapter-handle contract), reading the high-resource side of the
+pair. A type whose handle cannot switch itself off is refused in one line before training. The teacher runs under ``torch.no_grad()`` in eval mode, so it holds no
 gradients, no optimiser state and no second copy of the weights. Its pooled outputs are cached
 per training example (it is frozen and deterministic), which makes the few-label regime, where
 the same 10-100 examples come round every few steps, cost one forward pass per step.
@@ -41,31 +42,40 @@ def pool_log_probs(logits: torch.Tensor, attention_mask: torch.Tensor, pooling: 
     return torch.log_softmax(pool_sequence(logits.float(), attention_mask, pooling), dim=-1)  # (batch, vocab)
 
 
-@contextlib.contextmanager
-def adapters_disabled(base_model: torch.nn.Module, student: torch.nn.Module | None = None) -> Iterator[None]:
-    """Switch off every adapter inside ``base_model`` for the duration (the teacher's forward).
+def require_disabling(handle: Any, needed_for: str) -> None:
+    """Refuse, in one line, an adapter whose handle cannot switch itself off (``handle.disabled()``).
 
-    AdapterHub adapters are deactivated (``active_setup = None``); PEFT adapters through the
-    wrapper's ``disable_adapter()``; a soft-prompt wrapper needs nothing, because the teacher
-    calls the wrapped ``base_model`` directly. The model is put in eval mode (no dropout) and
-    restored afterwards.
+    Args:
+        handle: The attached adapter.
+        needed_for: What needs the bare base model, for the message (e.g. "prompt-align's frozen teacher").
     """
-    adapters_config = getattr(base_model, "adapters_config", None)
-    saved_setup = adapters_config.active_setup if adapters_config is not None else None
-    was_training = base_model.training
-    peft_off = contextlib.nullcontext()
-    if student is not None and callable(getattr(student, "disable_adapter", None)):
-        peft_off = student.disable_adapter()
+    from lowres_adapters.handles import CannotDisable
+
+    disabled = getattr(handle, "disabled", None)
     try:
-        if adapters_config is not None:
-            adapters_config.active_setup = None
-        base_model.eval()
-        with peft_off:
-            yield
+        if disabled is None:
+            raise CannotDisable("its handle has no disabled() method")
+        with disabled():
+            pass
+    except CannotDisable as error:
+        raise LowresError(f"{needed_for} needs the bare base model, but adapter {handle.name!r} cannot switch "
+                          f"itself off ({error}); choose a type that can (seq_bn, lora, prompt_tuning, ...)") from None
+
+
+@contextlib.contextmanager
+def teacher_mode(handle: Any | None, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Yield the module computing the frozen teacher: ``handle.model`` with the adapter switched off
+    (``handle.disabled()``) and in eval mode (no dropout), or ``model`` itself when no adapter is
+    attached yet (scoring the base). Training mode is restored afterwards."""
+    teacher = model if handle is None else handle.model
+    was_training = teacher.training
+    switched_off = contextlib.nullcontext() if handle is None else handle.disabled()
+    try:
+        teacher.eval()
+        with switched_off:
+            yield teacher
     finally:
-        if adapters_config is not None:
-            adapters_config.active_setup = saved_setup
-        base_model.train(was_training)
+        teacher.train(was_training)
 
 
 def check_frozen_backbone(base_parameter_ids: set[int], trained: Mapping[str, torch.nn.Parameter]) -> None:
@@ -107,23 +117,24 @@ class AlignmentObjective:
     Attributes:
         loss_fn: A built alignment loss (``AlignmentLoss.build(config)``).
         needs_log_probs: Whether ``loss_fn`` reads output distributions.
-        teacher_model: The base model (adapters are switched off around its forward).
+        handle: The attached adapter; the teacher is its model inside ``handle.disabled()``.
+            None before any adapter is attached: the teacher is then ``base_model``.
         pooling: ``mean``, ``first`` or ``last``.
         layer: Index into ``hidden_states`` (-1 = last layer).
         skip_first: Real tokens left out of the pooling at the start of each text (1 = the BOS /
             attention-sink position of a decoder, whose state is the same for every text and
             thousands of times larger than the others in middle layers; see docs/transfer.md).
-        student_wrapper: The student module, for PEFT's ``disable_adapter``.
+        base_model: The model to use as teacher when ``handle`` is None.
         cache_limit: Cache teacher outputs of at most this many distinct examples (0 = no cache).
     """
 
     loss_fn: Callable[[AlignmentInputs], torch.Tensor]
     needs_log_probs: bool
-    teacher_model: torch.nn.Module
+    handle: Any | None
     pooling: str = "mean"
     layer: int = -1
     skip_first: int = 0
-    student_wrapper: torch.nn.Module | None = None
+    base_model: torch.nn.Module | None = None
     cache_limit: int = 4096
     _cache: dict[int, SideOutputs] = field(default_factory=dict, repr=False)
 
@@ -143,8 +154,8 @@ class AlignmentObjective:
         keys = example_ids.tolist() if example_ids is not None and self.cache_limit else None
         if keys is not None and all(key in self._cache for key in keys):
             return _stack([self._cache[key] for key in keys])
-        with adapters_disabled(self.teacher_model, self.student_wrapper):
-            hidden, outputs = _forward_hidden(self.teacher_model, input_ids, attention_mask, self.layer)
+        with teacher_mode(self.handle, self.base_model) as teacher:
+            hidden, outputs = _forward_hidden(teacher, input_ids, attention_mask, self.layer)
             content = content_mask(attention_mask, self.skip_first)  # (batch, seq)
             pooled = pool_sequence(hidden, content, self.pooling).detach()  # (batch, hidden)
             log_probs = (pool_log_probs(outputs.logits, content, self.pooling).detach()

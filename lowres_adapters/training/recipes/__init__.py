@@ -1,14 +1,19 @@
 """Recipes by name, imported only when used.
 
-Each entry is ``"module:ClassName"``; the class is a :class:`~.base.Recipe` subclass. CLI
-spellings with hyphens (``prompt-align``, ``cpt-sft``) map to the underscore names.
+The built-in table :data:`RECIPES` registers through the ``register_recipes`` hook like any
+plugin's recipes. Each entry is ``"module:ClassName"``; the class is a :class:`~.base.Recipe`
+subclass. CLI spellings with hyphens (``prompt-align``, ``cpt-sft``) map to the underscore names.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from typing import Callable
+
 from lowres_adapters.errors import LowresError
+from lowres_adapters.hookspecs import hookimpl
+from lowres_adapters.specs import RecipeType
 
 RECIPES = {
     "language": "lowres_adapters.training.recipes.language:LanguageRecipe",
@@ -20,6 +25,23 @@ RECIPES = {
     "task": "lowres_adapters.training.recipes.task:TaskRecipe",
 }
 
+DESCRIPTIONS = {
+    "language": "Language adaptation: an adapter trained on monolingual text (CLM or MLM)",
+    "graph": "Knowledge injection: an adapter trained on sentences verbalised from a knowledge graph",
+    "cpt": "Continued pre-training stage on monolingual text",
+    "sft": "Supervised fine-tuning stage on instruction or translation pairs",
+    "cpt_sft": "Continued pre-training then supervised fine-tuning, one adapter",
+    "prompt_align": "Soft prompt and/or adapter with a frozen-teacher alignment loss on parallel text",
+    "task": "A task adapter and head stacked on a frozen language adapter (MAD-X)",
+}
+
+
+@hookimpl
+def register_recipes(register: Callable[[RecipeType], None]) -> None:
+    """Register the built-in recipes, each imported only when it runs."""
+    for name, target in RECIPES.items():
+        register(RecipeType(name=name, recipe_class=target, description=DESCRIPTIONS.get(name, name)))
+
 
 def canonical_recipe_name(name: str) -> str:
     """Return the registry spelling of a recipe name (``prompt-align`` -> ``prompt_align``)."""
@@ -27,7 +49,15 @@ def canonical_recipe_name(name: str) -> str:
 
 
 def _load(name: str) -> type | None:
-    module_name, class_name = RECIPES[name].split(":")
+    from lowres_adapters.registry import get_registry
+
+    registry = get_registry()
+    if name not in registry.names("recipes"):
+        return None
+    target = registry.lookup("recipes", name).spec.recipe_class
+    if not isinstance(target, str):
+        return target
+    module_name, class_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -38,8 +68,10 @@ def _load(name: str) -> type | None:
 
 
 def recipe_names() -> list[str]:
-    """Return the names of the recipes available in this installation."""
-    return [name for name in RECIPES if _load(name) is not None]
+    """Return the names of the recipes available in this installation (built-in and plugins')."""
+    from lowres_adapters.registry import get_registry
+
+    return [name for name in get_registry().names("recipes") if _load(name) is not None]
 
 
 def get_recipe(name: str):  # -> Recipe (imported lazily)
@@ -49,7 +81,7 @@ def get_recipe(name: str):  # -> Recipe (imported lazily)
         LowresError: For an unknown name, listing the known ones.
     """
     key = canonical_recipe_name(name)
-    recipe_class = _load(key) if key in RECIPES else None
+    recipe_class = _load(key)
     if recipe_class is None:
         raise LowresError(f"unknown recipe {name!r}; available: {', '.join(recipe_names())}")
     return recipe_class()

@@ -27,6 +27,7 @@ from lowres_adapters.training.alignment import (
     AlignmentObjective,
     build_alignment_loss,
     check_frozen_backbone,
+    require_disabling,
     retrieval_accuracy,
 )
 from lowres_adapters.training.batching import CausalCollator, MaskedCollator, pad_features, tokenize_prompt_answer
@@ -246,6 +247,7 @@ class PromptAlignRecipe(Recipe):
         handle = attach_adapter(context)
         context.handle = handle
         check_frozen_backbone(base_ids, context.trained_parameters())
+        require_disabling(handle, "prompt-align's frozen teacher")
         return handle
 
     def training_pairs(self, context: RecipeContext) -> list[PairExample]:
@@ -281,9 +283,8 @@ class PromptAlignRecipe(Recipe):
         if not features:
             raise LowresError("prompt_align found no training pairs with text on both sides")
         loss_fn, needs_log_probs = build_alignment_loss(options.align_loss, options.align_config)
-        alignment = AlignmentObjective(loss_fn, needs_log_probs, context.model, options.pooling, options.align_layer,
+        alignment = AlignmentObjective(loss_fn, needs_log_probs, context.handle, options.pooling, options.align_layer,
                                        skip_first=skipped_tokens(options, context.objective),
-                                       student_wrapper=context.handle.model,
                                        cache_limit=0 if needs_log_probs and len(features) > 256 else 4096)
         validation = list(context.data.pairs.get("validation", []))[: context.loop.eval_examples]
         eval_features = build_features(validation, context, with_ids=False) if context.loop.eval_every else None
@@ -319,9 +320,9 @@ def alignment_figures(context: RecipeContext, model: Any, pairs: Sequence[PairEx
     their own pair, e.g. English -> Chichewa) and ``align_loss``."""
     options = context.options
     loss_fn, needs_log_probs = build_alignment_loss(options.align_loss, options.align_config)
-    alignment = AlignmentObjective(loss_fn, needs_log_probs, context.model, options.pooling, options.align_layer,
+    alignment = AlignmentObjective(loss_fn, needs_log_probs, context.handle, options.pooling, options.align_layer,
                                    skip_first=skipped_tokens(options, context.objective),
-                                   student_wrapper=model, cache_limit=0)
+                                   base_model=model, cache_limit=0)
     features = build_features(pairs, context, with_ids=False)
     collate = AlignmentCollator(context.tokenizer, "clm")  # no masking at evaluation
     was_training = model.training

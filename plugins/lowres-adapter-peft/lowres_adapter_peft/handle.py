@@ -8,8 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from lowres_adapters.errors import LowresError
-from lowres_adapters.handles import ParameterSetAdapter
+from lowres_adapters.plugin import LowresError, ParameterSetAdapter
 
 from lowres_adapter_peft.configs import PeftIa3Config
 
@@ -48,6 +47,10 @@ class PeftAdapter(ParameterSetAdapter):
 
     def _select(self) -> None:
         self.model.set_adapter(self.name)
+
+    def disabled(self) -> Any:
+        """Run the block with every PEFT adapter off (PEFT's own ``disable_adapter``)."""
+        return self.model.disable_adapter()
 
     def save_native(self, directory: Path) -> list[str]:
         """Write PEFT's own files so ``PeftModel.from_pretrained(base_model, directory)`` loads them."""
