@@ -17,9 +17,7 @@ through the registry by name.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,6 +25,7 @@ from typing import Any, Mapping
 from lowres_adapters import __version__
 from lowres_adapters.configs import config_from_dict, config_to_dict
 from lowres_adapters.errors import LowresError
+from lowres_adapters.io import atomic_path, atomic_write_text
 from lowres_adapters.registry import Registry, get_registry
 
 FORMAT_VERSION = 1
@@ -37,6 +36,8 @@ TOKENIZER_DIR = "tokenizer"
 NATIVE_DIR = "adapterhub"
 UNFINISHED_FILE = "run_in_progress.json"
 """Present while ``lowres adapt`` writes a run folder (removed last): such a folder is refused."""
+BASE_TENSOR_PREFIX = "lowres.base."
+"""Key prefix, in the weights file, of base-model parameters a run trained besides the adapter (``train_also``)."""
 NEW_ROWS_KEY = "lowres.new_embedding_rows"
 """(added_tokens, hidden) rows appended to the input embeddings (and a tied output head)."""
 NEW_OUTPUT_ROWS_KEY = "lowres.new_output_rows"
@@ -102,33 +103,13 @@ class ArtifactMetadata:
             raise LowresError(f"{where}: {error}") from None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def atomic_save_tensors(path: Path, tensors: Mapping[str, Any], metadata: dict[str, str] | None = None) -> None:
     """Save tensors as safetensors through a temporary file and a rename."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: torch is not needed to read metadata
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        contiguous = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
+    contiguous = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
+    with atomic_path(path) as temporary:
         save_file(contiguous, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_artifact(directory: Path, handle: Any, metadata: ArtifactMetadata,

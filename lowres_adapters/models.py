@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.io import atomic_directory
 from lowres_adapters.paths import models_dir
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -63,19 +61,11 @@ def _convert_embedded(model_id: str, target: Path) -> None:
         raise LowresError(f"{gguf_folder / filename} is missing: reinstall {requirement}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
+    with atomic_directory(target) as staging:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_folder), gguf_file=filename, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(str(gguf_folder), gguf_file=filename, trust_remote_code=False)
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def model_revision(model_id: str) -> str | None:

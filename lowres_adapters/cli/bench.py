@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.io import atomic_write_text
 
 
 @click.command("bench")
@@ -56,9 +57,7 @@ def bench(quick: bool, as_json: bool, workloads: tuple[str, ...], setups: tuple[
     after = machine_info(plan.threads)
     result = {"plan": {**plan.__dict__}, "machine_before": before, "machine_after": after, "rows": rows}
     if output is not None:
-        temporary = output.with_suffix(output.suffix + ".tmp")
-        temporary.write_text(json.dumps(result, indent=1), encoding="utf-8")
-        temporary.replace(output)
+        atomic_write_text(output, json.dumps(result, indent=1))
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return

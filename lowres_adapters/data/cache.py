@@ -7,18 +7,14 @@ renamed into place only when complete, so an interrupted fetch never leaves half
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from lowres_adapters.data.files import iter_lines
 from lowres_adapters.errors import InputError
+from lowres_adapters.io import atomic_directory, atomic_write, atomic_write_json  # noqa: F401 - atomic_directory: packs import it here
 
 MANIFEST_NAME = "manifest.json"
 PROVENANCE_NAME = "provenance.json"
@@ -34,33 +30,15 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary file next to ``path``; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(handle, mode, encoding=encoding) as stream:
-            yield stream
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` as indented JSON, atomically."""
-    with atomic_file(path) as stream:
-        json.dump(value, stream, ensure_ascii=False, indent=2)
-        stream.write("\n")
+    atomic_write_json(path, value, ensure_ascii=False, indent=2)
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write one JSON object per line, atomically; return the number of rows."""
     count = 0
-    with atomic_file(path) as stream:
+    with atomic_write(path) as stream:
         for row in rows:
             stream.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
@@ -83,30 +61,6 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         if not isinstance(row, dict):
             raise InputError(path, line_number, f"expected a JSON object, found {type(row).__name__}")
         yield row
-
-
-@contextlib.contextmanager
-def atomic_directory(final: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder that replaces ``final`` only when the block succeeds.
-
-    An existing ``final`` is swapped out and removed after the new folder is in place; on any
-    error the temporary folder is deleted and ``final`` is left as it was.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield temporary
-        old = None
-        if final.exists():
-            old = final.parent / f".{final.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-            os.replace(final, old)
-        os.replace(temporary, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
 
 
 def file_checksums(directory: Path) -> dict[str, dict[str, Any]]:

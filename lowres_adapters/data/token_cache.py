@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -21,6 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.io import atomic_directory
 from lowres_adapters.paths import cache_dir
 
 FORMAT_VERSION = 1
@@ -148,22 +146,12 @@ def _write(entry: Path, token_lists: Sequence[Sequence[int]], variant: str) -> N
     ids = np.empty(int(offsets[-1]), dtype=np.uint32)  # (total_tokens,)
     for index, token_ids in enumerate(token_lists):
         ids[offsets[index]:offsets[index + 1]] = np.asarray(token_ids, dtype=np.int64)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tokens-", dir=entry.parent))
-    try:
+    with atomic_directory(entry) as staging:  # the key names the content: a concurrent writer's entry is the same
         np.save(staging / "ids.npy", ids)
         np.save(staging / "offsets.npy", offsets)
         meta = {"format_version": FORMAT_VERSION, "variant": variant, "examples": len(token_lists),
                 "tokens": int(offsets[-1])}
         (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        try:
-            os.replace(staging, entry)
-        except OSError:  # another process stored the same entry first: keep theirs
-            if not (entry / "meta.json").exists():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _read(entry: Path, key: str) -> TokenizedCorpus:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from lowres_adapters.evaluation.layers import KINDS
+from lowres_adapters.io import atomic_path
 
 BASE_COLOUR = "#8c8c8c"
 ADAPTED_COLOUR = "#1f6fb4"
@@ -45,13 +46,9 @@ def _integer_locator() -> Any:
 
 def _save(figure: Any, path: Path) -> Path:
     """Save through a temporary name and a rename, then close the figure."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(temporary, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=120, bbox_inches="tight")
     _pyplot().close(figure)
-    os.replace(temporary, path)
     return path
 
 

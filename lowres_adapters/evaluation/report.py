@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from lowres_adapters.artifact import atomic_write_text
+from lowres_adapters.io import atomic_write_text
 from lowres_adapters.evaluation.plots import (
     LOWER_IS_BETTER,
     METRIC_LABELS,

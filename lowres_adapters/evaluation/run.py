@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from lowres_adapters.artifact import METRICS_FILE, ArtifactMetadata, atomic_write_text, read_metadata
+from lowres_adapters.artifact import METRICS_FILE, ArtifactMetadata, read_metadata
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.card_metrics import metrics_for_card
 from lowres_adapters.evaluation.generation import GENERATION_FIELDS, GenerationSettings
 from lowres_adapters.evaluation.language_modeling import score_texts
 from lowres_adapters.evaluation.output_checks import repeated_ngram_rate, target_language_share
 from lowres_adapters.evaluation.translation import evaluate_translation, length_ratio_of, make_prompt
+from lowres_adapters.io import atomic_write_text
 
 __all__ = ["evaluate_run", "metrics_for_card", "HeldOut"]
 

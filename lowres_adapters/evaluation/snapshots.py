@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lowres_adapters.artifact import METADATA_FILE, ArtifactMetadata, read_metadata
+from lowres_adapters.artifact import BASE_TENSOR_PREFIX, METADATA_FILE, ArtifactMetadata, read_metadata
 from lowres_adapters.errors import LowresError
 
 _WRAPPER_PREFIXES = ("base_model.model.",)
-BASE_TENSOR_PREFIX = "lowres.base."
-"""Base-model tensors a run trained besides its adapter (``train_also``), in ``adapter.safetensors``."""
 
 
 @dataclass

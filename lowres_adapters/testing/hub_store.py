@@ -19,13 +19,13 @@ import base64
 import hashlib
 import io
 import json
-import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable
+
+from lowres_adapters.io import atomic_write
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf",
                 ".npy", ".npz", ".pkl", ".pickle", ".model", ".zip", ".tar", ".gz", ".arrow", ".parquet")
@@ -118,12 +118,8 @@ class HubStore:
         return self.root / "repos" / repo_type / owner / f"{name}.json"
 
     def _save(self, repo_type: str, repo_id: str, repo: dict[str, Any]) -> None:
-        path = self._repo_file(repo_type, repo_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        with atomic_write(self._repo_file(repo_type, repo_id)) as stream:
             json.dump(repo, stream)
-        os.replace(temporary, path)
 
     def load_repo(self, repo_type: str, repo_id: str) -> dict[str, Any] | None:
         """Return a repo's state, or None when it does not exist."""
@@ -250,24 +246,17 @@ class HubStore:
 
     def write_blob_stream(self, sha256: str, size: int, stream: BinaryIO) -> None:
         """Copy ``size`` bytes from ``stream`` into the blob store, checking their sha256 (400 if wrong)."""
-        target = self.blob_path(sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".upload.", dir=target.parent)
         digest, remaining = hashlib.sha256(), size
-        try:
-            with os.fdopen(handle, "wb") as out:
-                while remaining > 0:
-                    chunk = stream.read(min(remaining, 1 << 20))
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    out.write(chunk)
-                    remaining -= len(chunk)
+        with atomic_write(self.blob_path(sha256), "wb") as out:
+            while remaining > 0:
+                chunk = stream.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+                remaining -= len(chunk)
             if remaining or digest.hexdigest() != sha256:
                 raise HubError(400, "uploaded content does not match its oid and size")
-            os.replace(temporary, target)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
 
     def has_blob(self, sha256: str, size: int | None = None) -> bool:
         """Return True when the blob is stored (with ``size`` bytes, if given)."""

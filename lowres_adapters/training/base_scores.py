@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from lowres_adapters.artifact import atomic_write_text
+from lowres_adapters.io import atomic_write_text
 from lowres_adapters.paths import cache_dir
 
 

@@ -21,8 +21,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from lowres_adapters.artifact import atomic_save_tensors, atomic_write_text
+from lowres_adapters.artifact import atomic_save_tensors
 from lowres_adapters.errors import LowresError
+from lowres_adapters.io import atomic_write_text
 from lowres_adapters.training.distributed import ProcessInfo
 
 CHECKPOINTS_DIR = "checkpoints"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from lowres_adapters.artifact import (
+    BASE_TENSOR_PREFIX,
     METADATA_FILE,
     METRICS_FILE,
     NATIVE_DIR,
@@ -26,16 +27,14 @@ from lowres_adapters.artifact import (
     UNFINISHED_FILE,
     WEIGHTS_FILE,
     ArtifactMetadata,
-    atomic_write_text,
     write_artifact,
 )
 from lowres_adapters.configs import config_to_dict
 from lowres_adapters.errors import LowresError
+from lowres_adapters.io import atomic_write_text
 
 RUN_CONFIG_FILE = "run_config.json"
 CARD_FILE = "README.md"
-BASE_TENSOR_PREFIX = "lowres.base."
-"""Key prefix of base-model tensors trained through ``train_also`` in ``adapter.safetensors``."""
 RUN_ENTRIES = (METADATA_FILE, WEIGHTS_FILE, METRICS_FILE, RUN_CONFIG_FILE, CARD_FILE, "train_log.jsonl",
                TOKENIZER_DIR, NATIVE_DIR, "stages", "checkpoints")
 """What ``lowres adapt`` writes into a run folder (and ``--overwrite`` removes; other files stay)."""

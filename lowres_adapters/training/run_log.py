@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from lowres_adapters.artifact import atomic_write_text
+from lowres_adapters.io import atomic_write_text
 
 
 def _jsonable(value: Any) -> Any:
