@@ -18,6 +18,8 @@ from lowres_adapters.testing.conformance import ConformanceError, check_adapter_
 def test_builtin_type_conforms(type_name):
     report = check_adapter_type(type_name)
     assert report.adapter_type == type_name
+    # every built-in but full fine-tuning can switch itself off (prompt-align's teacher needs it)
+    assert report.disables == {"llama": type_name != "full", "xlmr": type_name != "full"}
     assert set(report.trainable) == {"llama", "xlmr"}
     assert all(count > 0 for count in report.trainable.values())
     assert "xlmr: save -> load gives identical outputs" in report.passed
@@ -54,6 +56,11 @@ class SavesTheEmbedding(ParameterSetAdapter):
         return state
 
 
+class PretendsToDisable(ParameterSetAdapter):
+    def _switch_off(self):
+        return lambda: None  # claims to switch off, changes nothing (the bug)
+
+
 class ForgetsToLoad(ParameterSetAdapter):
     def load_adapter_state_dict(self, tensors):
         """Accept the tensors and do nothing (the bug)."""
@@ -71,6 +78,7 @@ def _layer_norm_type(name, handle_class):
     (HidesAParameter, "declared parameters train"),
     (SavesTheEmbedding, "adapter_state_dict is exactly what trains"),
     (ForgetsToLoad, "save -> load gives identical outputs"),
+    (PretendsToDisable, "disabled\\(\\) gives the base model's outputs"),
 ])
 def test_broken_type_fails_the_named_check(handle_class, failed_check):
     spec = _layer_norm_type("broken", handle_class)
@@ -100,3 +108,22 @@ def test_a_config_that_does_not_round_trip_fails():
                        attach=lambda model, name, config: None, description="throwaway")
     with pytest.raises(ConformanceError, match="set_config: config: round-trip"):
         check_adapter_type(spec)
+
+
+def test_an_added_parameter_that_is_not_declared_is_caught():
+    def attach(model, name, config):
+        import torch
+
+        model.register_parameter("extra_a", torch.nn.Parameter(torch.zeros(3)))
+        model.register_parameter("extra_b", torch.nn.Parameter(torch.zeros(3)))  # added, never declared
+        norm = [n for n, _ in model.named_parameters() if "norm" in n.lower() and n.endswith("weight")][-1:]
+        return ParameterSetAdapter(model, name, config, ["extra_a", *norm])
+
+    spec = AdapterType(name="hides_extra", config_class=BiasConfig, attach=attach, description="throwaway")
+    with pytest.raises(ConformanceError, match="hides_extra: llama: every added parameter is declared.*extra_b"):
+        check_adapter_type(spec, kinds=("llama",))
+
+
+def test_a_type_that_cannot_disable_is_recorded_not_failed():
+    report = check_adapter_type(_layer_norm_type("final_norm", ParameterSetAdapter), kinds=("llama",))
+    assert report.disables == {"llama": False}

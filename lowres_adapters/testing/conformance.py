@@ -8,9 +8,11 @@ For plugin authors, in their own test suite::
         check_adapter_type(MY_ADAPTER_TYPE)        # or a registered name: check_adapter_type("my_lora")
 
 On tiny random CPU models (a Llama decoder and an XLM-R encoder by default) it checks: the config
-round-trips through JSON; forward and backward run with language-modelling labels and logits stay
-aligned with the input; exactly the declared trainable parameters are trainable and receive
-gradients; an optimiser step leaves every frozen weight unchanged; ``adapter_state_dict`` holds
+round-trips through JSON; every parameter ``attach`` added is declared in ``trainable_parameters``;
+forward and backward run with language-modelling labels and logits stay aligned with the input;
+exactly the declared trainable parameters are trainable and receive gradients; an optimiser step
+leaves every frozen weight unchanged; inside ``handle.disabled()`` the outputs are the base
+model's and after it the adapted ones (a type that cannot switch off is recorded, not failed); ``adapter_state_dict`` holds
 exactly the trainable tensors and never a frozen (tied) embedding matrix; an artifact written and
 attached to a fresh model gives identical outputs; a different base shape is detected. A failure
 raises :class:`ConformanceError` (an ``AssertionError``) naming the type, the model and the check.
@@ -48,12 +50,14 @@ class ConformanceReport:
         passed: ``"<kind>: <check>"`` for every check that passed, in order.
         trainable: Kind -> number of trainable parameters on that tiny model.
         native_files: Kind -> files ``save_native`` wrote.
+        disables: Kind -> whether ``handle.disabled()`` is supported (prompt-align needs it).
     """
 
     adapter_type: str
     passed: list[str] = field(default_factory=list)
     trainable: dict[str, int] = field(default_factory=dict)
     native_files: dict[str, list[str]] = field(default_factory=dict)
+    disables: dict[str, bool] = field(default_factory=dict)
 
 
 class _SingleTypePlugin:
@@ -141,10 +145,16 @@ class _ModelChecks:
         torch.manual_seed(0)
         model, tokenizer = tiny_model(self.kind, seed=0)
         self.batch = _batch(tokenizer, masked=self.kind != "llama")
+        model.eval()
+        with torch.no_grad():
+            self.base_logits = model(**self.batch).logits.clone()
+        base_ids = {id(parameter) for parameter in model.parameters()}
         handle = self._step("attach and activate", lambda: self._attach(model))
+        self._step("every added parameter is declared", lambda: self._check_declared(handle, base_ids))
         self._step("declared parameters train", lambda: self._check_requires_grad(handle))
         self._step("forward and backward", lambda: self._check_backward(handle))
         self._step("optimiser step changes only trainable weights", lambda: self._check_step(handle))
+        self._step("disabled() gives the base model's outputs", lambda: self._check_disabled(handle))
         self._step("adapter_state_dict is exactly what trains", lambda: self._check_state_dict(handle))
         self._step("padding does not change a row's outputs", lambda: self._check_padding(handle))
         with tempfile.TemporaryDirectory(prefix="lowres-conformance-") as folder:
@@ -161,6 +171,34 @@ class _ModelChecks:
         _require(isinstance(handle, AttachedAdapter), "the handle lacks AttachedAdapter methods")
         handle.activate()
         return handle
+
+    def _check_declared(self, handle: AttachedAdapter, base_ids: set[int]) -> None:
+        declared = {id(p) for p in handle.trainable_parameters().values()}
+        undeclared = [name for name, p in handle.model.named_parameters()
+                      if id(p) not in base_ids and id(p) not in declared]
+        _require(not undeclared, f"attach added parameters that trainable_parameters() does not declare "
+                                 f"(they would be neither trained nor saved): {undeclared[:3]}")
+
+    def _check_disabled(self, handle: AttachedAdapter) -> None:
+        import torch
+
+        from lowres_adapters.handles import CannotDisable
+
+        disabled = getattr(handle, "disabled", None)
+        _require(callable(disabled), "the handle has no disabled() method (subclass ParameterSetAdapter)")
+        try:
+            with torch.no_grad(), disabled():
+                off = handle.model(**self.batch).logits
+        except CannotDisable:
+            self.report.disables[self.kind] = False
+            return
+        difference = float((off - self.base_logits).abs().max())
+        _require(difference <= OUTPUT_TOLERANCE, f"outputs inside disabled() differ from the base model's by "
+                                                 f"{difference:.3g}")
+        with torch.no_grad():
+            again = handle.model(**self.batch).logits
+        _require(torch.allclose(again, self.logits, atol=OUTPUT_TOLERANCE), "the adapter is not back on after disabled()")
+        self.report.disables[self.kind] = True
 
     def _check_requires_grad(self, handle: AttachedAdapter) -> None:
         trainable = handle.trainable_parameters()
