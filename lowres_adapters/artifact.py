@@ -38,6 +38,8 @@ UNFINISHED_FILE = "run_in_progress.json"
 """Present while ``lowres adapt`` writes a run folder (removed last): such a folder is refused."""
 BASE_TENSOR_PREFIX = "lowres.base."
 """Key prefix, in the weights file, of base-model parameters a run trained besides the adapter (``train_also``)."""
+BASE_TENSOR_PREFIX = "lowres.base."
+"""Key prefix, in the weights file, of base-model parameters a run trained besides the adapter (``train_also``)."""
 NEW_ROWS_KEY = "lowres.new_embedding_rows"
 """(added_tokens, hidden) rows appended to the input embeddings (and a tied output head)."""
 NEW_OUTPUT_ROWS_KEY = "lowres.new_output_rows"
@@ -54,7 +56,12 @@ class ArtifactMetadata:
         adapter_config: The type's config as a dict.
         plugin: ``dist==version`` of the distribution providing the adapter type.
         base_model: Base model id (Hub id, or the embedded default's id).
-        base_model_revision: Pinned revision of the base model, if known.
+        base_model_revision: Pinned revision of the base model (a Hub commit, or the embedded
+            default's package and quantisation), if known.
+        base_model_file: The exact weights the adapter was trained on: the embedded default's
+            ``dist==version:NAME.gguf`` (dequantised), else the base folder's safetensors file names.
+        base_model_fingerprint: ``{"algorithm", "tensors", "sha256"}``: a hash of a few named base
+            tensors, checked by ``load`` (:mod:`lowres_adapters.base_identity`).
         objective: ``"clm"`` or ``"mlm"``.
         language: ISO 639-3 code.
         script: ISO 15924 script code.
@@ -74,6 +81,8 @@ class ArtifactMetadata:
     plugin: str | None
     base_model: str
     base_model_revision: str | None = None
+    base_model_file: str | None = None
+    base_model_fingerprint: dict[str, Any] | None = None
     objective: str = "clm"
     language: str = ""
     script: str = ""

@@ -34,6 +34,7 @@ from lowres_adapters.artifact import (
     read_tensors,
 )
 from lowres_adapters.errors import LowresError
+from lowres_adapters.native import PEFT_CONFIG_FILE
 from lowres_adapters.task_loading import LANGUAGE_ADAPTERS_DIR, TASK_HEAD_FILE, is_task_folder
 
 README_FILE = "README.md"
@@ -107,7 +108,7 @@ def publish_files(run_dir: Path, repo_id: str | None = None) -> dict[str, bytes]
     from lowres_adapters.model_card import GENERATED_MARKER, render_model_card
 
     metadata = read_metadata(run_dir)
-    read_tensors(run_dir)  # one clear line for a missing or corrupt weights file, before any upload
+    tensors = read_tensors(run_dir)  # one clear line for a missing or corrupt weights file, before any upload
     files = {METADATA_FILE: (run_dir / METADATA_FILE).read_bytes(),
              WEIGHTS_FILE: (run_dir / WEIGHTS_FILE).read_bytes()}
     if (run_dir / METRICS_FILE).is_file():
@@ -116,7 +117,7 @@ def publish_files(run_dir: Path, repo_id: str | None = None) -> dict[str, bytes]
         if not (run_dir / TOKENIZER_DIR).is_dir():
             raise LowresError(f"{run_dir / TOKENIZER_DIR}: missing; the run extended the vocabulary")
         files.update(_folder_files(run_dir, TOKENIZER_DIR, suffixes=None))
-    files.update(_folder_files(run_dir, NATIVE_DIR, suffixes=NATIVE_SUFFIXES))
+    files.update(native_files(run_dir, metadata, tensors))
     if is_task_folder(run_dir):
         files.update(_task_files(run_dir))
     readme = run_dir / README_FILE
@@ -124,8 +125,25 @@ def publish_files(run_dir: Path, repo_id: str | None = None) -> dict[str, bytes]
         files[README_FILE] = readme.read_bytes()
     else:
         has_native = any(path.startswith(f"{NATIVE_DIR}/") for path in files)
-        card = render_model_card(metadata, repo_id=repo_id, directory=run_dir, has_native=has_native)
+        library = "peft" if PEFT_CONFIG_FILE in files else "adapter-transformers" if has_native else None
+        card = render_model_card(metadata, repo_id=repo_id, directory=run_dir, has_native=has_native,
+                                 library=library)
         files[README_FILE] = card.encode("utf-8")
+    return files
+
+
+def native_files(run_dir: Path, metadata: Any, tensors: dict[str, Any]) -> dict[str, bytes]:
+    """Return the native copies ``publish`` uploads (:mod:`lowres_adapters.native`): PEFT's files at
+    the root where PEFT can load the adapter, AdapterHub's under ``adapterhub/`` for its types; none
+    when the run also holds new vocabulary rows or trained base tensors."""
+    from lowres_adapters.native import adapterhub_config, has_only_adapter_tensors, native_library, peft_files
+
+    if not has_only_adapter_tensors(metadata, tensors):
+        return {}
+    files = peft_files(run_dir, metadata, tensors)
+    if native_library(run_dir) == "adapters":
+        for path, content in _folder_files(run_dir, NATIVE_DIR, suffixes=NATIVE_SUFFIXES).items():
+            files[path] = adapterhub_config(content, metadata) if path.endswith(PEFT_CONFIG_FILE) else content
     return files
 
 

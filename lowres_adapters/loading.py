@@ -14,7 +14,7 @@ import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from lowres_adapters.artifact import (
     BASE_TENSOR_PREFIX,
@@ -28,6 +28,7 @@ from lowres_adapters.artifact import (
     read_metadata,
     read_tensors,
 )
+from lowres_adapters.base_identity import check_base_fingerprint
 from lowres_adapters.errors import LowresError
 from lowres_adapters.registry import Registry
 from lowres_adapters.specs import NAME_PATTERN
@@ -57,7 +58,8 @@ class LoadedAdapter:
 
 
 def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle: bool = False,
-                registry: Registry | None = None, trusted: bool = True) -> LoadedAdapter:
+                registry: Registry | None = None, trusted: bool = True,
+                say: Callable[[str], None] | None = None) -> LoadedAdapter:
     """Load the base model named in an artifact folder, restore its vocabulary and attach the adapter.
 
     Args:
@@ -70,6 +72,8 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
         registry: Registry to resolve the adapter type in (the process-wide one by default).
         trusted: False for a folder downloaded from the Hub: its recorded base model must then be a
             Hub id or the embedded default (a local path is honoured only through ``model=``).
+        say: Where the one-line warning goes when the base model's fingerprint differs from the
+            recorded one (stderr by default); the load goes on (e.g. a deliberate ``model=``).
 
     Returns:
         A :class:`LoadedAdapter`.
@@ -90,6 +94,7 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
     revision = metadata.base_model_revision if model is None else None
     base, tokenizer = load_base_model(model_id, metadata.objective, revision=revision,
                                       safetensors_only=not allow_pickle)
+    check_base_fingerprint(base, metadata, str(directory), say)
     if is_task_folder(directory):
         return _load_task(directory, base, tokenizer, metadata, trusted)
     if metadata.vocabulary:

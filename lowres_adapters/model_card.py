@@ -112,8 +112,13 @@ def card_tags(metadata: ArtifactMetadata, has_native: bool) -> list[str]:
 
 
 def card_data(metadata: ArtifactMetadata, *, repo_id: str | None = None, has_native: bool = False,
-              metrics: Mapping[str, Any] | None = None) -> Any:
-    """Build the ``huggingface_hub.ModelCardData`` (the YAML front matter) for ``metadata``."""
+              metrics: Mapping[str, Any] | None = None, library: str | None = None) -> Any:
+    """Build the ``huggingface_hub.ModelCardData`` (the YAML front matter) for ``metadata``.
+
+    ``library`` is the Hub's ``library_name``: ``peft`` when PEFT can load the repo,
+    ``adapter-transformers`` when AdapterHub can, else left out (the Hub knows no other adapter
+    library); ``base_model_relation: adapter`` goes with a Hub ``base_model``.
+    """
     from huggingface_hub import EvalResult, ModelCardData
 
     metrics = metadata.metrics if metrics is None else metrics
@@ -129,8 +134,9 @@ def card_data(metadata: ArtifactMetadata, *, repo_id: str | None = None, has_nat
     return ModelCardData(
         language=language_codes(metadata.language) or None,
         license=metadata.licence or None,
-        library_name=LIBRARY_NAME,
+        library_name=library,
         base_model=metadata.base_model if is_hub_id(metadata.base_model) else None,
+        base_model_relation="adapter" if is_hub_id(metadata.base_model) else None,
         tags=card_tags(metadata, has_native),
         datasets=list(metadata.datasets) or None,
         pipeline_tag=task_type,
@@ -141,7 +147,7 @@ def card_data(metadata: ArtifactMetadata, *, repo_id: str | None = None, has_nat
 
 def render_model_card(metadata: ArtifactMetadata, *, repo_id: str | None = None,
                       directory: Path | None = None, has_native: bool | None = None,
-                      metrics: Mapping[str, Any] | None = None) -> str:
+                      metrics: Mapping[str, Any] | None = None, library: str | None = None) -> str:
     """Render ``README.md`` for an adapter artifact.
 
     Args:
@@ -151,6 +157,7 @@ def render_model_card(metadata: ArtifactMetadata, *, repo_id: str | None = None,
         has_native: Whether AdapterHub files are present (overrides looking in ``directory``).
         metrics: The run's ``metrics.json`` (figures and training summary); ``metadata.metrics``
             (read from ``directory/metrics.json`` when present) by default.
+        library: ``library_name`` (see :func:`card_data`); by default from the native files of ``directory``.
 
     Returns:
         The card text: YAML front matter, then Markdown.
@@ -161,12 +168,17 @@ def render_model_card(metadata: ArtifactMetadata, *, repo_id: str | None = None,
         with contextlib.suppress(ValueError, OSError):
             metrics = json.loads((Path(directory) / METRICS_FILE).read_text("utf-8"))
     metrics = metrics if isinstance(metrics, Mapping) else metadata.metrics
-    data = card_data(metadata, repo_id=repo_id, has_native=has_native, metrics=metrics)
+    if library is None and has_native:
+        from lowres_adapters.native import native_library
+
+        library = {"peft": "peft", "adapters": "adapter-transformers"}.get(native_library(directory)) \
+            if directory is not None else "adapter-transformers"
+    data = card_data(metadata, repo_id=repo_id, has_native=has_native, metrics=metrics, library=library)
     sections = [
         f"---\n{data.to_yaml()}\n---\n",
         GENERATED_MARKER,
         _summary(metadata, repo_id),
-        _load_section(metadata, repo_id, has_native),
+        _load_section(metadata, repo_id, has_native, library),
         _settings_section(metadata, metrics),
         _metrics_section(metrics),
         _data_section(metadata),
@@ -191,8 +203,23 @@ def _summary(metadata: ArtifactMetadata, repo_id: str | None) -> str:
         f"A `{metadata.adapter_type}` adapter that adapts {base} to **{name}** "
         f"(`{metadata.language or '?'}`{script}), trained{recipe} by "
         f"[lowres-adapters](https://pypi.org/project/lowres-adapters/). It holds only the adapter's "
-        f"weights, not the base model.{vocabulary}\n"
+        f"weights, not the base model.{vocabulary}\n\n"
+        f"It was trained on {_trained_on(metadata)}; with other weights of the same shapes it loads but "
+        "does not give the figures below (`load` checks a fingerprint of the base and says so).\n"
     )
+
+
+def _trained_on(metadata: ArtifactMetadata) -> str:
+    """Return, in words, the exact base weights (file, revision, fingerprint)."""
+    from lowres_adapters.base_identity import weights_description
+
+    text = weights_description(metadata.base_model, metadata.base_model_file)
+    if metadata.base_model_revision and "GGUF" not in text:
+        text += f" at revision `{metadata.base_model_revision}`"
+    fingerprint = metadata.base_model_fingerprint or {}
+    if fingerprint.get("sha256"):
+        text += f" (fingerprint `{str(fingerprint['sha256'])[:16]}`)"
+    return text
 
 
 def _model_link(model_id: str) -> str:
@@ -201,7 +228,8 @@ def _model_link(model_id: str) -> str:
     return f"`{model_id}`"
 
 
-def _load_section(metadata: ArtifactMetadata, repo_id: str | None, has_native: bool) -> str:
+def _load_section(metadata: ArtifactMetadata, repo_id: str | None, has_native: bool,
+                  library: str | None = None) -> str:
     target = repo_id or "path/to/this/folder"
     install = "pip install lowres-adapters"
     if metadata.plugin and not metadata.plugin.startswith(f"{LIBRARY_NAME}=="):
@@ -217,6 +245,8 @@ def _load_section(metadata: ArtifactMetadata, repo_id: str | None, has_native: b
         "this repository's version and `model=` to use a local copy of the base model. Weights are "
         "safetensors; nothing is unpickled.\n"
     )
+    if library == "peft":
+        text += _peft_snippet(metadata, target)
     if has_native:
         text += (
             f"\nAdapterHub users: the `{NATIVE_DIR}/` folder holds the adapter in the `adapters` library's "
@@ -225,6 +255,20 @@ def _load_section(metadata: ArtifactMetadata, repo_id: str | None, has_native: b
             "model.set_active_adapters(name)\n```\n"
         )
     return text
+
+
+def _peft_snippet(metadata: ArtifactMetadata, target: str) -> str:
+    """Return how PEFT users load the root ``adapter_config.json`` / ``adapter_model.safetensors``."""
+    from lowres_adapters.models import is_embedded
+
+    text = ("\nPEFT users: the repository root holds the adapter in PEFT's own format:\n\n```python\n"
+            "from peft import AutoPeftModelForCausalLM, PeftModel\n\n"
+            f'model = PeftModel.from_pretrained(base_model, "{target}")\n')
+    if is_embedded(metadata.base_model):
+        return text + ("```\n\nwith `base_model` the dequantised GGUF it was trained on "
+                       "(`lowres_adapters.models.load_base_model(\"" + metadata.base_model + "\")[0]`); "
+                       "`AutoPeftModelForCausalLM` would fetch the full-precision weights instead.\n")
+    return text + f'model = AutoPeftModelForCausalLM.from_pretrained("{target}")  # or in one line\n```\n'
 
 
 def _settings_section(metadata: ArtifactMetadata, metrics: Mapping[str, Any]) -> str:

@@ -25,6 +25,12 @@ def is_embedded(model_id: str) -> bool:
     return model_id in _EMBEDDED
 
 
+def embedded_source(model_id: str) -> tuple[str, str] | None:
+    """Return ``(GGUF file name, pip requirement)`` of the embedded default, None for any other id."""
+    entry = _EMBEDDED.get(model_id)
+    return (entry[1], entry[2]) if entry else None
+
+
 def is_encoder(config: Any) -> bool:
     """Return True for models trained with masked LM (BERT, XLM-R, ...), False for decoders."""
     return not getattr(config, "is_decoder", False) and config.model_type in {

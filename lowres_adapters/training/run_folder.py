@@ -50,14 +50,15 @@ def write_json(path: Path, value: Any) -> None:
 def build_metadata(*, handle: Any, adapter_type: str, model_id: str, objective: str, language: str, script: str,
                    recipe: str, recipe_settings: Mapping[str, Any], metrics: Mapping[str, Any],
                    datasets: list[str], vocabulary: Mapping[str, int] | None = None) -> ArtifactMetadata:
-    """Return the artifact metadata of a trained adapter."""
-    from lowres_adapters.models import model_revision
+    """Return the artifact metadata of a trained adapter, naming its base exactly (id, revision, weights
+    file, fingerprint: :func:`lowres_adapters.base_identity.base_identity`)."""
+    from lowres_adapters.base_identity import base_identity
     from lowres_adapters.registry import get_registry
 
     provider = get_registry().provider("adapter_types", adapter_type)
     return ArtifactMetadata(
         adapter_type=adapter_type, adapter_name=handle.name, adapter_config=config_to_dict(handle.config),
-        plugin=provider.requirement, base_model=model_id, base_model_revision=model_revision(model_id),
+        plugin=provider.requirement, base_model=model_id, **base_identity(model_id),
         objective=objective, language=language, script=script, recipe=recipe,
         recipe_settings=dict(recipe_settings), metrics=dict(metrics), datasets=list(datasets),
         vocabulary=dict(vocabulary) if vocabulary else None,
