@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LANGS ?= nya dzo bod
 
-.PHONY: install data demo test test-fast bench clean
+.PHONY: install data demo test test-fast layers bench clean
 
 install: $(VENV)/.installed
 
@@ -18,11 +18,15 @@ data: install
 demo: data
 	$(BIN)/lowres adapt nya --adapter lora --max-steps 40 --output runs/demo-nya --overwrite
 
-test: data
+test: data layers
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install layers
 	$(BIN)/python -m pytest -m "not integration"
+
+# The core imports in one direction: the import-linter contracts in pyproject.toml (docs/architecture.md).
+layers: install
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/lowres bench --quick

@@ -60,8 +60,8 @@ def score_run(run_dir: Path, decodings: dict[str, dict[str, Any]], pairs: int,
     model and held-out data (it is asked in its own chat template whatever the run).
     """
     from lowres_adapters.artifact import read_metadata
-    from lowres_adapters.evaluation.run import RUN_CONFIG_FILE, evaluate_model, held_out_data, read_json
-    from lowres_adapters.evaluation.snapshots import load_run
+    from lowres_adapters.runs.evaluate import RUN_CONFIG_FILE, evaluate_model, held_out_data, read_json
+    from lowres_adapters.runs.snapshots import load_run
     from lowres_adapters.models import load_base_model
 
     metadata = read_metadata(run_dir / "stages" / "cpt")  # readable while the SFT stage still trains

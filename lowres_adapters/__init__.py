@@ -10,12 +10,12 @@ Heavy modules (torch, transformers) are imported only when a function that needs
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from lowres_adapters.hookspecs import hookimpl
 from lowres_adapters.registry import get_registry
-
-__version__ = "0.1.0"
+from lowres_adapters.version import __version__
 
 __all__ = ["__version__", "adapt", "evaluate", "get_registry", "hookimpl", "load", "publish"]
 
@@ -38,14 +38,26 @@ def publish(run_dir: str, repo_id: str, **kwargs: Any) -> Any:
 
 
 def adapt(language: str, **kwargs: Any) -> Any:
-    """Adapt a model to ``language``. See :func:`lowres_adapters.training.adapt.adapt`."""
-    from lowres_adapters.training.adapt import adapt as _adapt
+    """Adapt a model to ``language``, then publish the run folder when ``publish="OWNER/NAME"`` is set.
 
-    return _adapt(language, **kwargs)
+    See :func:`lowres_adapters.training.adapt.adapt` for the options. Publishing happens here, above
+    the training layer, which never imports the Hub client.
+    """
+    from lowres_adapters.training.adapt import adapt as _adapt  # lazy: training imports torch
+    from lowres_adapters.training.distributed import current_process  # lazy: imports torch
+
+    result = _adapt(language, **kwargs)
+    if result.settings.publish and current_process().is_main:
+        from lowres_adapters.hub import publish as _publish  # lazy: the Hub client is needed only here
+
+        echo = kwargs.get("echo") or (lambda line: print(line, file=sys.stderr))
+        echo(f"publishing {result.run_dir} to {result.settings.publish}")
+        _publish(str(result.run_dir), result.settings.publish)
+    return result
 
 
 def evaluate(run_dir: str, **kwargs: Any) -> Any:
-    """Evaluate a run folder. See :func:`lowres_adapters.evaluation.run.evaluate_run`."""
-    from lowres_adapters.evaluation.run import evaluate_run
+    """Evaluate a run folder. See :func:`lowres_adapters.runs.evaluate.evaluate_run`."""
+    from lowres_adapters.runs.evaluate import evaluate_run
 
     return evaluate_run(run_dir, **kwargs)

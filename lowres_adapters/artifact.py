@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from lowres_adapters import __version__
 from lowres_adapters.configs import config_from_dict, config_to_dict
 from lowres_adapters.errors import LowresError
 from lowres_adapters.io import atomic_path, atomic_write_text
 from lowres_adapters.registry import Registry, get_registry
+from lowres_adapters.version import __version__
 
 FORMAT_VERSION = 1
 METADATA_FILE = "lowres_adapter.json"
@@ -36,8 +36,6 @@ TOKENIZER_DIR = "tokenizer"
 NATIVE_DIR = "adapterhub"
 UNFINISHED_FILE = "run_in_progress.json"
 """Present while ``lowres adapt`` writes a run folder (removed last): such a folder is refused."""
-BASE_TENSOR_PREFIX = "lowres.base."
-"""Key prefix, in the weights file, of base-model parameters a run trained besides the adapter (``train_also``)."""
 BASE_TENSOR_PREFIX = "lowres.base."
 """Key prefix, in the weights file, of base-model parameters a run trained besides the adapter (``train_also``)."""
 NEW_ROWS_KEY = "lowres.new_embedding_rows"

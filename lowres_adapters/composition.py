@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from lowres_adapters.builtin.adapterhub_types import (
+from lowres_adapters.adapterhub import (
     AdapterHubAdapter,
     attach_adapterhub,
     save_adapterhub_files,

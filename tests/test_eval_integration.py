@@ -42,7 +42,7 @@ def real_lora_run(tmp_path_factory):
 
 
 def test_real_run_is_evaluated_on_the_pack_with_chrf(real_lora_run):
-    from lowres_adapters.evaluation.run import evaluate_run
+    from lowres_adapters.runs.evaluate import evaluate_run
 
     torch.set_num_threads(1)
     results = evaluate_run(real_lora_run, max_examples=6, translation_examples=2, num_beams=1,
@@ -54,7 +54,7 @@ def test_real_run_is_evaluated_on_the_pack_with_chrf(real_lora_run):
 
 
 def test_real_lora_analysis_moves_only_attention(real_lora_run):
-    from lowres_adapters.evaluation.analysis import analyze
+    from lowres_adapters.runs.analysis import analyze
 
     result = analyze("base", real_lora_run, texts=["Pachiyambi Mulungu adalenga kumwamba ndi dziko lapansi."])
     assert result["merged"] is True and result["ranking"][0] == "attention"

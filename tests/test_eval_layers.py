@@ -10,7 +10,7 @@ import torch
 from _eval_runs import save_tiny_base, write_tiny_run
 from lowres_adapters.artifact import read_tensors
 from lowres_adapters.errors import LowresError
-from lowres_adapters.evaluation.analysis import analyze, layerwise_cka
+from lowres_adapters.runs.analysis import analyze, layerwise_cka
 from lowres_adapters.evaluation.layers import (
     adapter_layer_norms,
     group_by_kind,
@@ -19,7 +19,7 @@ from lowres_adapters.evaluation.layers import (
     parameter_kind,
     weight_changes,
 )
-from lowres_adapters.evaluation.snapshots import load_snapshot
+from lowres_adapters.runs.snapshots import load_snapshot
 from lowres_adapters.testing.tiny import TINY_CORPUS
 
 

@@ -14,7 +14,7 @@ from lowres_adapters.cli import cli
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.card_metrics import metrics_for_card
 from lowres_adapters.evaluation.language_modeling import score_texts
-from lowres_adapters.evaluation.run import evaluate_run
+from lowres_adapters.runs.evaluate import evaluate_run
 from lowres_adapters.loading import load_folder
 from lowres_adapters.testing.tiny import TINY_CORPUS
 

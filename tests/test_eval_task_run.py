@@ -9,7 +9,7 @@ import pytest
 import lowres_adapters.training.adapt as adapt_module
 import lowres_adapters.training.run_data as run_data_module
 from lowres_adapters.data.examples import LabeledExample, PackData, TaskData, TextExample
-from lowres_adapters.evaluation.run import evaluate_run
+from lowres_adapters.runs.evaluate import evaluate_run
 from lowres_adapters.testing.tiny import TINY_CORPUS
 from lowres_adapters.training.adapt import adapt
 from training_support import save_tiny_model

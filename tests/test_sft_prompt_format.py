@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lowres_adapters.evaluation.run import generation_settings
+from lowres_adapters.runs.evaluate import generation_settings
 from lowres_adapters.evaluation.translation import CHAT_INSTRUCTION, make_prompt
 from lowres_adapters.testing.tiny import tiny_tokenizer
 from lowres_adapters.training.batching import IGNORE_INDEX

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from lowres_adapters.builtin.soft_prompt import PromptTuningConfig
 from lowres_adapters.errors import LowresError
+
+if TYPE_CHECKING:  # soft_prompt imports this module when a prompt is attached
+    from lowres_adapters.builtin.soft_prompt import PromptTuningConfig
 
 SEQUENCE_OUTPUTS = ("logits", "last_hidden_state", "prediction_logits")
 

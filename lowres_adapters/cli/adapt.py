@@ -91,7 +91,7 @@ def adapt(language: str, config_file: str | None, seeds: str | None, assignments
         if as_json:
             click.echo(json.dumps(summary.to_json(), indent=2))
         return
-    from lowres_adapters.training.adapt import adapt as run_adapt
+    from lowres_adapters import adapt as run_adapt
 
     result = run_adapt(language, config=config_file, **overrides)
     if as_json:

@@ -71,7 +71,7 @@ def evaluate(run_dir: str, as_json: bool, report_dir: str | None, max_examples: 
     language and their repeated-n-gram rate. The figures and decoding settings are also written
     into the run's metrics.json (under "evaluate").
     """
-    from lowres_adapters.evaluation.run import evaluate_run
+    from lowres_adapters.runs.evaluate import evaluate_run
 
     if not Path(run_dir).is_dir():
         raise LowresError(f"{run_dir}: no such run folder")
@@ -134,7 +134,7 @@ def analyze(checkpoints: tuple[str, ...], against_base: bool, text_file: str | N
     adapter weight norms per layer; linear CKA per layer with --text. Compare consecutive stages
     (base -> stages/cpt, stages/cpt -> stages/sft), never base -> sft.
     """
-    from lowres_adapters.evaluation.analysis import BASE, analyze as run_analysis
+    from lowres_adapters.runs.analysis import BASE, analyze as run_analysis
 
     if against_base:
         if len(checkpoints) != 1:

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from lowres_adapters import __version__, paths
+from lowres_adapters import paths
 from lowres_adapters.data.cache import atomic_directory, read_manifest, sha256_file, verify_manifest, write_manifest
 from lowres_adapters.data.examples import PackData
 from lowres_adapters.errors import LowresError
+from lowres_adapters.version import __version__
 
 logger = logging.getLogger("lowres_adapters.data")
 

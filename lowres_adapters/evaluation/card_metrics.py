@@ -25,7 +25,7 @@ def metrics_for_card(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Return the adapted model's figures as ``[{"name", "type", "value"}]`` for ``model-index``.
 
     Args:
-        metrics: ``metrics.json`` or :func:`~lowres_adapters.evaluation.run.evaluate_run` output:
+        metrics: ``metrics.json`` or :func:`~lowres_adapters.runs.evaluate.evaluate_run` output:
             ``{"adapted": {"bits_per_char": ..., "chrf": ..., ...}, "translation_direction": ...}``.
 
     Returns:

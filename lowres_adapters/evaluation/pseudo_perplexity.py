@@ -12,7 +12,7 @@ import math
 from typing import Any, Sequence
 
 from lowres_adapters.errors import LowresError
-from lowres_adapters.evaluation.language_modeling import (
+from lowres_adapters.evaluation.lm_scores import (
     LanguageModelScores,
     model_device,
     window_spans,

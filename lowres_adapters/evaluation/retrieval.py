@@ -16,7 +16,31 @@ from typing import Any, Sequence
 
 import torch
 
-from lowres_adapters.training.heads import pool_sequence
+POOLINGS = ("mean", "first", "last")
+
+
+def pool_sequence(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Reduce ``(batch, seq, hidden)`` states to ``(batch, hidden)`` over the real (unmasked) tokens.
+
+    Args:
+        hidden: Hidden states.
+        attention_mask: ``(batch, seq)``, 1 on real tokens; padding may be on either side.
+        pooling: ``mean``, ``first`` (first real token) or ``last`` (last real token).
+    """
+    mask = attention_mask.to(hidden.dtype)  # (batch, seq)
+    if pooling == "mean":
+        summed = (hidden * mask.unsqueeze(-1)).sum(dim=1)  # (batch, hidden)
+        return summed / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+    positions = torch.arange(hidden.shape[1], device=hidden.device).expand_as(attention_mask)  # (batch, seq)
+    real = attention_mask.bool()
+    if pooling == "first":
+        index = torch.where(real, positions, hidden.shape[1]).min(dim=1).values  # (batch,)
+    elif pooling == "last":
+        index = torch.where(real, positions, -1).max(dim=1).values  # (batch,)
+    else:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    index = index.clamp(0, hidden.shape[1] - 1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]  # (batch, hidden)
 
 
 def content_mask(attention_mask: torch.Tensor, skip_first: int) -> torch.Tensor:

@@ -202,8 +202,6 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
     if process.is_main:
         finish_output(run_dir)
         _echo_figures(echo, metrics, run_dir)
-        if settings.publish:
-            _publish(run_dir, settings.publish, echo)
     process.barrier()
     return RunResult(run_dir=run_dir, settings=settings, recipe=recipe.name, metrics=metrics, stages=results)
 
@@ -335,7 +333,7 @@ def _reuse_finished_stage(name: str, context: RecipeContext, stage_dir: Path,
 
 
 def _run_config(context: RecipeContext, recipe: Recipe, stage: str, model_id: str) -> dict[str, Any]:
-    from lowres_adapters import __version__
+    from lowres_adapters.version import __version__
     from lowres_adapters.configs import config_to_dict
 
     return {
@@ -383,11 +381,3 @@ def _echo_figures(echo: Callable[[str], None], metrics: Mapping[str, Any], run_d
             echo(f"  after {stage}: {figures['bits_per_char']:.3f} bits/char")
     echo(f"run folder: {run_dir}")
 
-
-def _publish(run_dir: Path, repo_id: str, echo: Callable[[str], None]) -> None:
-    try:
-        from lowres_adapters.hub import publish
-    except ImportError:
-        raise LowresError("publishing needs lowres_adapters.hub, which this installation lacks") from None
-    echo(f"publishing {run_dir} to {repo_id}")
-    publish(str(run_dir), repo_id)

@@ -24,11 +24,12 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from lowres_adapters.evaluation.retrieval import POOLINGS, pool_sequence
+
 HEAD_PREFIX = "lowres.head."
 """Key prefix of head tensors in ``adapter.safetensors``."""
 
 HEAD_KINDS = ("sequence_classification", "token_classification", "extractive_qa")
-POOLINGS = ("mean", "first", "last")
 IGNORE_INDEX = -100
 
 
@@ -72,30 +73,6 @@ class HeadConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.layers not in (1, 2):
             raise ValueError(f"layers must be 1 or 2, got {self.layers!r}")
-
-
-def pool_sequence(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Reduce ``(batch, seq, hidden)`` states to ``(batch, hidden)`` over the real (unmasked) tokens.
-
-    Args:
-        hidden: Hidden states.
-        attention_mask: ``(batch, seq)``, 1 on real tokens; padding may be on either side.
-        pooling: ``mean``, ``first`` (first real token) or ``last`` (last real token).
-    """
-    mask = attention_mask.to(hidden.dtype)  # (batch, seq)
-    if pooling == "mean":
-        summed = (hidden * mask.unsqueeze(-1)).sum(dim=1)  # (batch, hidden)
-        return summed / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
-    positions = torch.arange(hidden.shape[1], device=hidden.device).expand_as(attention_mask)  # (batch, seq)
-    real = attention_mask.bool()
-    if pooling == "first":
-        index = torch.where(real, positions, hidden.shape[1]).min(dim=1).values  # (batch,)
-    elif pooling == "last":
-        index = torch.where(real, positions, -1).max(dim=1).values  # (batch,)
-    else:
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    index = index.clamp(0, hidden.shape[1] - 1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]  # (batch, hidden)
 
 
 class FeatureStandardizer(nn.Module):

@@ -213,7 +213,7 @@ def evaluate_task_run(run_dir: Path, tasks: Mapping[str, Any], *, max_examples: 
     head_file = run_dir / TASK_HEAD_FILE
     if not head_file.exists():
         return {}
-    from lowres_adapters.training.recipes.task import load_task_model
+    from lowres_adapters.task_loading import load_task_model
     from lowres_adapters.training.task_scoring import evaluate_task
 
     description = read_json(head_file)
@@ -267,7 +267,7 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
         "signatures", "samples", "card_metrics", ...}``; ``base`` and ``adapted`` hold
         ``bits_per_char`` always and ``chrf``/``chrf_pp``/``bleu`` when the data has pairs.
     """
-    from lowres_adapters.evaluation.snapshots import load_run
+    from lowres_adapters.runs.snapshots import load_run
 
     run_dir = Path(run_dir)
     say = (lambda message: None) if json or echo is None else echo
@@ -362,8 +362,8 @@ def stage_pairs(run_dir: Path) -> list[tuple[str, str | Path, Path]]:
     A multi-stage run (``stages/cpt``, ``stages/sft``) gives base -> cpt and cpt -> sft; a
     single-stage run gives base -> run.
     """
-    from lowres_adapters.evaluation.analysis import BASE
-    from lowres_adapters.evaluation.snapshots import is_run_folder
+    from lowres_adapters.runs.analysis import BASE
+    from lowres_adapters.runs.snapshots import is_run_folder
 
     stages_dir = run_dir / "stages"
     recorded = read_json(run_dir / RUN_CONFIG_FILE).get("stages")
@@ -380,7 +380,7 @@ def stage_pairs(run_dir: Path) -> list[tuple[str, str | Path, Path]]:
 
 def run_analyses(run_dir: Path, texts: Sequence[str], say: Callable[[str], None]) -> dict[str, Any]:
     """Return the layer-wise analyses of a run's consecutive checkpoints, by title."""
-    from lowres_adapters.evaluation.analysis import analyze
+    from lowres_adapters.runs.analysis import analyze
 
     analyses = {}
     for title, before, after in stage_pairs(run_dir):

@@ -17,7 +17,7 @@ from lowres_adapters.evaluation.layers import (
     summarize,
     weight_changes,
 )
-from lowres_adapters.evaluation.snapshots import Snapshot, base_of, is_run_folder, load_snapshot
+from lowres_adapters.runs.snapshots import Snapshot, base_of, is_run_folder, load_snapshot
 
 BASE = "base"
 """``before`` value meaning: the base model recorded in ``after``'s run folder."""
