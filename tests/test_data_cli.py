@@ -100,7 +100,9 @@ def test_stats_of_a_pack_counts_pairs_per_language_pair(toy_packs, capsys):
     (b"", ["--text"], ":1: expected at least one line of text, found an empty file"),
     (b"a\tb\nc\n", ["--parallel"], ":2: expected 2 tab-separated columns, found 1"),
     (b"a\tb\n", ["--parallel", "--source-lang", "english"], "unknown language code 'english'"),
-    (b"/a/x\t/r/IsA\t/c/en/a\n", ["--graph"], ":1: expected 5 tab-separated columns"),
+    (b"/a/x\t/r/IsA\t/c/en/a\n", ["--graph", "--graph-source", "conceptnet_edges"], ":1: expected 5 tab-separated columns"),
+    (b"/a/x\t/r/IsA\t/c/en/a\n", ["--graph"], "--graph needs --graph-source NAME"),
+    (b"a\n", ["--graph", "--graph-source", "text"], "data source 'text' yields text, not edges"),
 ])
 def test_bad_user_files_give_one_line_and_exit_1(tmp_path, capsys, content, args, expected):
     path = tmp_path / "user.tsv"

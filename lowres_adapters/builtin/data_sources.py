@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-from lowres_adapters.data.conceptnet import ConceptNetConfig, open_conceptnet, open_conceptnet_edges
 from lowres_adapters.data.hub_dataset import HubDatasetConfig, open_hub_dataset
 from lowres_adapters.data.parallel import ParallelSourceConfig, open_parallel
 from lowres_adapters.data.synthetic import (
@@ -20,19 +19,13 @@ from lowres_adapters.specs import DataSource
 
 @hookimpl
 def register_data_sources(register: Callable[[DataSource], None]) -> None:
-    """Register the text, parallel, knowledge-graph, Hub and synthetic sources."""
+    """Register the text, parallel, graph-sentence, Hub and synthetic sources (graphs come from plugins)."""
     register(DataSource(
         name="text", config_class=TextSourceConfig, open=open_text, yields="text",
         description="Monolingual text (.txt/.jsonl/.gz/folders): NFC, dedup, length and script filters, splits"))
     register(DataSource(
         name="parallel", config_class=ParallelSourceConfig, open=open_parallel, yields="pairs",
         description="Parallel text (TSV, JSONL or two Moses files) with a length-ratio filter; ids kept"))
-    register(DataSource(
-        name="conceptnet", config_class=ConceptNetConfig, open=open_conceptnet, yields="text",
-        description="ConceptNet 5.x assertions CSV(.gz) as sentences from the 33 relation templates"))
-    register(DataSource(
-        name="conceptnet_edges", config_class=ConceptNetConfig, open=open_conceptnet_edges, yields="edges",
-        description="ConceptNet 5.x assertions CSV(.gz) as edges (4th URI component, no self-loops or URLs)"))
     register(DataSource(
         name="graph_sentences", config_class=GraphSentencesConfig, open=open_graph_sentences, yields="text",
         description="Template sentences from any edge source (synthetic)"))

@@ -56,13 +56,15 @@ def fetch(codes: tuple[str, ...], force: bool, quiet: bool) -> None:
               help="Validate and count a parallel file (TSV/JSONL, or the source side of two Moses files).")
 @click.option("--target-file", default="", help="Target side of a Moses-style pair (with --parallel).")
 @click.option("--graph", "graph_file", type=click.Path(path_type=Path),
-              help="Validate and count a ConceptNet assertions CSV(.gz).")
+              help="Validate and count a knowledge-graph file (read by --graph-source).")
+@click.option("--graph-source", default="",
+              help="The registered edge source that reads --graph (see 'lowres list sources').")
 @click.option("--lang", default="", help="ISO 639-3 code of --text.")
 @click.option("--source-lang", default="", help="ISO 639-3 code of the source side of --parallel.")
 @click.option("--target-lang", default="", help="ISO 639-3 code of the target side of --parallel.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def stats(code: str | None, text_file: Path | None, parallel_file: Path | None, target_file: str,
-          graph_file: Path | None, lang: str, source_lang: str, target_lang: str, as_json: bool) -> None:
+          graph_file: Path | None, graph_source: str, lang: str, source_lang: str, target_lang: str, as_json: bool) -> None:
     """Show counts of a fetched pack CODE, or validate a file given with --text/--parallel/--graph."""
     from lowres_adapters.data import stats as data_stats
 
@@ -79,7 +81,10 @@ def stats(code: str | None, text_file: Path | None, parallel_file: Path | None, 
     elif parallel_file:
         result = data_stats.parallel_file_stats(parallel_file, source_lang, target_lang, target_file)
     else:
-        result = data_stats.graph_file_stats(graph_file)  # type: ignore[arg-type]
+        if not graph_source:
+            raise LowresError("--graph needs --graph-source NAME: the edge source that reads the file "
+                              "(see 'lowres list sources')")
+        result = data_stats.graph_file_stats(graph_file, graph_source)  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
         return

@@ -6,17 +6,20 @@ File statistics read the file with the same readers training uses, so a file tha
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from lowres_adapters.data.conceptnet import iter_assertions
 from lowres_adapters.data.examples import PackData, TaskData
 from lowres_adapters.data.files import normalize_text
 from lowres_adapters.data.languages import detect_script, to_iso639_3, validate_language
 from lowres_adapters.data.parallel import ParallelSourceConfig, iter_raw_pairs, keep_pair
 from lowres_adapters.data.templates import ENGLISH_TEMPLATES
 from lowres_adapters.data.text import iter_raw_texts
+from lowres_adapters.configs import config_from_dict
+from lowres_adapters.errors import LowresError
+from lowres_adapters.registry import get_registry
 
 SCRIPT_SAMPLE = 2000  # texts sampled for the script distribution
 
@@ -93,15 +96,21 @@ def parallel_file_stats(path: Path, source_lang: str = "", target_lang: str = ""
             "source_characters": source_chars, "target_characters": target_chars}
 
 
-def graph_file_stats(path: Path) -> dict[str, Any]:
-    """Validate a ConceptNet assertions file and count edges per relation and start language."""
+def graph_file_stats(path: Path, source: str) -> dict[str, Any]:
+    """Read a graph file through the registered edge source ``source`` (one whose settings take
+    ``path``) and count edges per relation and start language."""
+    spec = get_registry().data_source(source)
+    if spec.yields != "edges":
+        raise LowresError(f"data source {source!r} yields {spec.yields}, not edges")
+    if "path" not in {field.name for field in dataclasses.fields(spec.config_class)}:
+        raise LowresError(f"data source {source!r} does not read a file (its settings have no 'path')")
     relations: Counter[str] = Counter()
     languages: Counter[str] = Counter()
     with_template = 0
-    for edge in iter_assertions(Path(path)):
+    for edge in spec.open(config_from_dict(spec.config_class, {"path": str(path)}, where=source)):
         relations[edge.relation] += 1
         languages[to_iso639_3(edge.start_lang)] += 1
         with_template += edge.relation in ENGLISH_TEMPLATES.predicates
-    return {"file": str(path), "kind": "graph", "edges": sum(relations.values()),
+    return {"file": str(path), "kind": "graph", "source": source, "edges": sum(relations.values()),
             "edges_with_template": with_template, "relations": dict(relations.most_common()),
             "start_languages": dict(languages.most_common())}

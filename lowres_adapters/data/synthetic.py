@@ -2,8 +2,8 @@
 
 - *Lexicon substitution*: words of high-resource sentences are replaced by their translations
   from a bilingual lexicon, giving (original, pseudo-translation) pairs.
-- *Graph sentences*: edges from any registered edge source (``conceptnet_edges``,
-  ``cldr_annotations``, ...) verbalised with relation templates.
+- *Graph sentences*: edges from any registered edge source (graph plugins provide them)
+  verbalised with relation templates.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from lowres_adapters.data.conceptnet import verbalise_edges
+from lowres_adapters.data.graphs import verbalise_edges
 from lowres_adapters.data.examples import PairExample, Provenance, TextExample
 from lowres_adapters.data.files import iter_lines, normalize_text
 from lowres_adapters.data.languages import validate_language
@@ -105,13 +105,13 @@ class GraphSentencesConfig:
     """Settings of the ``graph_sentences`` data source.
 
     Attributes:
-        graph: Name of a registered data source that yields ``edges``.
+        graph: Name of a registered data source that yields ``edges`` (required; graph plugins provide them).
         graph_config: Settings for that source (its config fields).
         languages: Keep edges whose start node is in these languages (empty: all).
         templates: ``"eng"`` for the English predicates, or a templates JSON file.
     """
 
-    graph: str = "conceptnet_edges"
+    graph: str = ""
     graph_config: dict[str, Any] = field(default_factory=dict)
     languages: tuple[str, ...] = ()
     templates: str = "eng"
@@ -122,6 +122,8 @@ def open_graph_sentences(config: GraphSentencesConfig) -> Iterator[TextExample]:
     from lowres_adapters.configs import config_from_dict
     from lowres_adapters.registry import get_registry
 
+    if not config.graph:
+        raise LowresError("graph_sentences needs graph=NAME, a data source that yields edges (see 'lowres list sources')")
     source = get_registry().data_source(config.graph)
     if source.yields != "edges":
         raise LowresError(f"data source {config.graph!r} yields {source.yields}, not edges")

