@@ -30,6 +30,8 @@ COMMANDS = {
     "analyze": "lowres_adapters.cli.evaluate:analyze",
     "publish": "lowres_adapters.cli.hub:publish",
     "load": "lowres_adapters.cli.hub:load",
+    "merge": "lowres_adapters.cli.merge:merge",
+    "export": "lowres_adapters.cli.export:export",
     "bench": "lowres_adapters.cli.bench:bench",
 }
 

@@ -42,9 +42,14 @@ def load(repo_or_path: str, revision: str | None, base_model: str | None, prompt
 
     loaded = load_adapter(repo_or_path, revision=revision, model=base_model, allow_pickle=allow_pickle)
     metadata = loaded.metadata
-    trainable = sum(tensor.numel() for tensor in loaded.handle.adapter_state_dict().values())
-    click.echo(f"{metadata.adapter_type} adapter '{metadata.adapter_name}' for {metadata.language or '?'} "
-               f"on {base_model or metadata.base_model} ({trainable:,} adapter parameters)", err=prompt is not None)
+    if loaded.handle is None:  # a task run: the model is a TaskModel
+        labels = ", ".join(getattr(loaded.model, "labels", ()))
+        click.echo(f"{metadata.adapter_type} task adapter '{metadata.adapter_name}' for {metadata.language or '?'} "
+                   f"on {base_model or metadata.base_model} (labels: {labels})", err=prompt is not None)
+    else:
+        trainable = sum(tensor.numel() for tensor in loaded.handle.adapter_state_dict().values())
+        click.echo(f"{metadata.adapter_type} adapter '{metadata.adapter_name}' for {metadata.language or '?'} "
+                   f"on {base_model or metadata.base_model} ({trainable:,} adapter parameters)", err=prompt is not None)
     if prompt is None:
         return
     click.echo(generate(loaded.model, loaded.tokenizer, prompt, max_new_tokens, metadata.objective))
