@@ -26,7 +26,7 @@ test-fast: install layers
 
 # The core imports in one direction: the import-linter contracts in pyproject.toml (docs/architecture.md).
 layers: install
-	$(BIN)/lint-imports
+	$(BIN)/lint-imports --no-cache
 
 bench: install
 	$(BIN)/lowres bench --quick
