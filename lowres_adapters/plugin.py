@@ -12,11 +12,14 @@ and may move between releases. docs/plugins.md lists each name with its signatur
   class doing most of it), :func:`parameter_names`, :func:`added_parameter_names`,
   :class:`CannotDisable`.
 - Pack helpers: cache files (:func:`write_jsonl`, :func:`read_jsonl`, :func:`write_json`,
-  :func:`sha256_file`, :func:`atomic_directory`), provenance (:func:`record_provenance`), splits
+  :func:`sha256_file`, :func:`atomic_directory`, :func:`atomic_write`, :func:`iter_lines`), provenance (:func:`record_provenance`), splits
   (:data:`SPLITS`, :func:`split_of`, :func:`drop_leaked`), normalisation (:func:`normalize_text`,
   :func:`near_duplicate_key`, :func:`script_fraction`, :func:`to_iso639_3`), data routes
   (:func:`pip_package_dir`, :func:`distribution_version`, :func:`apt_download`, :func:`deb_extract`,
-  :func:`npm_pack`, :func:`extract_tarball`) and :func:`pack_version`.
+  :func:`npm_pack`, :func:`extract_tarball`), :func:`pack_version` and :func:`cache_dir` (the
+  library's cache folder, for data shared by several packs).
+- Knowledge graphs: :func:`load_templates` (:class:`RelationTemplates`) and :func:`verbalise_edges`
+  turn edges into sentences.
 - Alignment: :class:`AlignmentInputs` (what a loss receives) and :func:`build_alignment_loss`.
 - Recipes: :class:`Recipe`, :class:`RecipeContext`, :func:`attach_adapter`, :func:`score_held_out`.
 - Errors: :class:`LowresError`, :class:`InputError`.
@@ -42,7 +45,8 @@ from lowres_adapters.data.examples import (
     TaskData,
     TextExample,
 )
-from lowres_adapters.data.files import normalize_text
+from lowres_adapters.data.files import iter_lines, normalize_text
+from lowres_adapters.data.graphs import verbalise_edges
 from lowres_adapters.data.languages import script_fraction, to_iso639_3
 from lowres_adapters.data.packs import (
     apt_download,
@@ -54,10 +58,12 @@ from lowres_adapters.data.packs import (
     pip_package_dir,
 )
 from lowres_adapters.data.splits import SPLITS, drop_leaked, split_of
+from lowres_adapters.data.templates import RelationTemplates, load_templates
 from lowres_adapters.errors import InputError, LowresError
 from lowres_adapters.handles import CannotDisable, ParameterSetAdapter, added_parameter_names, parameter_names
 from lowres_adapters.hookspecs import hookimpl
-from lowres_adapters.io import atomic_directory
+from lowres_adapters.io import atomic_directory, atomic_write
+from lowres_adapters.paths import cache_dir
 from lowres_adapters.specs import (
     AdapterType,
     AlignmentInputs,
@@ -92,11 +98,12 @@ _LAZY = {
 __all__ = sorted([
     "AdapterType", "AlignmentInputs", "AlignmentLoss", "AttachedAdapter", "CannotDisable", "CommandSpec",
     "DataSource", "Edge", "InputError", "LabeledExample", "LanguagePack", "LowresError", "PackData",
-    "PairExample", "ParameterSetAdapter", "Provenance", "PublishedAdapter", "RecipeType", "SPLITS",
-    "SourceInfo", "TaskData", "TaskKind", "TextExample", "added_parameter_names", "apt_download",
-    "atomic_directory", "deb_extract", "distribution_version", "drop_leaked", "extract_tarball", "hookimpl",
-    "normalize_text", "npm_pack", "pack_version", "parameter_names", "pip_package_dir", "read_jsonl",
-    "record_provenance", "script_fraction", "sha256_file", "split_of", "to_iso639_3", "write_json",
+    "PairExample", "ParameterSetAdapter", "Provenance", "PublishedAdapter", "RecipeType", "RelationTemplates",
+    "SPLITS", "SourceInfo", "TaskData", "TaskKind", "TextExample", "added_parameter_names", "apt_download",
+    "atomic_directory", "atomic_write", "cache_dir", "deb_extract", "distribution_version", "drop_leaked",
+    "extract_tarball", "hookimpl", "iter_lines", "load_templates", "normalize_text", "npm_pack",
+    "pack_version", "parameter_names", "pip_package_dir", "read_jsonl", "record_provenance",
+    "script_fraction", "sha256_file", "split_of", "to_iso639_3", "verbalise_edges", "write_json",
     "write_jsonl", *_LAZY,
 ])
 

@@ -33,6 +33,7 @@ COMMANDS = {
     "merge": "lowres_adapters.cli.merge:merge",
     "export": "lowres_adapters.cli.export:export",
     "bench": "lowres_adapters.cli.bench:bench",
+    "new": "lowres_adapters.cli.new:new",
 }
 
 

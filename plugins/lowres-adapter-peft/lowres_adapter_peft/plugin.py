@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from lowres_adapters import hookimpl
-from lowres_adapters.specs import AdapterType
+from lowres_adapters.plugin import AdapterType, hookimpl
 
 from lowres_adapter_peft.configs import PeftIa3Config, PeftLohaConfig, PeftLokrConfig, PeftLoraConfig, PeftVeraConfig
 from lowres_adapter_peft.handle import attach_peft

@@ -14,13 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from lowres_adapters import paths
-from lowres_adapters.data.cache import atomic_directory, write_json
-from lowres_adapters.data.examples import Edge, Provenance
-from lowres_adapters.data.files import normalize_text
-from lowres_adapters.data.languages import to_iso639_3
-from lowres_adapters.data.packs import extract_tarball, npm_pack
-from lowres_adapters.errors import InputError, LowresError
+from lowres_adapters.plugin import (
+    Edge,
+    InputError,
+    LowresError,
+    Provenance,
+    atomic_directory,
+    cache_dir,
+    extract_tarball,
+    normalize_text,
+    npm_pack,
+    to_iso639_3,
+    write_json,
+)
 
 logger = logging.getLogger("lowres_adapters.data")
 
@@ -52,7 +58,7 @@ class CldrAnnotationsConfig:
 
 def cached_package_dir() -> Path:
     """Return the cache folder of the extracted npm package, fetching it once if missing."""
-    final = paths.cache_dir() / "graphs" / NPM_SPEC.replace("@", "-")
+    final = cache_dir() / "graphs" / NPM_SPEC.replace("@", "-")
     if (final / "annotations").is_dir():
         return final
     logger.info("cldr: npm pack %s", NPM_SPEC)

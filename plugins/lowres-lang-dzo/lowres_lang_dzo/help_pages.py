@@ -15,10 +15,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Iterator
 
-from lowres_adapters.data.cache import record_provenance, write_jsonl
-from lowres_adapters.data.files import normalize_text
-from lowres_adapters.data.packs import apt_download, deb_extract
-from lowres_adapters.errors import LowresError
+from lowres_adapters.plugin import (
+    LowresError,
+    apt_download,
+    deb_extract,
+    normalize_text,
+    record_provenance,
+    write_jsonl,
+)
 
 logger = logging.getLogger("lowres_adapters.data")
 

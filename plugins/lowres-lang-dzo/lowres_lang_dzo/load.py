@@ -16,12 +16,21 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
-from lowres_adapters.data.cache import read_jsonl
-from lowres_adapters.data.dedup import near_duplicate_key
-from lowres_adapters.data.examples import LabeledExample, PackData, PairExample, Provenance, TaskData, TextExample
-from lowres_adapters.data.languages import script_fraction
-from lowres_adapters.data.splits import SPLITS, drop_leaked, split_of
-from lowres_adapters.errors import LowresError
+from lowres_adapters.plugin import (
+    LabeledExample,
+    LowresError,
+    PackData,
+    PairExample,
+    Provenance,
+    SPLITS,
+    TaskData,
+    TextExample,
+    drop_leaked,
+    near_duplicate_key,
+    read_jsonl,
+    script_fraction,
+    split_of,
+)
 from lowres_lang_dzo.help_pages import PARAGRAPHS_FILE
 
 MODULES = ("sbasic", "scalc", "schart", "sdraw", "shared", "simpress", "smath", "swriter")

@@ -13,11 +13,19 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from lowres_adapters.data.cache import read_jsonl, record_provenance, write_jsonl
-from lowres_adapters.data.examples import PackData, PairExample, Provenance, TextExample
-from lowres_adapters.data.files import normalize_text
-from lowres_adapters.data.packs import distribution_version, pip_package_dir
-from lowres_adapters.errors import LowresError
+from lowres_adapters.plugin import (
+    LowresError,
+    PackData,
+    PairExample,
+    Provenance,
+    TextExample,
+    distribution_version,
+    normalize_text,
+    pip_package_dir,
+    read_jsonl,
+    record_provenance,
+    write_jsonl,
+)
 from lowres_lang_nya.section_task import TASK_NAME, build_section_task
 
 logger = logging.getLogger("lowres_adapters.data")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from lowres_adapters.hookspecs import hookimpl
-from lowres_adapters.specs import LanguagePack, SourceInfo
+from lowres_adapters.plugin import LanguagePack, SourceInfo, hookimpl
 from lowres_lang_nya.bible import fetch, load
 
 SOURCES = (

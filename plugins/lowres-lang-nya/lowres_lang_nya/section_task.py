@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from lowres_adapters.data.examples import LabeledExample, TaskData
+from lowres_adapters.plugin import LabeledExample, TaskData
 
 TASK_NAME = "bible_section"
 SECTIONS: tuple[tuple[str, range], ...] = (
