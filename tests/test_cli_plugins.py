@@ -100,3 +100,45 @@ def test_a_package_registering_lora_keeps_every_builtin(tmp_path: Path) -> None:
 
     clean = run_cli("list", "adapters")
     assert clean.returncode == 0 and clean.stderr == ""
+
+
+def test_plugins_add_commands_and_recipes_and_cannot_take_builtin_names(capsys) -> None:
+    import click
+
+    from lowres_adapters.cli import main
+    from lowres_adapters.plugin import RecipeType, hookimpl
+    from lowres_adapters.registry import Registry, reset_registry
+    from lowres_adapters.training.recipes import get_recipe
+
+    class HelloRecipe:
+        """A recipe class stand-in (get_recipe only instantiates it)."""
+
+    class Plugin:
+        @hookimpl
+        def register_commands(self, cli):
+            @cli.command()
+            @click.argument("who")
+            def hello(who):
+                """Say hello."""
+                click.echo(f"hello {who}")
+
+            cli.add_command(click.Command("list", callback=lambda: None))  # a built-in's name: rejected alone
+
+        @hookimpl
+        def register_recipes(self, register):
+            register(RecipeType(name="hello_recipe", recipe_class=HelloRecipe, description="says hello"))
+
+    registry = Registry(strict=False)
+    info = registry.add_plugin(Plugin(), name="hello_plugin")
+    reset_registry(registry)
+    assert info.registered == {"commands": ["hello"], "recipes": ["hello_recipe"]}
+    assert len(info.errors) == 1 and "command 'list' rejected" in info.errors[0]
+    assert isinstance(get_recipe("hello-recipe"), HelloRecipe) and "language" in registry.names("recipes")
+
+    main(["hello", "world"])
+    captured = capsys.readouterr()
+    assert captured.out == "hello world\n"
+    assert captured.err.count("\n") == 1 and "hello_plugin (1 error)" in captured.err  # the one warning line
+
+    main(["list", "adapters"])  # still the built-in list command
+    assert "seq_bn" in capsys.readouterr().out

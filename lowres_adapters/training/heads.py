@@ -25,11 +25,31 @@ from torch import nn
 from torch.nn import functional
 
 from lowres_adapters.evaluation.retrieval import POOLINGS, pool_sequence
+from lowres_adapters.registry import get_registry
 
 HEAD_PREFIX = "lowres.head."
 """Key prefix of head tensors in ``adapter.safetensors``."""
 
-HEAD_KINDS = ("sequence_classification", "token_classification", "extractive_qa")
+HEAD_KINDS = {"sequence_classification": "one", "token_classification": "per_token", "extractive_qa": "span"}
+"""The built-in task kinds and what they label (``TaskKind.labels_per_example``). Plugins add kinds
+through ``register_task_kinds``; a head serves any kind by what it labels: one label per text
+(pooled), a tag per token, or a start and an end position."""
+
+
+def labels_per_example(kind: str) -> tuple[str, int | None]:
+    """Return ``(labels_per_example, fixed_labels)`` of a built-in or registered task kind.
+
+    Raises:
+        ValueError: For a kind neither built in nor registered, listing the known ones.
+    """
+    registry = get_registry()
+    if kind in registry.names("task_kinds"):
+        spec = registry.lookup("task_kinds", kind).spec
+        return spec.labels_per_example, spec.fixed_labels
+    if kind in HEAD_KINDS:
+        return HEAD_KINDS[kind], 2 if HEAD_KINDS[kind] == "span" else None
+    known = sorted(set(HEAD_KINDS) | set(registry.names("task_kinds")))
+    raise ValueError(f"head kind must be one of {', '.join(known)}, got {kind!r}")
 IGNORE_INDEX = -100
 
 
@@ -38,7 +58,8 @@ class HeadConfig:
     """Settings of a task head.
 
     Attributes:
-        kind: One of ``sequence_classification``, ``token_classification``, ``extractive_qa``.
+        kind: A task kind: ``sequence_classification``, ``token_classification``, ``extractive_qa``
+            or one a plugin registered (``lowres list tasks``).
         num_labels: Number of classes (or tags); 2 (start, end) for extractive QA.
         hidden_size: Width of the backbone's hidden states.
         pooling: How a sequence is reduced for sequence classification: ``mean`` over real tokens,
@@ -59,14 +80,13 @@ class HeadConfig:
     normalize: bool = True
 
     def __post_init__(self) -> None:
-        if self.kind not in HEAD_KINDS:
-            raise ValueError(f"head kind must be one of {', '.join(HEAD_KINDS)}, got {self.kind!r}")
+        shape, fixed_labels = labels_per_example(self.kind)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if not (isinstance(self.num_labels, int) and self.num_labels >= 1):
             raise ValueError(f"num_labels must be a positive integer, got {self.num_labels!r}")
-        if self.kind == "extractive_qa" and self.num_labels != 2:
-            raise ValueError("an extractive QA head has exactly 2 outputs (start, end)")
+        if fixed_labels is not None and self.num_labels != fixed_labels:
+            raise ValueError(f"a {self.kind} head has exactly {fixed_labels} outputs, got num_labels={self.num_labels}")
         if not (isinstance(self.hidden_size, int) and self.hidden_size >= 1):
             raise ValueError(f"hidden_size must be a positive integer, got {self.hidden_size!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -128,6 +148,7 @@ class TaskHead(nn.Module):
     def __init__(self, config: HeadConfig) -> None:
         super().__init__()
         self.config = config
+        self.labels_per_example = labels_per_example(config.kind)[0]
         self.dropout = nn.Dropout(config.dropout)
         self.normalizer: nn.Module = FeatureStandardizer(config.hidden_size) if config.normalize else nn.Identity()
         if config.layers == 2:
@@ -141,7 +162,7 @@ class TaskHead(nn.Module):
         """Return logits: ``(batch, labels)`` for sequences, ``(batch, seq, labels)`` per token,
         ``(batch, seq, 2)`` start/end for QA."""
         hidden = hidden.to(self.output.weight.dtype)
-        if self.config.kind == "sequence_classification":
+        if self.labels_per_example == "one":
             hidden = pool_sequence(hidden, attention_mask, self.config.pooling)  # (batch, hidden)
             hidden = self.standardize(hidden, torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device))
         else:
@@ -151,7 +172,7 @@ class TaskHead(nn.Module):
     def feature_rows(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Return the ``(n, hidden)`` rows the head standardises: pooled vectors, or real tokens."""
         hidden = hidden.to(self.output.weight.dtype)
-        if self.config.kind == "sequence_classification":
+        if self.labels_per_example == "one":
             return pool_sequence(hidden, attention_mask, self.config.pooling)
         return hidden[attention_mask.bool()]
 
@@ -176,12 +197,12 @@ class TaskHead(nn.Module):
         ``class_weights`` (labels,) weigh each class's cross-entropy (see :func:`balanced_class_weights`);
         QA ignores them.
         """
-        kind = self.config.kind
+        shape = self.labels_per_example
         if class_weights is not None:
             class_weights = class_weights.to(logits.device, torch.float32)
-        if kind == "sequence_classification":
+        if shape == "one":
             return functional.cross_entropy(logits.float(), batch["labels"], weight=class_weights)
-        if kind == "token_classification":
+        if shape == "per_token":
             flat_logits = logits.float().reshape(-1, logits.shape[-1])  # (batch * seq, labels)
             return functional.cross_entropy(flat_logits, batch["labels"].reshape(-1), weight=class_weights,
                                             ignore_index=IGNORE_INDEX)

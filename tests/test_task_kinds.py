@@ -1,0 +1,40 @@
+"""Task kinds are registered specs: the built-ins register like plugins, and a plugin's kind gets a head."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lowres_adapters.plugin import TaskKind, hookimpl
+from lowres_adapters.registry import Registry, get_registry, reset_registry
+from lowres_adapters.training.heads import HeadConfig, TaskHead
+
+
+def test_builtin_kinds_are_registered_through_the_hook() -> None:
+    registry = get_registry()
+    assert {"sequence_classification", "token_classification", "extractive_qa"} <= set(registry.names("task_kinds"))
+    assert registry.provider("task_kinds", "extractive_qa").builtin
+
+
+def test_a_plugin_kind_gets_the_head_of_what_it_labels() -> None:
+    class Plugin:
+        @hookimpl
+        def register_task_kinds(self, register):
+            register(TaskKind(name="dialect_id", labels_per_example="one", description="which dialect a text is in"))
+
+    registry = Registry(strict=True)
+    registry.add_plugin(Plugin(), name="dialects")
+    reset_registry(registry)
+    head = TaskHead(HeadConfig(kind="dialect_id", num_labels=3, hidden_size=8))
+    hidden, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.long)
+    logits = head(hidden, mask)
+    assert logits.shape == (2, 3)  # pooled: one label per text
+    loss = head.loss(logits, {"labels": torch.tensor([0, 2])})
+    assert loss.dim() == 0 and bool(torch.isfinite(loss))
+
+
+def test_an_unknown_kind_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="head kind must be one of .*extractive_qa.*got 'nope'"):
+        HeadConfig(kind="nope")
+    with pytest.raises(ValueError, match="exactly 2 outputs"):
+        HeadConfig(kind="extractive_qa", num_labels=3)
