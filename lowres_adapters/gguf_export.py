@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.merge import merged_model
 
 GGUF_TYPES = ("f16", "f32")
 SUPPORTED_MODEL_TYPES = ("llama",)
@@ -30,7 +31,9 @@ def _permute(weights: Any, heads: int) -> Any:
 
 def gguf_tensors(model: Any, dtype: str) -> dict[str, Any]:
     """Return ``{gguf name: numpy array}`` for a llama-layout transformers model."""
+    # lazy: gguf imports numpy and is needed by one command
     import gguf
+    # lazy: numpy is needed only here
     import numpy
 
     config = model.config
@@ -57,6 +60,7 @@ def gguf_tensors(model: Any, dtype: str) -> dict[str, Any]:
 
 def add_tokenizer(writer: Any, tokenizer: Any) -> None:
     """Write a byte-level BPE tokenizer (``tokenizer.ggml.model = gpt2``) with its special tokens."""
+    # lazy: gguf imports numpy and is needed by one command
     import gguf
 
     values = json.loads(tokenizer.backend_tokenizer.to_str()) if getattr(tokenizer, "is_fast", False) else {}
@@ -89,7 +93,10 @@ def add_tokenizer(writer: Any, tokenizer: Any) -> None:
 
 def write_gguf(model: Any, tokenizer: Any, output: Path, dtype: str = "f16", name: str = "") -> Path:
     """Write ``model`` (a plain llama-layout transformers model) and ``tokenizer`` to ``output``, atomically."""
+    # lazy: gguf imports numpy and is needed by one command
     import gguf
+
+    from lowres_adapters.merge import usual_permissions
 
     config = model.config
     if dtype not in GGUF_TYPES:
@@ -125,6 +132,7 @@ def write_gguf(model: Any, tokenizer: Any, output: Path, dtype: str = "f16", nam
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        usual_permissions(Path(temporary))
         os.replace(temporary, output)
     finally:
         Path(temporary).unlink(missing_ok=True)
@@ -138,8 +146,6 @@ def export_run(run_dir: str | Path, output: str | Path, *, dtype: str = "f16", m
     Raises:
         LowresError: An adapter that cannot merge, an architecture other than llama, or an existing output.
     """
-    from lowres_adapters.merge import merged_model
-
     output = Path(output)
     if output.exists() and not overwrite:
         raise LowresError(f"{output}: exists; choose another output or pass --overwrite")

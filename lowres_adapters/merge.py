@@ -39,8 +39,11 @@ def check_mergeable(metadata: Any, where: str) -> None:
 
 def merged_model(run_dir: str | Path, *, model: str | None = None, allow_pickle: bool = False) -> tuple[Any, Any]:
     """Return ``(plain transformers model, tokenizer)`` with the run's adapter folded into the weights."""
+    # lazy: artifact imports safetensors
     from lowres_adapters.artifact import read_metadata
+    # lazy: loading imports torch
     from lowres_adapters.loading import load_folder
+    # lazy: task_loading imports torch
     from lowres_adapters.task_loading import is_task_folder
 
     run_dir = Path(run_dir)
@@ -63,8 +66,10 @@ def plain_copy(model: Any, objective: str = "clm") -> Any:
     Raises:
         LowresError: A base parameter has no value in ``model`` (nothing is guessed).
     """
+    # lazy: imports torch
     import torch
 
+    # lazy: imports transformers (and torch)
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     config = type(model.config).from_dict({key: value for key, value in model.config.to_dict().items()
@@ -105,6 +110,13 @@ def _full_vocabulary_tensors(model: Any, plain: Any) -> dict[str, Any]:
     return found
 
 
+def usual_permissions(path: Path, directory: bool = False) -> None:
+    """Give a file or folder made by ``tempfile`` (private: 0600 / 0700) the permissions the umask allows."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
+
+
 def merge_run(run_dir: str | Path, output: str | Path, *, model: str | None = None, allow_pickle: bool = False,
               overwrite: bool = False) -> Path:
     """Write the merged model and its tokenizer to ``output`` (a new folder, written under a temporary name).
@@ -121,6 +133,7 @@ def merge_run(run_dir: str | Path, output: str | Path, *, model: str | None = No
     try:
         merged.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+        usual_permissions(staging, directory=True)
         if output.exists():
             shutil.rmtree(output)
         os.replace(staging, output)
