@@ -21,10 +21,12 @@ and may move between releases. docs/plugins.md lists each name with its signatur
 - Knowledge graphs: :func:`load_templates` (:class:`RelationTemplates`) and :func:`verbalise_edges`
   turn edges into sentences.
 - Alignment: :class:`AlignmentInputs` (what a loss receives) and :func:`build_alignment_loss`.
-- Recipes: :class:`Recipe`, :class:`RecipeContext`, :func:`attach_adapter`, :func:`score_held_out`.
+- Recipes: :class:`Recipe`, :class:`RecipeContext`, :class:`TrainingJob`, :func:`attach_adapter`,
+  :func:`score_held_out`.
 - Errors: :class:`LowresError`, :class:`InputError`.
 - Testing kits: :func:`check_adapter_type`, :func:`check_language_pack`, :func:`check_alignment_loss`,
-  :func:`check_data_source`, :func:`tiny_model`, :func:`base_shape_config`.
+  :func:`check_data_source` (each raises :class:`ConformanceError`, returns a
+  :class:`ConformanceReport`), :func:`tiny_model`, :func:`base_shape_config`.
 
 Names that need torch (alignment builder, recipes, kits) are imported on first use, so importing
 this module from a plugin's registration code stays cheap.
@@ -85,11 +87,13 @@ _LAZY = {
     "RecipeContext": "lowres_adapters.training.recipes.base",
     "attach_adapter": "lowres_adapters.training.recipes.base",
     "score_held_out": "lowres_adapters.training.recipes.base",
+    "TrainingJob": "lowres_adapters.training.loop",
     "check_adapter_type": "lowres_adapters.testing.conformance",
     "check_language_pack": "lowres_adapters.testing.pack_kit",
     "check_alignment_loss": "lowres_adapters.testing.loss_kit",
     "check_data_source": "lowres_adapters.testing.source_kit",
     "ConformanceError": "lowres_adapters.testing.conformance",
+    "ConformanceReport": "lowres_adapters.testing.conformance",
     "tiny_model": "lowres_adapters.testing.tiny",
     "base_shape_config": "lowres_adapters.testing.tiny",
 }

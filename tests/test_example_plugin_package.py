@@ -53,3 +53,20 @@ def test_source_streams_and_reports_bad_lines(example_module, empty_registry: Re
     bad.write_text("a1\tMoni\nonly-one-column\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"bad.tsv:2: expected 2 tab-separated columns"):
         list(source.open(source.config_class(path=str(bad), lang="nya")))
+
+
+def test_the_example_imports_only_the_plugin_api_and_passes_the_kits(example_module, tmp_path: Path) -> None:
+    from test_plugin_imports import library_imports
+
+    from lowres_adapters.plugin import AlignmentLoss, DataSource, check_alignment_loss, check_data_source
+
+    assert library_imports(PACKAGE) == {"lowres_adapters.plugin"}
+    check_alignment_loss(AlignmentLoss(name="l1", config_class=example_module.L1Config,
+                                       build=example_module.build_l1, description="example"))
+    good, bad = tmp_path / "good.tsv", tmp_path / "bad.tsv"
+    good.write_text("a1\tMoni dziko\na2\tZikomo kwambiri\n", encoding="utf-8")
+    bad.write_text("a1\tMoni\nonly-one-column\n", encoding="utf-8")
+    source = DataSource(name="id_text", config_class=example_module.IdTextConfig, open=example_module.read_id_text,
+                        yields="text", description="example")
+    config = example_module.IdTextConfig
+    check_data_source(source, config(path=str(good), lang="nya"), bad_config=config(path=str(bad), lang="nya"))

@@ -10,7 +10,7 @@ import click
 from lowres_adapters.configs import config_to_dict
 from lowres_adapters.errors import LowresError
 from lowres_adapters.registry import KIND_LABELS, get_registry
-from lowres_adapters.specs import LanguagePack, spec_name
+from lowres_adapters.specs import CommandSpec, LanguagePack, spec_name
 
 # CLI word -> registry kind
 LIST_KINDS = {
@@ -43,6 +43,11 @@ def plugins(as_json: bool) -> None:
 
 def _describe(spec: object) -> str:
     description = getattr(spec, "description", "")
+    if isinstance(spec, CommandSpec) and not description:
+        from lowres_adapters.cli import LazyGroup
+
+        command = LazyGroup._load(spec.name)
+        return command.get_short_help_str(80) if command is not None else ""
     if isinstance(spec, LanguagePack):
         return f"{spec.name} ({spec.script}) - {description}"
     return description

@@ -9,10 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from lowres_adapters import hookimpl
-from lowres_adapters.data.examples import Provenance, TextExample
-from lowres_adapters.errors import InputError
-from lowres_adapters.specs import AlignmentInputs, AlignmentLoss, DataSource
+from lowres_adapters.plugin import (
+    AlignmentInputs,
+    AlignmentLoss,
+    DataSource,
+    InputError,
+    Provenance,
+    TextExample,
+    hookimpl,
+)
 
 
 @dataclass(frozen=True)
