@@ -17,9 +17,8 @@ from __future__ import annotations
 import torch
 
 from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
-from lowres_adapters.training.batching import collator_for_objective, tokenize_for_objective
+from lowres_adapters.training.lm_objectives import CAUSAL_LM
 from lowres_adapters.training.loop import TrainingJob, train
-from lowres_adapters.training.objectives import loss_for_objective
 from lowres_adapters.training.settings import LoopSettings
 from lowres_adapters.training.speed import SpeedOptions, speed_up_job
 
@@ -28,10 +27,10 @@ def main() -> dict[str, float]:
     """Compare the plain and the optimised job on the same data, then train the optimised one."""
     torch.manual_seed(0)
     model, tokenizer = tiny_model("llama")
-    features = tokenize_for_objective("clm", tokenizer, list(TINY_CORPUS) * 4, 128)
+    features = CAUSAL_LM.tokenize(tokenizer, list(TINY_CORPUS) * 4, 128)
     plain = TrainingJob(model=model, parameters=dict(model.named_parameters()), train_features=features,
-                        collate=collator_for_objective("clm", tokenizer), loss_fn=loss_for_objective("clm"))
-    fast = speed_up_job(plain, SpeedOptions(vocab_trim=False, token_cache=False), objective="clm",
+                        collate=CAUSAL_LM.collator(tokenizer), loss_fn=CAUSAL_LM.loss)
+    fast = speed_up_job(plain, SpeedOptions.fast(vocab_trim=False, token_cache=False), objective=CAUSAL_LM,
                         tokenizer=tokenizer, row_length=128)
     print(f"{len(plain.train_features)} examples packed into {len(fast.train_features)} rows of 128 tokens")
 
@@ -42,7 +41,7 @@ def main() -> dict[str, float]:
     print(f"plain loss {float(plain_loss):.5f} over {plain_count} tokens; "
           f"packed + masked-only {float(fast_loss):.5f} over {fast_count} tokens")
 
-    trimmed = speed_up_job(plain, SpeedOptions(token_cache=False), objective="clm", tokenizer=tokenizer,
+    trimmed = speed_up_job(plain, SpeedOptions.fast(token_cache=False), objective=CAUSAL_LM, tokenizer=tokenizer,
                            row_length=128)
     print(f"vocabulary trimmed to {trimmed.loss_fn.trim.size} of {model.config.vocab_size} ids")
     result = train(trimmed, LoopSettings(max_steps=10, batch_size=2, lr=1e-2, schedule="constant", progress=False))

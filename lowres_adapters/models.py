@@ -31,12 +31,53 @@ def embedded_source(model_id: str) -> tuple[str, str] | None:
     return (entry[1], entry[2]) if entry else None
 
 
+MASKED_LM, CAUSAL_LM = "mlm", "clm"
+"""The objective names recorded in artifacts (``lowres_adapter.json``'s ``objective``)."""
+
+
+def objective_name_for_config(config: Any, model_id: str = "") -> str:
+    """Return ``"mlm"`` or ``"clm"``: the language-model head transformers has for ``config``.
+
+    Decided from transformers' own auto-class tables, not from a list of model types: a class
+    named in ``config.architectures`` decides first when it is a masked-LM or causal-LM class
+    (listed in the tables, or named ``*ForMaskedLM`` / ``*ForCausalLM``); else whether the
+    config's class is in ``MODEL_FOR_MASKED_LM_MAPPING`` and ``MODEL_FOR_CAUSAL_LM_MAPPING``
+    (including classes registered with the auto classes); a type in both (BERT, XLM-R have
+    ``*ForMaskedLM`` and ``*ForCausalLM``) is masked unless ``config.is_decoder`` says it was
+    trained as a decoder.
+
+    Raises:
+        LowresError: When transformers has neither head for the architecture (one line).
+    """
+    from transformers.models.auto.modeling_auto import (  # lazy: the CLI starts without transformers
+        MODEL_FOR_CAUSAL_LM_MAPPING,
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    architectures = list(getattr(config, "architectures", None) or ())
+    for architecture in architectures:
+        if architecture in MODEL_FOR_MASKED_LM_MAPPING_NAMES.values() or architecture.endswith("ForMaskedLM"):
+            return MASKED_LM
+        if architecture in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() or architecture.endswith("ForCausalLM"):
+            return CAUSAL_LM
+    masked = type(config) in MODEL_FOR_MASKED_LM_MAPPING
+    causal = type(config) in MODEL_FOR_CAUSAL_LM_MAPPING
+    if masked and causal:
+        return CAUSAL_LM if getattr(config, "is_decoder", False) else MASKED_LM
+    if masked or causal:
+        return MASKED_LM if masked else CAUSAL_LM
+    name = f"model {model_id!r}" if model_id else "the model"
+    model_type = getattr(config, "model_type", None)
+    raise LowresError(f"{name}: transformers has neither a masked-LM nor a causal-LM head for architecture "
+                      f"{model_type!r} ({', '.join(architectures) or 'no architectures listed'}); "
+                      "lowres adapts masked or causal language models")
+
+
 def is_encoder(config: Any) -> bool:
-    """Return True for models trained with masked LM (BERT, XLM-R, ...), False for decoders."""
-    return not getattr(config, "is_decoder", False) and config.model_type in {
-        "bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta", "deberta-v2", "xmod",
-        "camembert", "mpnet",
-    }
+    """Return True for models trained with masked LM (see :func:`objective_name_for_config`)."""
+    return objective_name_for_config(config) == MASKED_LM
 
 
 def resolve_model_path(model_id: str) -> str:
@@ -102,7 +143,8 @@ def load_base_model(model_id: str, objective: str | None = None, *, revision: st
 
     Args:
         model_id: The embedded default, a Hub id or a local folder.
-        objective: ``"clm"`` or ``"mlm"``; chosen from the architecture when None.
+        objective: ``"clm"`` or ``"mlm"``; chosen from the config when None
+            (:func:`objective_name_for_config`).
         revision: Hub revision of ``model_id`` (ignored for the embedded default and folders).
         safetensors_only: Refuse pickled (``.bin``) weights instead of unpickling them.
 
@@ -117,9 +159,11 @@ def load_base_model(model_id: str, objective: str | None = None, *, revision: st
         config = AutoConfig.from_pretrained(path, trust_remote_code=False, **hub_revision)
     except (OSError, ValueError) as error:
         raise LowresError(f"cannot load model {model_id!r}: {_first_line(error)}") from None
-    if objective is None:
-        objective = "mlm" if is_encoder(config) else "clm"
-    auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
+    objective = str(objective or objective_name_for_config(config, model_id))
+    auto_classes = {MASKED_LM: AutoModelForMaskedLM, CAUSAL_LM: AutoModelForCausalLM}
+    if objective not in auto_classes:
+        raise LowresError(f"objective must be one of {', '.join(auto_classes)}, got {objective!r}")
+    auto = auto_classes[objective]
     extra = {"use_safetensors": True} if safetensors_only else {}
     try:
         model = auto.from_pretrained(path, trust_remote_code=False, **hub_revision, **extra)

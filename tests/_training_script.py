@@ -23,10 +23,9 @@ import torch
 from safetensors.torch import save_file
 
 from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
-from lowres_adapters.training.batching import collator_for_objective, tokenize_for_objective
 from lowres_adapters.training.distributed import current_process
 from lowres_adapters.training.loop import TrainingJob, select_parameters, train
-from lowres_adapters.training.objectives import loss_for_objective
+from lowres_adapters.training.lm_objectives import objective_named
 from lowres_adapters.training.settings import LoopSettings
 
 
@@ -41,12 +40,12 @@ def run_training(run_dir: Path, steps: int = 12, save_every: int = 0, hang_at: i
         model, tokenizer = tiny_model("xlmr", hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     if hang_in_checkpoint:
         _hang_while_writing_checkpoint(run_dir, hang_in_checkpoint)
-    features = tokenize_for_objective(objective, tokenizer, list(TINY_CORPUS) * 4, 64)
+    features = objective_named(objective).tokenize(tokenizer, list(TINY_CORPUS) * 4, 64)
     parameters = select_parameters(model, ["*q_proj*", "*down_proj*"] if objective == "clm"
                                    else ["*attention.self.query*", "*output.dense*"])
     job = TrainingJob(model=model, parameters=parameters, train_features=features,
-                      collate=collator_for_objective(objective, tokenizer),
-                      loss_fn=loss_for_objective(objective), eval_features=features[:6])
+                      collate=objective_named(objective).collator(tokenizer),
+                      loss_fn=objective_named(objective).loss, eval_features=features[:6])
     settings = LoopSettings(max_steps=steps, lr=1e-2, batch_size=8, grad_accum_steps=accum,
                             save_every=save_every, keep_checkpoints=2, eval_every=4, progress=False,
                             warmup_steps=2)

@@ -25,6 +25,7 @@ def test_packed_trimmed_loss_on_smollm2_equals_the_plain_loss_restricted_to_the_
     from lowres_adapters.models import DEFAULT_MODEL, load_base_model
     from lowres_adapters.training.batching import pad_features, tokenize_for_clm
     from lowres_adapters.training.fast_lm import causal_lm_loss, plain_causal_lm_loss
+    from lowres_adapters.training.lm_objectives import CAUSAL_LM
     from lowres_adapters.training.packing import PackedCollator, pack_features
     from lowres_adapters.training.speed import vocabulary_trim_for
 
@@ -34,7 +35,7 @@ def test_packed_trimmed_loss_on_smollm2_equals_the_plain_loss_restricted_to_the_
     plain_batch = pad_features(features, tokenizer.pad_token_id)
     rows = pack_features(features, 128)
     assert len(rows) < len(features)
-    packed_batch = PackedCollator.for_model("clm", model, tokenizer, 128)(rows, torch.Generator())
+    packed_batch = PackedCollator.for_model(CAUSAL_LM, model, tokenizer, 128)(rows, torch.Generator())
     with torch.no_grad():
         plain, plain_count = plain_causal_lm_loss(model, plain_batch)
         packed, packed_count = causal_lm_loss(model, packed_batch)

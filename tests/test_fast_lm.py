@@ -8,9 +8,10 @@ import torch
 from lowres_adapters.errors import LowresError
 from lowres_adapters.testing.tiny import tiny_model
 from lowres_adapters.training.fast_lm import (
-    VocabularyTrim, causal_lm_loss, make_loss_fn, masked_lm_loss, output_logits, plain_causal_lm_loss,
+    VocabularyTrim, causal_lm_loss, masked_lm_loss, output_logits, plain_causal_lm_loss,
     plain_lm_loss, split_lm_model,
 )
+from lowres_adapters.training.lm_objectives import MASKED_LM, objective_named
 
 
 def _mlm_batch(tokenizer, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -149,16 +150,16 @@ def test_peft_wrapped_model_is_unwrapped():
     torch.testing.assert_close(causal_lm_loss(wrapped, batch)[0], plain_causal_lm_loss(wrapped, batch)[0])
 
 
-def test_make_loss_fn_switches():
+def test_objective_fast_loss_switches():
     model, tokenizer = tiny_model("xlmr")
     batch = _mlm_batch(tokenizer)
-    plain = make_loss_fn("mlm", masked_only_logits=False)(model, batch)[0]
-    fast = make_loss_fn("mlm")(model, batch)[0]
+    plain = MASKED_LM.fast_loss(masked_only_logits=False)(model, batch)[0]
+    fast = MASKED_LM.fast_loss()(model, batch)[0]
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
     with pytest.raises(LowresError):
-        make_loss_fn("mlm", masked_only_logits=False, trim=_trim_for(batch, model.config.vocab_size))
+        MASKED_LM.fast_loss(masked_only_logits=False, trim=_trim_for(batch, model.config.vocab_size))
     with pytest.raises(LowresError):
-        make_loss_fn("seq2seq")
+        objective_named("seq2seq")
 
 
 def test_output_logits_shape_with_trim():

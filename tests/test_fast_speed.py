@@ -9,10 +9,9 @@ import torch
 
 from lowres_adapters.errors import LowresError
 from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
-from lowres_adapters.training.batching import collator_for_objective, tokenize_for_objective
 from lowres_adapters.training.fast_lm import split_lm_model
+from lowres_adapters.training.lm_objectives import CAUSAL_LM, MASKED_LM
 from lowres_adapters.training.loop import TrainingJob, train
-from lowres_adapters.training.objectives import loss_for_objective
 from lowres_adapters.training.settings import LoopSettings
 from lowres_adapters.training.speed import (
     SpeedOptions, count_real_tokens, speed_up_for_loop, speed_up_job, tokenize_texts,
@@ -24,10 +23,10 @@ TEXTS = list(TINY_CORPUS) + ["Amen.", "Ndipo Mulungu anati, Kukhale kuwala; ndip
 
 def _job(kind: str) -> tuple[TrainingJob, object, str]:
     model, tokenizer = tiny_model(kind)
-    objective = "clm" if kind == "llama" else "mlm"
-    features = tokenize_for_objective(objective, tokenizer, TEXTS, ROW)
+    objective = CAUSAL_LM if kind == "llama" else MASKED_LM
+    features = objective.tokenize(tokenizer, TEXTS, ROW)
     job = TrainingJob(model=model, parameters=dict(model.named_parameters()), train_features=features,
-                      collate=collator_for_objective(objective, tokenizer), loss_fn=loss_for_objective(objective))
+                      collate=objective.collator(tokenizer), loss_fn=objective.loss)
     return job, tokenizer, objective
 
 
@@ -40,7 +39,7 @@ def _weighted_loss(job: TrainingJob, generator_seed: int = 0) -> tuple[float, in
 
 def test_packed_fast_causal_job_gives_the_plain_loss():
     job, tokenizer, objective = _job("llama")
-    options = SpeedOptions(vocab_trim=False, token_cache=False)
+    options = SpeedOptions.fast(vocab_trim=False, token_cache=False)
     fast = speed_up_job(job, options, objective=objective, tokenizer=tokenizer, row_length=ROW)
     assert len(fast.train_features) < len(job.train_features)  # rows were packed
     plain_loss, plain_count = _weighted_loss(job)
@@ -51,7 +50,7 @@ def test_packed_fast_causal_job_gives_the_plain_loss():
 
 def test_unpacked_fast_masked_job_gives_the_plain_loss_on_the_same_masks():
     job, tokenizer, objective = _job("xlmr")
-    options = SpeedOptions(packing=False, vocab_trim=False, token_cache=False)
+    options = SpeedOptions.fast(packing=False, vocab_trim=False, token_cache=False)
     fast = speed_up_job(job, options, objective=objective, tokenizer=tokenizer, row_length=ROW)
     assert fast.collate is job.collate
     assert _weighted_loss(fast, 4) == pytest.approx(_weighted_loss(job, 4), rel=1e-5)
@@ -59,7 +58,7 @@ def test_unpacked_fast_masked_job_gives_the_plain_loss_on_the_same_masks():
 
 def test_bf16_autocast_stays_close_to_float32():
     job, tokenizer, objective = _job("llama")
-    plain_options = SpeedOptions(packing=False, vocab_trim=False, token_cache=False)
+    plain_options = SpeedOptions.fast(packing=False, vocab_trim=False, token_cache=False)
     reference = speed_up_job(job, plain_options, objective=objective, tokenizer=tokenizer, row_length=ROW)
     bf16 = speed_up_job(job, plain_options.replace(bf16=True), objective=objective, tokenizer=tokenizer,
                         row_length=ROW)
@@ -68,8 +67,9 @@ def test_bf16_autocast_stays_close_to_float32():
 
 def test_trimmed_vocabulary_covers_training_and_validation_ids():
     job, tokenizer, objective = _job("xlmr")
-    job = dataclasses.replace(job, eval_features=tokenize_for_objective(objective, tokenizer, ["Zebra quiz!"], ROW))
-    fast = speed_up_job(job, SpeedOptions(token_cache=False), objective=objective, tokenizer=tokenizer, row_length=ROW)
+    job = dataclasses.replace(job, eval_features=objective.tokenize(tokenizer, ["Zebra quiz!"], ROW))
+    fast = speed_up_job(job, SpeedOptions.fast(token_cache=False), objective=objective, tokenizer=tokenizer,
+                        row_length=ROW)
     kept = set(fast.loss_fn.trim.kept_ids.tolist())
     used = {token for feature in job.train_features + job.eval_features for token in feature["input_ids"]}
     assert used <= kept and set(tokenizer.all_special_ids) <= kept
@@ -79,7 +79,7 @@ def test_trimmed_vocabulary_covers_training_and_validation_ids():
 @pytest.mark.parametrize("kind", ["llama", "xlmr"])
 def test_the_loop_trains_with_every_default_option(kind):
     job, tokenizer, objective = _job(kind)
-    fast = speed_up_job(job, SpeedOptions(token_cache=False), objective=objective, tokenizer=tokenizer,
+    fast = speed_up_job(job, SpeedOptions.fast(token_cache=False), objective=objective, tokenizer=tokenizer,
                         row_length=ROW)
     before = _weighted_loss(fast, 1)[0]
     settings = LoopSettings(max_steps=8, batch_size=2, lr=1e-2, schedule="constant", progress=False)
@@ -93,15 +93,15 @@ def test_the_loop_trains_with_every_default_option(kind):
 
 def test_gradient_checkpointing_gives_the_same_gradients():
     job, tokenizer, objective = _job("llama")
-    plain = speed_up_job(job, SpeedOptions(token_cache=False, vocab_trim=False), objective=objective,
+    plain = speed_up_job(job, SpeedOptions.fast(token_cache=False, vocab_trim=False), objective=objective,
                          tokenizer=tokenizer, row_length=ROW)
     batch = plain.collate(plain.train_features, torch.Generator())
     job.model.train()
     plain.loss_fn(job.model, batch)[0].backward()
     expected = {n: p.grad.clone() for n, p in job.model.named_parameters() if p.grad is not None}
     job.model.zero_grad()
-    checkpointed = speed_up_job(job, SpeedOptions(token_cache=False, vocab_trim=False, gradient_checkpointing=True),
-                                objective=objective, tokenizer=tokenizer, row_length=ROW)
+    checkpointing = SpeedOptions.fast(token_cache=False, vocab_trim=False, gradient_checkpointing=True)
+    checkpointed = speed_up_job(job, checkpointing, objective=objective, tokenizer=tokenizer, row_length=ROW)
     checkpointed.loss_fn(job.model, batch)[0].backward()
     assert job.model.is_gradient_checkpointing
     for name, grad in expected.items():
@@ -116,13 +116,13 @@ def test_count_real_tokens_for_plain_and_packed_batches():
 
 def test_options_are_validated_and_tokenize_texts_uses_the_cache(tmp_path, monkeypatch):
     with pytest.raises(LowresError):
-        SpeedOptions(masked_only_logits=False)  # vocab_trim is on by default
+        SpeedOptions.fast(masked_only_logits=False)  # vocab_trim is on by default
     with pytest.raises(LowresError):
-        SpeedOptions(chunk_size=0)
+        SpeedOptions.fast(chunk_size=0)
     monkeypatch.setenv("LOWRES_CACHE", str(tmp_path))
     _, tokenizer = tiny_model("llama")
-    cached = tokenize_texts("clm", tokenizer, TEXTS, 32, SpeedOptions())
-    assert cached == tokenize_texts("clm", tokenizer, TEXTS, 32, SpeedOptions(token_cache=False))
+    cached = tokenize_texts("clm", tokenizer, TEXTS, 32, SpeedOptions.fast())
+    assert cached == tokenize_texts("clm", tokenizer, TEXTS, 32, SpeedOptions.fast(token_cache=False))
     assert list((tmp_path / "tokens").iterdir())
 
 
@@ -146,7 +146,7 @@ def test_loop_settings_switch_the_options_and_unsupported_models_fall_back(capsy
     job, tokenizer, objective = _job("llama")
     assert speed_up_for_loop(job, LoopSettings(), objective=objective, tokenizer=tokenizer) is job
     loop = LoopSettings(packing=True, masked_only_logits=True, vocab_trim=True, max_length=ROW)
-    assert SpeedOptions.from_loop(loop) == SpeedOptions(token_cache=False)
+    assert loop.speed == SpeedOptions.fast(token_cache=False)
     head = job.model.get_output_embeddings().weight
     adapter_like = dataclasses.replace(job, parameters={n: p for n, p in job.parameters.items() if p is not head})
     fast = speed_up_for_loop(adapter_like, loop, objective=objective, tokenizer=tokenizer)

@@ -8,6 +8,7 @@ import torch
 from lowres_adapters.errors import LowresError
 from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
 from lowres_adapters.training.fast_lm import causal_lm_loss, masked_lm_loss
+from lowres_adapters.training.lm_objectives import CAUSAL_LM, MASKED_LM
 from lowres_adapters.training.packing import PackedCollator, pack_features, packing_efficiency
 
 ROW = 48
@@ -57,7 +58,8 @@ def test_each_packed_example_has_its_unpacked_logits(kind):
     features = _features(tokenizer, kind)
     rows = pack_features(features, MODEL_ROW)
     assert len(rows) < len(features)
-    collator = PackedCollator.for_model("clm" if kind == "llama" else "mlm", model, tokenizer, row_length=MODEL_ROW)
+    objective = CAUSAL_LM if kind == "llama" else MASKED_LM
+    collator = PackedCollator.for_model(objective, model, tokenizer, row_length=MODEL_ROW)
     collator.probability = 1e-9  # keep the inputs unmasked to compare logits
     batch = collator(rows, torch.Generator().manual_seed(0))
     inputs = {key: batch[key] for key in ("input_ids", "position_ids", "attention_mask") if key in batch}
@@ -81,7 +83,7 @@ def test_each_packed_example_has_its_unpacked_logits(kind):
 def test_packed_causal_loss_equals_the_token_weighted_unpacked_loss():
     model, tokenizer = tiny_model("llama")
     features = _features(tokenizer, "llama")
-    batch = PackedCollator.for_model("clm", model, tokenizer, row_length=MODEL_ROW)(
+    batch = PackedCollator.for_model(CAUSAL_LM, model, tokenizer, row_length=MODEL_ROW)(
         pack_features(features, MODEL_ROW), torch.Generator())
     packed_loss, packed_count = causal_lm_loss(model, batch)
     total, count = 0.0, 0
@@ -97,7 +99,7 @@ def test_packed_causal_loss_equals_the_token_weighted_unpacked_loss():
 def test_packed_masked_lm_masks_only_real_tokens_and_trains():
     model, tokenizer = tiny_model("xlmr")
     rows = pack_features(_features(tokenizer, "xlmr"), MODEL_ROW)
-    collator = PackedCollator.for_model("mlm", model, tokenizer, row_length=MODEL_ROW)
+    collator = PackedCollator.for_model(MASKED_LM, model, tokenizer, row_length=MODEL_ROW)
     batch = collator(rows, torch.Generator().manual_seed(3))
     labelled = batch["labels"] != -100
     special = torch.isin(batch["labels"], torch.tensor(tokenizer.all_special_ids))

@@ -10,7 +10,8 @@ from lowres_adapters.training.base_scores import cached_base_scores
 @pytest.fixture
 def calls(tmp_path, monkeypatch):
     monkeypatch.setenv("LOWRES_CACHE", str(tmp_path))
-    monkeypatch.setattr("lowres_adapters.models.model_revision", lambda model_id: "rev1" if model_id == "pinned" else None)
+    monkeypatch.setattr("lowres_adapters.training.base_scores.model_revision",
+                        lambda model_id: "rev1" if model_id == "pinned" else None)
     counter = []
 
     def score():

@@ -98,11 +98,11 @@ def test_causal_collator_pads_to_the_longest_feature_only():
 
 
 def test_lazy_features_tokenise_on_access_like_the_eager_path():
-    from lowres_adapters.training.batching import lazy_features
+    from lowres_adapters.training.lm_objectives import CAUSAL_LM
 
     tokenizer = tiny_tokenizer()
     texts = [TINY_CORPUS[0], "   ", TINY_CORPUS[1], TINY_CORPUS[2]]
-    lazy = lazy_features("clm", tokenizer, texts, 16)
+    lazy = CAUSAL_LM.lazy_features(tokenizer, texts, 16)
     eager = tokenize_for_clm(tokenizer, texts, 16)
     assert len(lazy) == len(eager) == 3
     assert not lazy._cache

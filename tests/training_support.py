@@ -85,8 +85,13 @@ class ToyPlugin:
 
 
 def install_toy_registry() -> Registry:
-    """Make the process-wide registry a strict one holding only the ``toy`` adapter type."""
+    """Make the process-wide registry a strict one holding the ``toy`` adapter type as the only adapter type
+    (with the built-in recipes and commands)."""
+    import importlib
+
     registry = Registry(strict=True, entry_points=False)
+    for module in ("lowres_adapters.training.recipes", "lowres_adapters.cli"):  # built-in recipes, commands
+        registry.add_plugin(importlib.import_module(module))
     registry.add_plugin(ToyPlugin(), name="toy_plugin")
     reset_registry(registry)
     return registry

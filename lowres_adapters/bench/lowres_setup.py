@@ -27,12 +27,11 @@ def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, Any
     from safetensors.torch import save_file
 
     from lowres_adapters.registry import get_registry
-    from lowres_adapters.training.batching import collator_for_objective
+    from lowres_adapters.training.lm_objectives import objective_named
     from lowres_adapters.training.loop import TrainingJob, train
-    from lowres_adapters.training.objectives import loss_for_objective
     from lowres_adapters.training.settings import LoopSettings
 
-    options = SpeedOptions(**{**SpeedOptions().__dict__, "token_cache": False, "bf16": native_bf16(), **switches})
+    options = SpeedOptions(**{**SpeedOptions.fast().__dict__, "token_cache": False, "bf16": native_bf16(), **switches})
     model = build_model(config.workload, config.seed)
     kind, adapter_options = adapter_for(config.workload, config.setup)
     spec = get_registry().adapter_type(kind)
@@ -45,7 +44,7 @@ def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, Any
     job = TrainingJob(
         model=handle.model, parameters=parameters,
         train_features=[{"input_ids": ids} for ids in data.train_ids],
-        collate=collator_for_objective(data.objective, data.tokenizer), loss_fn=loss_for_objective(data.objective),
+        collate=objective_named(data.objective).collator(data.tokenizer), loss_fn=objective_named(data.objective).loss,
         name=config.setup, freezing=f"adapter {kind} only")
     job = speed_up_job(job, options, objective=data.objective, tokenizer=data.tokenizer,
                        row_length=config.row_length)

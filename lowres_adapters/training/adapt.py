@@ -145,7 +145,8 @@ def _echo_stderr(line: str) -> None:
 def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
         echo: Callable[[str], None] | None = None) -> RunResult:
     """Run ``settings`` end to end (see :func:`adapt`)."""
-    from lowres_adapters.models import DEFAULT_MODEL, is_encoder, load_base_model
+    from lowres_adapters.models import DEFAULT_MODEL, load_base_model
+    from lowres_adapters.training.lm_objectives import objective_for_config
 
     process = current_process()
     echo = (echo or _echo_stderr) if process.is_main else (lambda line: None)
@@ -165,7 +166,7 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
 
     echo(f"loading {model_id}")
     model, tokenizer = load_base_model(model_id)
-    objective = "mlm" if is_encoder(model.config) else "clm"
+    objective = objective_for_config(model.config, model_id)
     loop = resolve_loop_settings(recipe.loop_defaults(objective), settings.loop, where="loop")
     context = RecipeContext(settings=settings, loop=loop, options=options, model=model, tokenizer=tokenizer,
                             objective=objective, data=data, language=settings.language,

@@ -128,15 +128,6 @@ class MaskedCollator:
         return batch
 
 
-def collator_for_objective(objective: str, tokenizer: Any) -> Collator:
-    """Return the plain collator for ``"clm"`` or ``"mlm"``."""
-    if objective == "clm":
-        return CausalCollator(tokenizer.pad_token_id)
-    if objective == "mlm":
-        return MaskedCollator(tokenizer)
-    raise ValueError(f"objective must be 'clm' or 'mlm', got {objective!r}")
-
-
 class LazyFeatures(Sequence[Feature]):
     """Features tokenised on first access (a 40-step run reads 320 of 20,000 texts).
 
@@ -169,17 +160,3 @@ class LazyFeatures(Sequence[Feature]):
         if index not in self._cache:
             self._cache[index] = self._tokenize([self._texts[index]])[0]
         return self._cache[index]
-
-
-def lazy_features(objective: str, tokenizer: Any, texts: Iterable[str], max_length: int) -> LazyFeatures:
-    """Return :class:`LazyFeatures` tokenising free text for ``"clm"`` or ``"mlm"`` on access."""
-    return LazyFeatures(list(texts), lambda chunk: tokenize_for_objective(objective, tokenizer, chunk, max_length))
-
-
-def tokenize_for_objective(objective: str, tokenizer: Any, texts: Iterable[str], max_length: int) -> list[Feature]:
-    """Tokenise free text for ``"clm"`` or ``"mlm"``."""
-    if objective == "clm":
-        return tokenize_for_clm(tokenizer, texts, max_length)
-    if objective == "mlm":
-        return tokenize_for_mlm(tokenizer, texts, max_length)
-    raise ValueError(f"objective must be 'clm' or 'mlm', got {objective!r}")

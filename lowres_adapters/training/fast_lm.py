@@ -229,7 +229,8 @@ def output_logits(
     return logits
 
 
-def _body_hidden(parts: LMHeadParts, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def body_hidden(parts: LMHeadParts, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Return the body's last hidden states ``(batch, seq, hidden)`` for a plain or packed batch."""
     inputs = {key: batch[key] for key in BODY_KEYS if key in batch and batch[key] is not None}
     if hasattr(parts.body.config, "use_cache"):
         # Without a cache, decoders read example boundaries from restarted position_ids (packing).
@@ -276,7 +277,7 @@ def masked_lm_loss(
         ``(mean loss over masked tokens, number of masked tokens)``.
     """
     parts = split_lm_model(model)
-    hidden = _body_hidden(parts, batch)  # (batch, seq, hidden)
+    hidden = body_hidden(parts, batch)  # (batch, seq, hidden)
     labels = batch["labels"]
     selected = labels != IGNORE_INDEX  # (batch, seq)
     n_tokens = int(selected.sum())
@@ -305,7 +306,7 @@ def causal_lm_loss(
         ``(mean loss over predicted tokens, number of predicted tokens)``.
     """
     parts = split_lm_model(model)
-    hidden = _body_hidden(parts, batch)  # (batch, seq, hidden)
+    hidden = body_hidden(parts, batch)  # (batch, seq, hidden)
     next_labels = batch["labels"][:, 1:]  # (batch, seq - 1)
     selected = next_labels != IGNORE_INDEX
     n_tokens = int(selected.sum())
@@ -314,33 +315,6 @@ def causal_lm_loss(
     rows = hidden[:, :-1][selected]  # (n, hidden)
     total = _scored_loss(parts, rows, next_labels[selected], trim, chunk_size)
     return total / n_tokens, n_tokens
-
-
-def make_loss_fn(
-    objective: str, *, masked_only_logits: bool = True, trim: VocabularyTrim | None = None,
-    chunk_size: int | None = None,
-) -> Callable[[nn.Module, Mapping[str, torch.Tensor]], tuple[torch.Tensor, int]]:
-    """Return a ``loss_fn(model, batch) -> (loss, n_tokens)`` for the training loop.
-
-    Args:
-        objective: ``"mlm"`` or ``"clm"``.
-        masked_only_logits: Score labelled positions only; False gives the plain full forward.
-        trim: Score only these token ids (needs ``masked_only_logits``).
-        chunk_size: Score at most this many positions at a time.
-    """
-    if objective not in ("mlm", "clm"):
-        raise LowresError(f"objective must be 'mlm' or 'clm', got {objective!r}")
-    if not masked_only_logits:
-        if trim is not None:
-            raise LowresError("vocabulary trimming needs masked_only_logits")
-        return plain_lm_loss if objective == "mlm" else plain_causal_lm_loss
-    fast = masked_lm_loss if objective == "mlm" else causal_lm_loss
-
-    def loss_fn(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-        return fast(model, batch, trim=trim, chunk_size=chunk_size)
-
-    loss_fn.trim = trim  # type: ignore[attr-defined]  # what it scores, for reports
-    return loss_fn
 
 
 def _model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

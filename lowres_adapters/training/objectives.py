@@ -59,15 +59,6 @@ def masked_lm_loss(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) ->
     return token_cross_entropy(logits, batch["labels"])
 
 
-def loss_for_objective(objective: str) -> LossFn:
-    """Return the plain loss function for ``"clm"`` or ``"mlm"``."""
-    if objective == "clm":
-        return causal_lm_loss
-    if objective == "mlm":
-        return masked_lm_loss
-    raise ValueError(f"objective must be 'clm' or 'mlm', got {objective!r}")
-
-
 def mask_tokens(input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, *, mask_token_id: int,
                 vocab_size: int, generator: torch.Generator,
                 probability: float = MASK_PROBABILITY) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,8 @@ model where each example starts, so no token sees another example and every loss
 unpacked one:
 
 - positions restart at every example (``position_ids``), so RoPE and absolute position embeddings
-  see what they would see unpacked;
+  see what they would see unpacked (counting from ``padding_idx + 1`` where the position
+  embedding reserves a padding row, as RoBERTa's does: read from the model, not a list of types);
 - decoders (Llama, ...) get no ``attention_mask``: transformers >= 4.55 reads the restarts in
   ``position_ids`` and builds a block-diagonal causal mask itself;
 - encoders (XLM-R, BERT) get a ``(batch, seq, seq)`` attention mask that is 1 only inside an example;
@@ -15,6 +16,8 @@ unpacked one:
 
 A packed feature is ``{"input_ids", "labels"?, "segment_lengths"}``; :class:`PackedCollator` is a
 collator for the training loop (``collate(features, generator) -> batch``).
+:func:`isolates_packed_examples` checks on the model itself that packed examples do not see each
+other; the speed options turn packing off (with a note) for a model where they would.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.training.fast_lm import body_hidden, split_lm_model
+from lowres_adapters.training.lm_objectives import LMObjective, objective_named
 from lowres_adapters.training.objectives import IGNORE_INDEX, MASK_PROBABILITY, mask_tokens
 
 Feature = dict[str, list[int]]
@@ -119,21 +124,20 @@ class PackedCollator:
     """Collate packed features into a batch whose examples never attend to each other.
 
     Args:
-        objective: ``"clm"`` (decoders) or ``"mlm"`` (encoders).
+        objective: The model's objective (or its name): masked LM gets a ``(batch, seq, seq)``
+            attention mask and masking, causal LM leaves each example's first token unlabelled.
         pad_token_id: Id used to fill rows to the same length.
         row_length: Pad every row to this length (None: to the longest row of the batch).
-        position_offset: First position id of every example (XLM-R/RoBERTa count from
-            ``padding_idx + 1``; BERT and Llama from 0).
-        mask_token_id, vocab_size, special_ids: For ``"mlm"``: masking as the plain collator does it.
-        probability: Share of real tokens to predict for ``"mlm"``.
+        position_offset: First position id of every example (see :func:`position_offset`).
+        mask_token_id, vocab_size, special_ids: For masked LM: masking as the plain collator does it.
+        probability: Share of real tokens to predict for masked LM.
     """
 
-    def __init__(self, objective: str, pad_token_id: int, *, row_length: int | None = None,
+    def __init__(self, objective: str | LMObjective, pad_token_id: int, *, row_length: int | None = None,
                  position_offset: int = 0, mask_token_id: int | None = None, vocab_size: int | None = None,
                  special_ids: Sequence[int] = (), probability: float = MASK_PROBABILITY) -> None:
-        if objective not in ("clm", "mlm"):
-            raise LowresError(f"objective must be 'clm' or 'mlm', got {objective!r}")
-        if objective == "mlm" and (mask_token_id is None or vocab_size is None):
+        objective = objective_named(objective)
+        if objective.masked and (mask_token_id is None or vocab_size is None):
             raise LowresError("masked LM packing needs mask_token_id and vocab_size")
         self.objective = objective
         self.pad_token_id = pad_token_id
@@ -145,11 +149,10 @@ class PackedCollator:
         self.probability = probability
 
     @classmethod
-    def for_model(cls, objective: str, model: Any, tokenizer: Any, row_length: int | None = None) -> "PackedCollator":
+    def for_model(cls, objective: str | LMObjective, model: Any, tokenizer: Any,
+                  row_length: int | None = None) -> "PackedCollator":
         """Return a collator set up from a transformers model and its tokenizer."""
-        config = model.config
-        offset = config.pad_token_id + 1 if config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
-        return cls(objective, tokenizer.pad_token_id, row_length=row_length, position_offset=offset,
+        return cls(objective, tokenizer.pad_token_id, row_length=row_length, position_offset=position_offset(model),
                    mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
                    special_ids=tokenizer.all_special_ids)
 
@@ -168,7 +171,7 @@ class PackedCollator:
             self._fill_row(row, feature, width, input_ids, labels, segment_ids, position_ids)
         token_mask = (segment_ids >= 0).long()
         batch: Batch = {"input_ids": input_ids, "position_ids": position_ids, "token_mask": token_mask}
-        if self.objective == "clm":
+        if not self.objective.masked:
             batch["labels"] = labels
             return batch
         same_example = segment_ids[:, :, None] == segment_ids[:, None, :]  # (batch, seq, seq)
@@ -197,7 +200,7 @@ class PackedCollator:
             segment_ids[row, start:stop] = segment
             position_ids[row, start:stop] = torch.arange(length) + self.position_offset
             labels[row, start:stop] = row_labels[start:stop]
-            if self.objective == "clm":
+            if not self.objective.predicts_first_token:
                 labels[row, start] = IGNORE_INDEX  # would be predicted from the previous example
             start = stop
         # Padding: its own segment of restarted positions (decoders see it as one more example).
@@ -205,3 +208,41 @@ class PackedCollator:
         position_ids[row, start:] = torch.arange(padding) + self.position_offset
         if self.position_offset:
             position_ids[row, start:] = self.position_offset - 1  # RoBERTa's padding position
+
+
+def position_offset(model: Any) -> int:
+    """Return the first position id of an example for ``model``.
+
+    A position embedding with a padding row (``padding_idx``, as RoBERTa's and XLM-R's) numbers
+    real tokens from ``padding_idx + 1``; one without (BERT) and rotary models (Llama) from 0.
+    """
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] == "position_embeddings" and isinstance(module, torch.nn.Embedding):
+            return module.padding_idx + 1 if module.padding_idx is not None else 0
+    return 0
+
+
+def isolates_packed_examples(model: Any, collator: PackedCollator, vocab_size: int) -> bool:
+    """Return True when ``model`` gives two examples packed in one row the hidden states it gives
+    each alone, i.e. the packed batch's ``position_ids`` / attention mask keep them apart.
+
+    Architectures whose attention ignores both (or that re-derive positions themselves) fail this
+    check, and packing would leak one example into the next. Runs the body once on a tiny batch.
+    """
+    low = 5 if vocab_size > 64 else 0
+    examples = [[low + (7 * i) % (vocab_size - low) for i in range(1, 6)],
+                [low + (11 * i) % (vocab_size - low) for i in range(1, 4)]]
+    probe = PackedCollator(collator.objective, collator.pad_token_id, position_offset=collator.position_offset,
+                           mask_token_id=collator.mask_token_id, vocab_size=collator.vocab_size,
+                           probability=1e-12)
+    packed = probe([{"input_ids": examples[0] + examples[1], "segment_lengths": [5, 3]}], torch.Generator())
+    parts = split_lm_model(model)
+    was_training = parts.body.training
+    parts.body.eval()
+    try:
+        with torch.no_grad():
+            together = body_hidden(parts, packed)[0]  # (8, hidden)
+            alone = [body_hidden(parts, probe([{"input_ids": ids}], torch.Generator()))[0] for ids in examples]
+    finally:
+        parts.body.train(was_training)
+    return torch.allclose(together, torch.cat(alone), rtol=1e-3, atol=1e-4)

@@ -12,7 +12,7 @@ A config file mirrors :class:`RunSettings`::
     [adapter_config]      # fields of the adapter type's config class
     r = 16
 
-    [loop]                # fields of LoopSettings
+    [loop]                # fields of LoopSettings (training/loop_settings.py, by concern)
     max_steps = 40
     lr = 1e-3
 
@@ -26,7 +26,6 @@ A config file mirrors :class:`RunSettings`::
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,134 +34,11 @@ from typing import Any, Mapping
 from lowres_adapters.configs import config_from_dict, config_to_dict
 from lowres_adapters.errors import LowresError
 from lowres_adapters.specs import LANGUAGE_CODE_PATTERN, NAME_PATTERN
+from lowres_adapters.training.loop_settings import SCHEDULES, LoopSettings
 from lowres_adapters.training.typed_settings import SettingsError, check_language, typed_values
 
-__all__ = ["DataSettings", "LoopSettings", "RunSettings", "SettingsError", "build_run_settings", "merge_settings",
-           "parse_assignment", "read_config_file", "resolve_loop_settings", "typed_values"]
-
-SCHEDULES = ("cosine", "linear", "constant")
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """How the one training loop runs.
-
-    Attributes:
-        max_steps: Optimiser steps to run; None or 0 derives them from ``epochs``.
-        epochs: Passes over the training examples, used when ``max_steps`` is None or 0.
-        batch_size: Examples per optimiser step across all processes and accumulation steps
-            (the global batch). Must be divisible by ``grad_accum_steps`` x processes.
-        grad_accum_steps: Micro-batches accumulated per optimiser step in each process.
-        max_length: Tokens per example; longer examples are truncated.
-        lr: Peak learning rate (AdamW).
-        weight_decay: AdamW decoupled weight decay.
-        adam_beta1: AdamW beta1.
-        adam_beta2: AdamW beta2.
-        adam_eps: AdamW epsilon.
-        schedule: ``"cosine"``, ``"linear"`` (decay to ``min_lr_ratio`` x lr) or ``"constant"``.
-        warmup_ratio: Share of the steps with a linear warm-up from 0 (ignored if ``warmup_steps``).
-        warmup_steps: Warm-up steps; None uses ``warmup_ratio``.
-        min_lr_ratio: Final learning rate as a share of ``lr`` for the decaying schedules.
-        max_grad_norm: Clip the gradient norm of the trained parameters to this; None disables.
-        eval_every: Evaluate the validation loss every N steps (and at the end); 0 only at the end.
-        eval_examples: Validation examples scored at each evaluation (the first N, fixed).
-        early_stopping_patience: Stop after this many evaluations without improvement; 0 disables.
-        early_stopping_min_delta: Least decrease of the validation loss that counts as improvement.
-        restore_best: After early stopping, put back the weights of the best evaluation.
-        save_every: Write a resumable checkpoint every N steps; 0 disables checkpoints.
-        keep_checkpoints: How many checkpoints to keep while training (oldest removed first).
-        keep_checkpoints_at_end: Keep ``checkpoints/`` after a completed run (removed by default).
-        log_every: Write a line to ``train_log.jsonl`` every N steps.
-        seed: Seeds adapter initialisation, data order, MLM masks and dropout.
-        progress: Show a progress bar and the start summary.
-        packing: Pack short examples into full ``max_length`` rows, attention kept inside each
-            example (:mod:`~lowres_adapters.training.packing`).
-        masked_only_logits: Apply the LM head only at labelled positions
-            (:mod:`~lowres_adapters.training.fast_lm`).
-        vocab_trim: Score only the token ids the training text uses (needs ``masked_only_logits``).
-        trim_negatives: With ``vocab_trim``, unused ids drawn into each softmax (sampled softmax),
-            so training still pushes unused tokens down; 0 scores the corpus's ids only.
-        token_cache: Cache tokenised text on disk (memory-mapped) so later runs skip tokenising.
-        bf16: Train under CPU bf16 autocast (weights stay float32).
-        compile: ``torch.compile`` the model body.
-        gradient_checkpointing: Recompute activations in the backward pass (less memory, slower).
-    """
-
-    max_steps: int | None = None
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum_steps: int = 1
-    max_length: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-    schedule: str = "cosine"
-    warmup_ratio: float = 0.0
-    warmup_steps: int | None = None
-    min_lr_ratio: float = 0.0
-    max_grad_norm: float | None = 1.0
-    eval_every: int = 0
-    eval_examples: int = 200
-    early_stopping_patience: int = 0
-    early_stopping_min_delta: float = 0.0
-    restore_best: bool = True
-    save_every: int = 0
-    keep_checkpoints: int = 1
-    keep_checkpoints_at_end: bool = False
-    log_every: int = 1
-    seed: int = 0
-    progress: bool = True
-    packing: bool = False
-    masked_only_logits: bool = False
-    vocab_trim: bool = False
-    trim_negatives: int = 4096
-    token_cache: bool = False
-    bf16: bool = False
-    compile: bool = False
-    gradient_checkpointing: bool = False
-
-    def __post_init__(self) -> None:
-        _check(self.max_steps is None or self.max_steps >= 0, "max_steps must be >= 0 (0: use epochs)")
-        _check(self.epochs > 0 and math.isfinite(self.epochs), "epochs must be > 0")
-        _check(self.batch_size >= 1, "batch_size must be >= 1")
-        _check(self.grad_accum_steps >= 1, "grad_accum_steps must be >= 1")
-        _check(self.batch_size % self.grad_accum_steps == 0,
-               f"batch_size {self.batch_size} must be divisible by grad_accum_steps {self.grad_accum_steps}")
-        _check(self.max_length >= 2, "max_length must be >= 2")
-        _check(self.lr > 0, "lr must be > 0")
-        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
-        _check(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "adam betas must be in [0, 1)")
-        _check(self.adam_eps > 0, "adam_eps must be > 0")
-        _check(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        _check(0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)")
-        _check(self.warmup_steps is None or self.warmup_steps >= 0, "warmup_steps must be >= 0")
-        _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]")
-        _check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm must be > 0")
-        for name in ("eval_every", "save_every", "early_stopping_patience"):
-            _check(getattr(self, name) >= 0, f"{name} must be >= 0")
-        _check(self.eval_examples >= 1, "eval_examples must be >= 1")
-        _check(self.early_stopping_min_delta >= 0, "early_stopping_min_delta must be >= 0")
-        _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
-        _check(self.log_every >= 1, "log_every must be >= 1")
-        _check(self.early_stopping_patience == 0 or self.eval_every > 0,
-               "early_stopping_patience needs eval_every > 0")
-        _check(not self.vocab_trim or self.masked_only_logits, "vocab_trim needs masked_only_logits")
-        _check(self.trim_negatives >= 0, "trim_negatives must be >= 0")
-
-    def total_steps(self, train_examples: int) -> int:
-        """Return the optimiser steps to run for ``train_examples`` examples."""
-        if self.max_steps:
-            return self.max_steps
-        return max(1, math.ceil(self.epochs * train_examples / self.batch_size))
-
-    def warmup_for(self, total_steps: int) -> int:
-        """Return the warm-up steps for a run of ``total_steps``."""
-        if self.warmup_steps is not None:
-            return min(self.warmup_steps, total_steps)
-        return int(round(self.warmup_ratio * total_steps))
-
+__all__ = ["SCHEDULES", "DataSettings", "LoopSettings", "RunSettings", "SettingsError", "build_run_settings",
+           "merge_settings", "parse_assignment", "read_config_file", "resolve_loop_settings", "typed_values"]
 
 @dataclass(frozen=True)
 class DataSettings:

@@ -15,71 +15,21 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
 from lowres_adapters.errors import LowresError
-from lowres_adapters.training.fast_lm import IGNORE_INDEX, VocabularyTrim, make_loss_fn, split_lm_model
-from lowres_adapters.training.packing import PackedCollator, pack_features
+from lowres_adapters.training.fast_lm import IGNORE_INDEX, VocabularyTrim, split_lm_model
+from lowres_adapters.training.lm_objectives import LMObjective, objective_named
+from lowres_adapters.training.loop_settings import SpeedSettings
+from lowres_adapters.training.packing import PackedCollator, isolates_packed_examples, pack_features
 
 Feature = dict[str, list[int]]
 
 
-@dataclass(frozen=True)
-class SpeedOptions:
-    """Switches for the loop's speed optimisations.
-
-    Attributes:
-        packing: Pack short examples into full rows (attention kept inside each example).
-        masked_only_logits: Apply the LM head only where a label is (masked / non-padding tokens).
-        vocab_trim: Score only the token ids the training corpus uses (needs masked_only_logits).
-        token_cache: Keep tokenised corpora in the cache as memory-mapped arrays.
-        bf16: Run forward and backward under CPU bf16 autocast (weights stay float32).
-        compile: ``torch.compile`` the model body.
-        gradient_checkpointing: Recompute activations in the backward pass (less memory, slower).
-        trim_negatives: With ``vocab_trim``, also draw this many unused ids per step into the
-            softmax (sampled softmax), so unused tokens are still pushed down; 0 scores kept ids only.
-        chunk_size: Score at most this many positions at a time (less memory for big vocabularies).
-    """
-
-    packing: bool = True
-    masked_only_logits: bool = True
-    vocab_trim: bool = True
-    token_cache: bool = True
-    bf16: bool = False
-    compile: bool = False
-    gradient_checkpointing: bool = False
-    trim_negatives: int = 4096
-    chunk_size: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.vocab_trim and not self.masked_only_logits:
-            raise LowresError("vocab_trim needs masked_only_logits")
-        if self.trim_negatives < 0:
-            raise LowresError(f"trim_negatives must be >= 0, got {self.trim_negatives}")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise LowresError(f"chunk_size must be at least 1, got {self.chunk_size}")
-
-    @classmethod
-    def from_loop(cls, loop: Any) -> "SpeedOptions":
-        """Return the options set in :class:`~lowres_adapters.training.settings.LoopSettings`."""
-        return cls(**{name: getattr(loop, name) for name in _SWITCHES})
-
-    @property
-    def any(self) -> bool:
-        """Return True when some option changes the job."""
-        return any(getattr(self, name) for name in _SWITCHES if name not in ("token_cache", "trim_negatives"))
-
-    @classmethod
-    def plain(cls) -> "SpeedOptions":
-        """Return every optimisation off (the plain path)."""
-        return cls(packing=False, masked_only_logits=False, vocab_trim=False, token_cache=False)
-
-    def replace(self, **changes: Any) -> "SpeedOptions":
-        """Return a copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
+SpeedOptions = SpeedSettings
+"""The speed switches :func:`speed_up_job` applies (the loop settings' ``speed`` concern)."""
 
 
 def native_bf16() -> bool:
@@ -90,28 +40,21 @@ def native_bf16() -> bool:
 
 
 def fast_text_defaults() -> dict[str, Any]:
-    """Return the loop switches the free-text recipes default to (see the module docstring).
-
-    Measured on the demo run (SmolLM2-135M, LoRA, 40 steps, batch 8 rows of 128 tokens, 2 threads):
-    383 real tokens/s with native bf16 (Intel, AVX512-BF16) and 171 without (AMD EPYC), against 96
-    on the plain path; held-out bits/char 2.965 / 2.959 against 3.045, since packed rows carry
-    about 2.3x the verses of a padded batch.
-    """
-    return {"packing": True, "masked_only_logits": True, "vocab_trim": True, "token_cache": True,
-            "bf16": native_bf16()}
+    """Return the loop switches the free-text recipes default to: :meth:`SpeedSettings.fast`, with
+    bf16 where the CPU multiplies it natively (what each switch gains: ``docs/bench.md``)."""
+    return dataclasses.asdict(SpeedSettings.fast(bf16=native_bf16()))
 
 
-_SWITCHES = ("packing", "masked_only_logits", "vocab_trim", "trim_negatives", "token_cache", "bf16", "compile",
-             "gradient_checkpointing")
-
-
-def speed_up_for_loop(job: Any, loop: Any, *, objective: str, tokenizer: Any) -> Any:
+def speed_up_for_loop(job: Any, loop: Any, *, objective: str | LMObjective, tokenizer: Any) -> Any:
     """Return ``job`` with the speed options of ``loop`` (LoopSettings) applied.
 
     Models whose LM head cannot be separated (e.g. a soft-prompt wrapper) keep the plain
-    collator and loss; a note on stderr says so.
+    collator and loss, and a model whose attention would let packed examples see each other
+    (:func:`~lowres_adapters.training.packing.isolates_packed_examples`) is not packed; a note on
+    stderr says so.
     """
-    options = SpeedOptions.from_loop(loop)
+    objective = objective_named(objective)
+    options = loop.speed
     if not options.any:
         return job
     if options.vocab_trim and _trains_output_matrix(job):
@@ -124,6 +67,13 @@ def speed_up_for_loop(job: Any, loop: Any, *, objective: str, tokenizer: Any) ->
         except LowresError as error:
             print(f"note: packing / masked-only logits off for {job.name}: {error}", file=sys.stderr)
             options = options.replace(packing=False, masked_only_logits=False, vocab_trim=False)
+    if options.packing:
+        model = _transformers_model(job.model)
+        collator = PackedCollator.for_model(objective, model, tokenizer)
+        if not isolates_packed_examples(job.model, collator, model.get_output_embeddings().out_features):
+            print(f"note: packing off for {job.name}: {type(model).__name__} lets packed examples attend to "
+                  "each other (it ignores the restarted position_ids / per-example attention mask)", file=sys.stderr)
+            options = options.replace(packing=False)
     return speed_up_job(job, options, objective=objective, tokenizer=tokenizer, row_length=loop.max_length)
 
 
@@ -154,16 +104,18 @@ def count_real_tokens(batch: Mapping[str, torch.Tensor]) -> int:
     return int(batch["input_ids"].numel())
 
 
-def speed_up_job(job: Any, options: SpeedOptions, *, objective: str, tokenizer: Any, row_length: int) -> Any:
+def speed_up_job(job: Any, options: SpeedOptions, *, objective: str | LMObjective, tokenizer: Any,
+                 row_length: int) -> Any:
     """Return ``job`` with the collator, loss and model set up for ``options``.
 
     Args:
         job: A :class:`~lowres_adapters.training.loop.TrainingJob` with plain features and loss.
         options: Which optimisations to apply.
-        objective: ``"mlm"`` or ``"clm"``.
+        objective: The model's objective (or its name, ``"clm"`` / ``"mlm"``).
         tokenizer: The model's tokenizer (pad / mask / special ids).
         row_length: Tokens per packed row (the loop's ``max_length``).
     """
+    objective = objective_named(objective)
     model = job.model
     changes: dict[str, Any] = {"count_tokens": count_real_tokens}
     if options.packing or options.vocab_trim:
@@ -179,8 +131,8 @@ def speed_up_job(job: Any, options: SpeedOptions, *, objective: str, tokenizer: 
             extra = vocabulary_trim_for(job.eval_features, vocab_size).kept_ids.tolist()
             trim = VocabularyTrim.from_token_ids([trim.kept_ids.tolist(), extra], vocab_size)
         trim = trim.with_negatives(options.trim_negatives)
-    loss_fn = make_loss_fn(objective, masked_only_logits=options.masked_only_logits, trim=trim,
-                           chunk_size=options.chunk_size)
+    loss_fn = objective.fast_loss(masked_only_logits=options.masked_only_logits, trim=trim,
+                                  chunk_size=options.chunk_size)
     if options.masked_only_logits:
         split_lm_model(model)  # fail now, with a clear message, if the head cannot be separated
     if options.bf16:
@@ -195,25 +147,21 @@ def speed_up_job(job: Any, options: SpeedOptions, *, objective: str, tokenizer: 
     return dataclasses.replace(job, **changes)
 
 
-def tokenize_texts(objective: str, tokenizer: Any, texts: Sequence[str], max_length: int,
+def tokenize_texts(objective: str | LMObjective, tokenizer: Any, texts: Sequence[str], max_length: int,
                    options: SpeedOptions) -> list[Feature]:
-    """Tokenise free text as the loop's ``tokenize_for_objective`` does, through the token cache if on."""
-    from lowres_adapters.training.batching import tokenize_for_objective
-
+    """Tokenise free text as ``objective.tokenize`` does, through the token cache if on."""
     if not options.token_cache:
-        return tokenize_for_objective(objective, tokenizer, texts, max_length)
+        return objective_named(objective).tokenize(tokenizer, texts, max_length)
     return cached_text_features(objective, tokenizer, texts, max_length)
 
 
-def cached_text_features(objective: str, tokenizer: Any, texts: Sequence[str], max_length: int) -> list[Feature]:
-    """Return ``tokenize_for_objective(objective, tokenizer, texts, max_length)`` through the token cache."""
+def cached_text_features(objective: str | LMObjective, tokenizer: Any, texts: Sequence[str],
+                         max_length: int) -> list[Feature]:
+    """Return ``objective.tokenize(tokenizer, texts, max_length)`` through the token cache."""
     from lowres_adapters.data.token_cache import cached_features
-    from lowres_adapters.training.batching import tokenize_for_clm, tokenize_for_mlm
 
-    if objective not in ("clm", "mlm"):
-        raise LowresError(f"objective must be 'clm' or 'mlm', got {objective!r}")
-    tokenize = tokenize_for_clm if objective == "clm" else tokenize_for_mlm
-    return cached_features(list(texts), tokenizer, tokenize, max_length)
+    # The tokeniser function (not the bound method) names the cache entry: one per objective.
+    return cached_features(list(texts), tokenizer, type(objective_named(objective)).tokenize_function, max_length)
 
 
 def _transformers_model(model: Any) -> Any:

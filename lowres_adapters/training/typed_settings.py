@@ -18,6 +18,11 @@ class SettingsError(LowresError):
     """Raise for a bad setting (unknown key, wrong type, invalid value): one line."""
 
 
+class InvalidSetting(SettingsError, ValueError):
+    """Raise from a settings dataclass's checks: a one-line error on its own, and a ``ValueError``
+    that ``config_from_dict`` prefixes with where the value came from."""
+
+
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 from lowres_adapters.data.examples import PackData, TextExample
 from lowres_adapters.errors import LowresError
 from lowres_adapters.training.distributed import ProcessInfo
+from lowres_adapters.training.lm_objectives import LMObjective
 from lowres_adapters.training.loop import TrainingJob, select_parameters
 from lowres_adapters.training.settings import LoopSettings, RunSettings
 
@@ -44,7 +45,8 @@ class RecipeContext:
         model: The model to adapt (the base model until :meth:`Recipe.attach` ran; then the
             recipe should train ``handle.model``).
         tokenizer: Its tokenizer (pad token set).
-        objective: ``"clm"`` for decoders, ``"mlm"`` for encoders.
+        objective: The model's objective (:data:`~lowres_adapters.training.lm_objectives.CAUSAL_LM`
+            for decoders, ``MASKED_LM`` for encoders), chosen once from its config.
         data: The language's data: the pack's splits, with the user's files in their place.
         language: ISO 639-3 code of the target language.
         script: ISO 15924 script code ("" when unknown).
@@ -63,7 +65,7 @@ class RecipeContext:
     options: Any
     model: Any
     tokenizer: Any
-    objective: str
+    objective: LMObjective
     data: PackData
     language: str
     script: str
@@ -120,7 +122,7 @@ class Recipe:
     options_class: type = NoOptions
     needs: tuple[str, ...] = ("text",)
 
-    def loop_defaults(self, objective: str) -> dict[str, Any]:
+    def loop_defaults(self, objective: LMObjective) -> dict[str, Any]:
         """Return this recipe's default loop settings for ``objective`` (user settings win)."""
         return {}
 
@@ -194,12 +196,10 @@ def attach_adapter(context: RecipeContext) -> Any:
 
 def score_held_out(context: RecipeContext, model: Any) -> dict[str, Any]:
     """Return bits per character etc. of ``model`` on the held-out texts, with split and size."""
-    from lowres_adapters.evaluation.language_modeling import score_texts
-
     texts = context.held_out_texts()
     show = context.loop.progress and context.process.is_main
-    scores = score_texts(model, context.tokenizer, texts, objective=context.objective,
-                         max_length=max(context.loop.max_length, 512), progress="scoring held-out" if show else None)
+    scores = context.objective.score(model, context.tokenizer, texts, max_length=max(context.loop.max_length, 512),
+                                     progress="scoring held-out" if show else None)
     figures = dict(scores.to_dict())
     figures.update({"eval_split": "test", "eval_examples": len(texts)})
     return figures

@@ -32,6 +32,7 @@ from lowres_adapters.training.batching import (
     tokenize_for_clm,
     tokenize_prompt_answer,
 )
+from lowres_adapters.training.lm_objectives import CAUSAL_LM, LMObjective
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import causal_lm_loss
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext
@@ -57,9 +58,9 @@ class CptRecipe(LanguageRecipe):
     name = "cpt"
     description = "continual pre-training: causal LM on raw text (stage 1 of arXiv 2512.03976)"
 
-    def loop_defaults(self, objective: str) -> dict[str, Any]:
+    def loop_defaults(self, objective: LMObjective) -> dict[str, Any]:
         """Return the CPT defaults (see the module docstring)."""
-        if objective != "clm":
+        if objective.masked:
             return super().loop_defaults(objective)
         return {**fast_text_defaults(), **CPT_DEFAULTS}
 
@@ -197,14 +198,14 @@ class SftRecipe(Recipe):
     cache_base_scores = True
     needs = ("pairs",)
 
-    def loop_defaults(self, objective: str) -> dict[str, Any]:
+    def loop_defaults(self, objective: LMObjective) -> dict[str, Any]:
         """Return the SFT defaults (see the module docstring) on the fast path (``SFT_SPEED_CHANGES``)."""
         return {**fast_text_defaults(), **SFT_SPEED_CHANGES, **SFT_DEFAULTS}
 
     def check_data(self, context: RecipeContext) -> None:
         """Require a causal LM besides the pairs and the held-out text."""
         super().check_data(context)
-        if context.objective != "clm":
+        if context.objective.masked:
             raise LowresError("the sft recipe needs a causal (decoder) model; encoders use the language recipe")
 
     def features(self, context: RecipeContext, pairs: Sequence[PairExample]) -> list[Feature]:
@@ -229,7 +230,7 @@ class SftRecipe(Recipe):
                           train_features=self.features(context, pairs),
                           collate=CausalCollator(context.tokenizer.pad_token_id), loss_fn=causal_lm_loss,
                           eval_features=eval_features, name=self.name, freezing=context.freezing())
-        return speed_up_for_loop(job, context.loop, objective="clm", tokenizer=context.tokenizer)
+        return speed_up_for_loop(job, context.loop, objective=CAUSAL_LM, tokenizer=context.tokenizer)
 
     def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:
         """Return held-out bits/char and the bits per character of held-out translation answers."""
@@ -305,7 +306,7 @@ class CptSftRecipe(Recipe):
     def check_data(self, context: RecipeContext) -> None:
         """Require text, pairs, held-out text and a causal model."""
         super().check_data(context)
-        if context.objective != "clm":
+        if context.objective.masked:
             raise LowresError("the cpt_sft recipe needs a causal (decoder) model")
 
     def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class GraphRecipe(LanguageRecipe):
     def loop_defaults(self, objective: str) -> dict[str, Any]:
         """Return the language recipe's defaults; encoders train 25k steps on graphs (paper)."""
         defaults = super().loop_defaults(objective)
-        if objective == "mlm":
+        if objective.masked:
             defaults["max_steps"] = 25_000
         return defaults
 

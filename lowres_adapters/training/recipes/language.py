@@ -16,14 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from lowres_adapters.data.examples import TextExample
-from lowres_adapters.training.batching import (
-    CausalCollator,
-    MaskedCollator,
-    lazy_features,
-    tokenize_for_objective,
-)
+from lowres_adapters.training.lm_objectives import LMObjective
 from lowres_adapters.training.loop import TrainingJob
-from lowres_adapters.training.objectives import MASK_PROBABILITY, loss_for_objective
+from lowres_adapters.training.objectives import MASK_PROBABILITY
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, split_validation
 from lowres_adapters.training.speed import cached_text_features, fast_text_defaults, speed_up_for_loop
 
@@ -51,21 +46,17 @@ class LanguageOptions:
 def text_job(context: RecipeContext, train: Sequence[TextExample], validation: Sequence[TextExample],
              name: str, mask_probability: float = MASK_PROBABILITY) -> TrainingJob:
     """Return a job training the adapter with the model's own objective on ``train`` texts."""
-    max_length = context.loop.max_length
+    max_length, objective = context.loop.max_length, context.objective
     if context.loop.token_cache:  # the whole text, tokenised once and memory-mapped afterwards
-        features: Any = cached_text_features(context.objective, context.tokenizer, [e.text for e in train], max_length)
+        features: Any = cached_text_features(objective, context.tokenizer, [e.text for e in train], max_length)
     else:
-        features = lazy_features(context.objective, context.tokenizer, (e.text for e in train), max_length)
+        features = objective.lazy_features(context.tokenizer, (e.text for e in train), max_length)
     eval_features = None
     if context.loop.eval_every and validation:
         texts = (e.text for e in list(validation)[: context.loop.eval_examples])
-        eval_features = tokenize_for_objective(context.objective, context.tokenizer, texts, max_length)
-    if context.objective == "mlm":
-        collate: Any = MaskedCollator(context.tokenizer, mask_probability)
-    else:
-        collate = CausalCollator(context.tokenizer.pad_token_id)
-    job = TrainingJob(model=context.handle.model, parameters=context.trained_parameters(),
-                      train_features=features, collate=collate, loss_fn=loss_for_objective(context.objective),
+        eval_features = objective.tokenize(context.tokenizer, texts, max_length)
+    job = TrainingJob(model=context.handle.model, parameters=context.trained_parameters(), train_features=features,
+                      collate=objective.collator(context.tokenizer, mask_probability), loss_fn=objective.loss,
                       eval_features=eval_features, name=name, freezing=context.freezing())
     # Packing, masked-only logits, vocabulary trimming... when the loop settings ask for them.
     return speed_up_for_loop(job, context.loop, objective=context.objective, tokenizer=context.tokenizer)
@@ -80,10 +71,10 @@ class LanguageRecipe(Recipe):
     cache_base_scores = True
     needs = ("text",)
 
-    def loop_defaults(self, objective: str) -> dict[str, Any]:
+    def loop_defaults(self, objective: LMObjective) -> dict[str, Any]:
         """Return the paper's encoder defaults or the SmolLM2-tuned decoder defaults, on the fast path
         (packing, masked-only logits, trimmed vocabulary, token cache, native bf16)."""
-        return {**fast_text_defaults(), **(ENCODER_DEFAULTS if objective == "mlm" else DECODER_DEFAULTS)}
+        return {**fast_text_defaults(), **(ENCODER_DEFAULTS if objective.masked else DECODER_DEFAULTS)}
 
     def training_texts(self, context: RecipeContext) -> tuple[list[TextExample], list[TextExample]]:
         """Return ``(train, validation)`` text examples (validation held out only when evaluating)."""

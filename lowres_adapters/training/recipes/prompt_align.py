@@ -30,8 +30,9 @@ from lowres_adapters.training.alignment import (
     require_disabling,
     retrieval_accuracy,
 )
-from lowres_adapters.training.batching import CausalCollator, MaskedCollator, pad_features, tokenize_prompt_answer
+from lowres_adapters.training.batching import pad_features, tokenize_prompt_answer
 from lowres_adapters.training.heads import POOLINGS
+from lowres_adapters.training.lm_objectives import CAUSAL_LM, LMObjective, objective_named
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import MASK_PROBABILITY, token_cross_entropy
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, attach_adapter, score_held_out
@@ -116,14 +117,6 @@ def split_pair(pair: PairExample, language: str) -> tuple[str, str]:
     raise LowresError(f"pair {pair.id!r} is {pair.source_lang}-{pair.target_lang}; neither side is {language}")
 
 
-def _encode(tokenizer: Any, objective: str, text: str, max_length: int) -> list[int]:
-    if objective == "mlm":
-        return list(tokenizer(text, truncation=True, max_length=max_length)["input_ids"])
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    return (bos + tokenizer(text, add_special_tokens=False)["input_ids"] + eos)[:max_length]
-
-
 def build_features(pairs: Sequence[PairExample], context: RecipeContext, with_ids: bool) -> list[dict[str, Any]]:
     """Tokenise pairs: student ids (target text), teacher ids (high-resource text), SFT ids if needed."""
     options, tokenizer, max_length = context.options, context.tokenizer, context.loop.max_length
@@ -132,8 +125,8 @@ def build_features(pairs: Sequence[PairExample], context: RecipeContext, with_id
         student, teacher = split_pair(pair, context.language)
         if not student.strip() or not teacher.strip():
             continue
-        feature: dict[str, Any] = {"input_ids": _encode(tokenizer, context.objective, student, max_length),
-                                   "teacher_input_ids": _encode(tokenizer, context.objective, teacher, max_length)}
+        feature: dict[str, Any] = {"input_ids": context.objective.encode(tokenizer, student, max_length),
+                                   "teacher_input_ids": context.objective.encode(tokenizer, teacher, max_length)}
         if options.task_loss == "sft":
             sft = tokenize_prompt_answer(tokenizer, options.sft_template.format(source=teacher), student, max_length)
             feature.update({"task_input_ids": sft["input_ids"], "task_labels": sft["labels"]})
@@ -143,11 +136,11 @@ def build_features(pairs: Sequence[PairExample], context: RecipeContext, with_id
     return features
 
 
-def skipped_tokens(options: PromptAlignOptions, objective: str) -> int:
+def skipped_tokens(options: PromptAlignOptions, objective: str | LMObjective) -> int:
     """Return how many leading real tokens the pooling leaves out (``skip_first``, or 1 on decoders)."""
     if options.skip_first is not None:
         return options.skip_first
-    return 0 if objective == "mlm" else 1
+    return 0 if objective_named(objective).predicts_first_token else 1
 
 
 def held_out_pairs(pairs: Sequence[PairExample], options: PromptAlignOptions) -> list[PairExample]:
@@ -164,15 +157,16 @@ class AlignmentCollator:
 
     Args:
         tokenizer: Supplies pad (and mask) ids.
-        objective: ``clm`` or ``mlm``.
+        objective: The model's objective (or its name): the student side is collated by it.
         mask_probability: Masked-LM share for encoders.
     """
 
-    def __init__(self, tokenizer: Any, objective: str, mask_probability: float = MASK_PROBABILITY) -> None:
+    def __init__(self, tokenizer: Any, objective: str | LMObjective,
+                 mask_probability: float = MASK_PROBABILITY) -> None:
+        objective = objective_named(objective)
         self.pad_token_id = tokenizer.pad_token_id
-        self.student = MaskedCollator(tokenizer, mask_probability) if objective == "mlm" \
-            else CausalCollator(tokenizer.pad_token_id)
-        self.masked = objective == "mlm"
+        self.student = objective.collator(tokenizer, mask_probability)
+        self.masked = objective.masked
 
     def __call__(self, features: Sequence[Mapping[str, Any]], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Return the batch: student ``input_ids/attention_mask/labels``, ``teacher_*``, ``task_*``."""
@@ -191,8 +185,9 @@ class AlignmentCollator:
         return batch
 
 
-def make_loss_fn(objective: str, task_loss: str, align_weight: float, alignment: AlignmentObjective):
+def make_loss_fn(objective: str | LMObjective, task_loss: str, align_weight: float, alignment: AlignmentObjective):
     """Return ``loss_fn(model, batch) -> (task + weight * align, n)`` for the loop."""
+    objective = objective_named(objective)
 
     def loss_fn(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         mask = batch["attention_mask"]
@@ -200,7 +195,7 @@ def make_loss_fn(objective: str, task_loss: str, align_weight: float, alignment:
         student, outputs = alignment.student_side(model, plain, mask)
         count = int(mask.shape[0])
         task = student.pooled.sum() * 0.0
-        if task_loss == "lm" and objective == "clm":
+        if task_loss == "lm" and not objective.masked:
             task, count = token_cross_entropy(outputs.logits[:, :-1], batch["labels"][:, 1:])
         elif task_loss == "lm":
             logits = model(input_ids=batch["input_ids"], attention_mask=mask).logits  # (batch, seq, vocab)
@@ -226,9 +221,9 @@ class PromptAlignRecipe(Recipe):
     needs = ("pairs",)
     default_adapter = "prompt_tuning"
 
-    def loop_defaults(self, objective: str) -> dict[str, Any]:
+    def loop_defaults(self, objective: LMObjective) -> dict[str, Any]:
         """Return soft-prompt defaults: lr 5e-3 (cross-lingual soft prompts), batch 8, 40 steps on decoders."""
-        return dict(ENCODER_DEFAULTS if objective == "mlm" else DECODER_DEFAULTS)
+        return dict(ENCODER_DEFAULTS if objective.masked else DECODER_DEFAULTS)
 
     def check_data(self, context: RecipeContext) -> None:
         """Check pairs (or synthetic settings), held-out text and the alignment loss name."""
@@ -238,7 +233,7 @@ class PromptAlignRecipe(Recipe):
         elif not context.data.text.get("test"):
             raise LowresError(f"no held-out text for {context.language}: pass --eval-text FILE")
         build_alignment_loss(options.align_loss, options.align_config)
-        if options.task_loss == "lm" and context.objective == "mlm" and context.tokenizer.mask_token_id is None:
+        if options.task_loss == "lm" and context.objective.masked and context.tokenizer.mask_token_id is None:
             raise LowresError("task_loss = lm on an encoder needs a tokenizer with a mask token")
 
     def attach(self, context: RecipeContext) -> Any:
@@ -324,7 +319,7 @@ def alignment_figures(context: RecipeContext, model: Any, pairs: Sequence[PairEx
                                    skip_first=skipped_tokens(options, context.objective),
                                    base_model=model, cache_limit=0)
     features = build_features(pairs, context, with_ids=False)
-    collate = AlignmentCollator(context.tokenizer, "clm")  # no masking at evaluation
+    collate = AlignmentCollator(context.tokenizer, CAUSAL_LM)  # no masking at evaluation
     was_training = model.training
     model.eval()
     students, teachers, losses = [], [], []

@@ -158,7 +158,7 @@ class TaskRecipe(Recipe):
 
     def loop_defaults(self, objective: str) -> dict[str, Any]:
         """Return encoder defaults after the paper (lr 1e-4, batch 16) or short decoder defaults."""
-        return dict(ENCODER_DEFAULTS if objective == "mlm" else DECODER_DEFAULTS)
+        return dict(ENCODER_DEFAULTS if objective.masked else DECODER_DEFAULTS)
 
     def check_data(self, context: RecipeContext) -> None:
         """Check the task exists and has train and evaluation examples."""
