@@ -16,13 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from lowres_adapters.data.examples import Edge, Provenance, TextExample
-from lowres_adapters.data.files import iter_lines
-from lowres_adapters.data.graphs import verbalise_edges
-from lowres_adapters.data.languages import to_iso639_3
-from lowres_adapters.data.templates import load_templates
-from lowres_adapters.errors import InputError, LowresError
-from lowres_adapters.io import atomic_write
+from lowres_adapters.plugin import (
+    Edge,
+    InputError,
+    LowresError,
+    Provenance,
+    TextExample,
+    atomic_write,
+    iter_lines,
+    load_templates,
+    to_iso639_3,
+    verbalise_edges,
+)
 
 CONCEPTNET_LICENCE = "CC-BY-SA-4.0"
 ASSERTION_COLUMNS = 5

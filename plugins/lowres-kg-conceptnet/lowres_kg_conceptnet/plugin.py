@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from lowres_adapters.hookspecs import hookimpl
-from lowres_adapters.specs import DataSource
+from lowres_adapters.plugin import DataSource, hookimpl
 from lowres_kg_conceptnet.assertions import ConceptNetConfig, open_conceptnet, open_conceptnet_edges
 
 
