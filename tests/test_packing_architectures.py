@@ -138,3 +138,17 @@ def test_a_model_that_lets_packed_examples_mix_is_not_packed(capsys):
     assert len(fast.train_features) == len(features)  # not packed
     note = [line for line in capsys.readouterr().err.splitlines() if "packing off" in line]
     assert len(note) == 1 and "mixing" in note[0]
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral", "xlm-roberta", "bert"])
+@pytest.mark.parametrize("adapter", ["lora", "seq_bn"])
+def test_packing_still_isolates_examples_with_an_adapterhub_adapter_attached(kind, adapter):
+    """``adapters`` 1.3 supports these five of the seven (not gemma, phi3); its layers keep packing exact."""
+    from lowres_adapters.registry import get_registry
+
+    model, tokenizer, objective = _model(kind)
+    spec = get_registry().adapter_type(adapter)
+    handle = spec.attach(model, "nya", spec.config_class())
+    handle.activate()
+    collator = PackedCollator.for_model(objective, model, tokenizer, row_length=ROW)
+    assert isolates_packed_examples(handle.model, collator, len(tokenizer))
