@@ -16,13 +16,23 @@ forward gives the task's logits and whose ``config.id2label`` names the labels.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from transformers.modeling_outputs import SequenceClassifierOutput
 
+from lowres_adapters.artifact import WEIGHTS_FILE, build_config, check_shapes, read_metadata, read_tensors
+from lowres_adapters.composition import fuse, stack
+from lowres_adapters.configs import config_from_dict
+from lowres_adapters.data.examples import TaskData
 from lowres_adapters.errors import LowresError
+from lowres_adapters.models import load_base_model, load_tokenizer
+from lowres_adapters.training.heads import HeadConfig, TaskHead, last_hidden_states
+from lowres_adapters.training.task_scoring import predict
+from lowres_adapters.training.vocabulary import restore_extended_vocabulary
 
 TASK_HEAD_FILE = "task_head.json"
 """Task name, kind, labels and head settings of a task run folder."""
@@ -59,8 +69,6 @@ def stack_options(directory: Path, trusted: bool) -> tuple[list[Path], str]:
     Raises:
         LowresError: An untrusted folder that names local language adapters but carries none.
     """
-    from lowres_adapters.artifact import read_metadata
-
     directory = Path(directory)
     description = read_task_description(directory)
     fusion = description.get("fusion", "dynamic")
@@ -77,16 +85,20 @@ def stack_options(directory: Path, trusted: bool) -> tuple[list[Path], str]:
     return folders, options.get("fusion", fusion)
 
 
-def attach_artifact_adapter(model: Any, directory: Path, rename_to: str | None = None) -> tuple[Any, dict[str, Any]]:
+def attach_artifact_adapter(model: Any, directory: Path, rename_to: str | None = None,
+                            check: bool = True) -> tuple[Any, dict[str, Any]]:
     """Attach (not load) the adapter of an artifact folder; return ``(handle, its saved tensors)``.
+
+    The saved tensors are checked against the attached adapter's names and shapes first (one line
+    when they do not match: another base model, or a damaged download).
 
     Args:
         model: The model to attach to.
         directory: The artifact / run folder.
         rename_to: A suffix appended to the adapter's name when that name is taken already.
+        check: Check the tensors against this adapter alone (off when they belong to a stack or
+            fusion built afterwards, which the caller checks).
     """
-    from lowres_adapters.artifact import build_config, read_metadata, read_tensors
-
     metadata = read_metadata(directory)
     spec, config = build_config(metadata)
     name = metadata.adapter_name
@@ -96,7 +108,10 @@ def attach_artifact_adapter(model: Any, directory: Path, rename_to: str | None =
     if new_name != name:
         tensors = {".".join(new_name if part == name else part for part in key.split(".")): value
                    for key, value in tensors.items()}
-    return spec.attach(model, new_name, config), tensors
+    handle = spec.attach(model, new_name, config)
+    if check:
+        check_shapes(handle.adapter_state_dict(), tensors, str(Path(directory) / WEIGHTS_FILE))
+    return handle, tensors
 
 
 def attach_language_stack(model: Any, folders: Sequence[Path], fusion: str = "dynamic") -> tuple[Any, Any]:
@@ -106,9 +121,6 @@ def attach_language_stack(model: Any, folders: Sequence[Path], fusion: str = "dy
     Adapters that were trained under the same name are renamed ``<name>_2``, ``<name>_3``, ... so
     they can be fused (AdapterFusion, ``fusion`` = ``dynamic`` or ``static``).
     """
-    from lowres_adapters.composition import fuse
-    from lowres_adapters.training.vocabulary import restore_extended_vocabulary
-
     folders = [Path(folder) for folder in folders]
     for folder in folders:
         if not folder.is_dir():
@@ -137,13 +149,6 @@ def load_task_model(run_dir: Path, model: Any = None, *, trusted: bool = True) -
         ``(model to call, head, tokenizer, task)`` where ``task`` has the kind and labels (no
         examples); predict with :func:`lowres_adapters.training.task_scoring.predict`.
     """
-    from lowres_adapters.artifact import read_metadata, read_tensors
-    from lowres_adapters.composition import stack
-    from lowres_adapters.configs import config_from_dict
-    from lowres_adapters.data.examples import TaskData
-    from lowres_adapters.models import load_base_model, load_tokenizer
-    from lowres_adapters.training.heads import HeadConfig, TaskHead
-
     run_dir = Path(run_dir)
     metadata = read_metadata(run_dir)
     description = read_task_description(run_dir)
@@ -155,8 +160,9 @@ def load_task_model(run_dir: Path, model: Any = None, *, trusted: bool = True) -
     if folders:
         lower, extended = attach_language_stack(model, folders, fusion)
         tokenizer = extended or tokenizer
-    upper, tensors = attach_artifact_adapter(model, run_dir)
+    upper, tensors = attach_artifact_adapter(model, run_dir, check=False)
     handle = stack(lower, upper, train_lower=len(folders) > 1) if lower is not None else upper
+    check_shapes(handle.adapter_state_dict(), tensors, str(run_dir / WEIGHTS_FILE))
     handle.load_adapter_state_dict(tensors)
     handle.activate()
     head_settings = {"normalize": False, **description["head"]}  # heads saved before it was an option had none
@@ -178,8 +184,6 @@ class TaskModel(torch.nn.Module):
     """
 
     def __init__(self, backbone: Any, head: Any, task: Any) -> None:
-        import copy
-
         super().__init__()
         self.backbone, self.head, self.task = backbone, head, task
         self.labels, self.task_kind = tuple(task.labels), task.kind
@@ -189,10 +193,6 @@ class TaskModel(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_: Any) -> Any:
         """Return an output whose ``logits`` are the head's on the adapted backbone's last hidden states."""
-        from transformers.modeling_outputs import SequenceClassifierOutput
-
-        from lowres_adapters.training.heads import last_hidden_states
-
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = last_hidden_states(self.backbone, input_ids, attention_mask)
@@ -200,6 +200,4 @@ class TaskModel(torch.nn.Module):
 
     def predict(self, tokenizer: Any, examples: Sequence[Any], **kwargs: Any) -> list[Any]:
         """Return one prediction per example (a label, tags or an answer), as the run scored them."""
-        from lowres_adapters.training.task_scoring import predict
-
         return predict(self.backbone, self.head, tokenizer, self.task, examples, **kwargs)
