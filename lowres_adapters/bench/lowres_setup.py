@@ -38,15 +38,16 @@ def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, Any
     handle = spec.attach(model, "nya", spec.config_class(**adapter_options))
     handle.activate()
     parameters = dict(handle.trainable_parameters())
-    if data.objective == "mlm":
+    objective = objective_named(data.objective)
+    if objective.masked:
         # Train what (a) trains: AdapterHub's train_adapter leaves the MLM head transform trainable.
         parameters.update({name: p for name, p in model.named_parameters() if name.startswith(HEAD_TRANSFORM)})
     job = TrainingJob(
         model=handle.model, parameters=parameters,
         train_features=[{"input_ids": ids} for ids in data.train_ids],
-        collate=objective_named(data.objective).collator(data.tokenizer), loss_fn=objective_named(data.objective).loss,
+        collate=objective.collator(data.tokenizer), loss_fn=objective.loss,
         name=config.setup, freezing=f"adapter {kind} only")
-    job = speed_up_job(job, options, objective=data.objective, tokenizer=data.tokenizer,
+    job = speed_up_job(job, options, objective=objective, tokenizer=data.tokenizer,
                        row_length=config.row_length)
     rows = rows_per_step(config, data) if options.packing else config.batch_size
     settings = LoopSettings(max_steps=config.steps, batch_size=rows, max_length=config.row_length,
