@@ -147,6 +147,9 @@ def write_artifact(directory: Path, handle: Any, metadata: ArtifactMetadata,
         written = handle.save_native(native_dir)
         if not written and native_dir.exists() and not any(native_dir.iterdir()):
             native_dir.rmdir()
+        from lowres_adapters.native import name_the_base  # here: native imports this module
+
+        name_the_base(native_dir, metadata)
     atomic_write_text(directory / METADATA_FILE, json.dumps(metadata.to_json(), indent=2, sort_keys=True) + "\n")
 
 

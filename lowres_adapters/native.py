@@ -20,7 +20,10 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from safetensors.torch import save
+
 from lowres_adapters.artifact import NATIVE_DIR, ArtifactMetadata
+from lowres_adapters.models import is_embedded
 
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
@@ -78,8 +81,6 @@ def adapterhub_lora_to_peft(tensors: Mapping[str, Any], metadata: ArtifactMetada
 
 def peft_files(directory: Path, metadata: ArtifactMetadata, tensors: Mapping[str, Any]) -> dict[str, bytes]:
     """Return PEFT's root files for ``publish`` (empty when PEFT cannot load this adapter)."""
-    from safetensors.torch import save
-
     if not has_only_adapter_tensors(metadata, tensors):
         return {}
     native = Path(directory) / NATIVE_DIR
@@ -108,8 +109,25 @@ def adapterhub_config(content: bytes, metadata: ArtifactMetadata) -> bytes:
     return (json.dumps(values, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
+def name_the_base(native_dir: Path, metadata: ArtifactMetadata) -> None:
+    """Rewrite the native ``adapter_config.json`` of a run folder to name the base by its real id.
+
+    Both libraries record ``model.config._name_or_path``, which for the embedded default is a cache
+    folder; PEFT's ``AutoPeftModelForCausalLM`` would look for the base there.
+    """
+    from lowres_adapters.artifact import atomic_write_text
+
+    path = Path(native_dir) / PEFT_CONFIG_FILE
+    if not path.is_file():
+        return
+    if native_library(Path(native_dir).parent) == "peft":
+        values = json.loads(path.read_text("utf-8"))
+        values.update(base_model_name_or_path=metadata.base_model, revision=_hub_revision(metadata))
+        atomic_write_text(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
+    else:
+        atomic_write_text(path, adapterhub_config(path.read_bytes(), metadata).decode("utf-8"))
+
+
 def _hub_revision(metadata: ArtifactMetadata) -> str | None:
     """Return the base's revision when it is a Hub revision (the embedded default's is a package name)."""
-    from lowres_adapters.models import is_embedded
-
     return None if is_embedded(metadata.base_model) else metadata.base_model_revision

@@ -57,7 +57,9 @@ def test_peft_from_pretrained_and_auto_peft_give_the_logits_of_load(base_id, tmp
     from peft import AutoPeftModelForCausalLM, PeftModel
 
     repo_id = f"alice/native-{adapter_type.replace('_', '-')}"
-    published_run(tmp_path, base_id, adapter_type, repo_id)
+    run_dir = published_run(tmp_path, base_id, adapter_type, repo_id)
+    native = json.loads((run_dir / "adapterhub" / "adapter_config.json").read_text("utf-8"))
+    assert native.get("base_model_name_or_path", native.get("model_name")) == base_id  # in the run folder too
     files = set(HfApi(token=ALICE).list_repo_files(repo_id))
     assert {"adapter_config.json", "adapter_model.safetensors"} <= files
     peft_config = json.loads(Path(hf_hub_download(repo_id, "adapter_config.json", token=ALICE)).read_text())
@@ -73,6 +75,9 @@ def test_peft_from_pretrained_and_auto_peft_give_the_logits_of_load(base_id, tmp
     assert (logits_of(peft_model, tokenizer) - expected).abs().max() <= TOLERANCE
     auto = AutoPeftModelForCausalLM.from_pretrained(repo_id, token=ALICE).eval()
     assert (logits_of(auto, tokenizer) - expected).abs().max() <= TOLERANCE
+    if adapter_type == "peft_lora":  # the run folder's own PEFT files load too
+        local = AutoPeftModelForCausalLM.from_pretrained(str(run_dir / "adapterhub"), token=ALICE).eval()
+        assert (logits_of(local, tokenizer) - expected).abs().max() <= TOLERANCE
 
 
 @pytest.mark.parametrize("adapter_type", ["lora", "ia3", "seq_bn"])

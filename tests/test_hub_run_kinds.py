@@ -146,3 +146,24 @@ def test_published_task_run_carries_its_language_adapters_and_predicts_the_runs_
         model, tokenizer = hub.load(f"alice/run-kind-labels-{kind.replace('_', '-')}", token=ALICE)
         assert model.config.id2label == {0: "eng", 1: "nya"} and model.labels == ("eng", "nya")
         assert model.predict(tokenizer, SENTENCES) == own[kind]
+
+
+def test_load_downloads_only_the_task_runs_allowlisted_paths_and_never_follows_local_ones(runs, tmp_path):
+    from lowres_adapters.errors import LowresError
+    from lowres_adapters.loading import load_folder
+
+    listed = ["task_head.json", "language_adapters/1/adapter.safetensors", "language_adapters/12/lowres_adapter.json",
+              "language_adapters/1/tokenizer/tokenizer.json", "language_adapters/1/evil.py",
+              "language_adapters/1/../../x.json", "language_adapters/a/adapter.safetensors",
+              "language_adapters/0/adapter.safetensors", "language_adapters/1/sub/lowres_adapter.json",
+              "language_adapters/1/tokenizer/x.bin", "language_adapters/1/adapterhub/adapter_config.json"]
+    assert hub.allowed_files(listed) == ["language_adapters/1/adapter.safetensors",
+                                         "language_adapters/1/tokenizer/tokenizer.json",
+                                         "language_adapters/12/lowres_adapter.json", "task_head.json"]
+    # a downloaded task folder without its language adapters does not read the local paths in its settings
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("lowres_adapter.json", "adapter.safetensors", "task_head.json"):
+        (copy / name).write_bytes((runs["task"] / name).read_bytes())
+    with pytest.raises(LowresError, match="were not published with it"):
+        load_folder(copy, trusted=False)
