@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.models import objective_facts
 
 MERGEABLE_TYPES = ("lora", "ia3", "peft_lora", "peft_ia3")
 """Adapter types whose update is a change of the base's linear weights."""
@@ -75,7 +76,7 @@ def plain_copy(model: Any, objective: str = "clm") -> Any:
     config = type(model.config).from_dict({key: value for key, value in model.config.to_dict().items()
                                            if key != "adapters"})
     config.vocab_size = int(model.get_input_embeddings().weight.shape[0])  # with new vocabulary rows
-    auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
+    auto = AutoModelForMaskedLM if objective_facts(objective).masked else AutoModelForCausalLM
     with torch.device("meta"):
         plain = auto.from_config(config)  # transformers' own class: adapters.init changed the model's class
     state = dict(model.state_dict())

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from lowres_adapters.models import objective_facts
 from lowres_adapters.artifact import METRICS_FILE, NATIVE_DIR, ArtifactMetadata
 
 LIBRARY_NAME = "lowres-adapters"
@@ -124,7 +125,7 @@ def card_data(metadata: ArtifactMetadata, *, repo_id: str | None = None, has_nat
     metrics = metadata.metrics if metrics is None else metrics
     model_name = (repo_id or f"{metadata.adapter_type}-{metadata.language or 'adapter'}").split("/")[-1]
     dataset_name = metadata.datasets[0] if metadata.datasets else f"{metadata.language or 'held-out'} text"
-    task_type = "fill-mask" if metadata.objective == "mlm" else "text-generation"
+    task_type = objective_facts(metadata.objective).hub_task
     eval_results = [
         EvalResult(task_type=task_type, task_name="Language modelling", dataset_type=dataset_name,
                    dataset_name=dataset_name, dataset_split=eval_split(metrics), metric_type=entry["type"],
@@ -277,7 +278,7 @@ def _settings_section(metadata: ArtifactMetadata, metrics: Mapping[str, Any]) ->
         ("adapter type", f"`{metadata.adapter_type}`" + (f" from `{metadata.plugin}`" if metadata.plugin else "")),
         ("adapter config", f"`{json.dumps(metadata.adapter_config, sort_keys=True)}`"),
         ("base model", f"`{metadata.base_model}`{revision}"),
-        ("objective", "masked LM" if metadata.objective == "mlm" else "causal LM"),
+        ("objective", objective_facts(metadata.objective).description),
         ("recipe", f"`{metadata.recipe}`" if metadata.recipe else "-"),
     ]
     flat = _flatten(metadata.recipe_settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,43 @@ def embedded_source(model_id: str) -> tuple[str, str] | None:
 
 MASKED_LM, CAUSAL_LM = "mlm", "clm"
 """The objective names recorded in artifacts (``lowres_adapter.json``'s ``objective``)."""
+
+
+@dataclass(frozen=True)
+class ObjectiveFacts:
+    """What a recorded objective name means, for code that reads artifacts.
+
+    The training side's objects (``training.lm_objectives.CAUSAL_LM`` / ``MASKED_LM``) take these
+    facts from here and add tokenising, collating, the loss and scoring.
+
+    Attributes:
+        name: The recorded name (``"clm"`` or ``"mlm"``).
+        masked: True for masked LM (encoders), False for causal LM (decoders, which can generate).
+        description: Human name (model cards, messages).
+        hub_task: The Hub's pipeline tag for a model trained with it.
+    """
+
+    name: str
+    masked: bool
+    description: str
+    hub_task: str
+
+
+_FACTS = {
+    CAUSAL_LM: ObjectiveFacts(CAUSAL_LM, masked=False, description="causal LM", hub_task="text-generation"),
+    MASKED_LM: ObjectiveFacts(MASKED_LM, masked=True, description="masked LM", hub_task="fill-mask"),
+}
+
+
+def objective_facts(name: str) -> ObjectiveFacts:
+    """Return the facts of the objective recorded as ``name``.
+
+    Raises:
+        LowresError: For a name that is neither ``"clm"`` nor ``"mlm"`` (one line).
+    """
+    if name not in _FACTS:
+        raise LowresError(f"objective must be one of {', '.join(_FACTS)}, got {name!r}")
+    return _FACTS[name]
 
 
 def objective_name_for_config(config: Any, model_id: str = "") -> str:
@@ -159,11 +197,8 @@ def load_base_model(model_id: str, objective: str | None = None, *, revision: st
         config = AutoConfig.from_pretrained(path, trust_remote_code=False, **hub_revision)
     except (OSError, ValueError) as error:
         raise LowresError(f"cannot load model {model_id!r}: {_first_line(error)}") from None
-    objective = str(objective or objective_name_for_config(config, model_id))
-    auto_classes = {MASKED_LM: AutoModelForMaskedLM, CAUSAL_LM: AutoModelForCausalLM}
-    if objective not in auto_classes:
-        raise LowresError(f"objective must be one of {', '.join(auto_classes)}, got {objective!r}")
-    auto = auto_classes[objective]
+    masked = objective_facts(str(objective or objective_name_for_config(config, model_id))).masked
+    auto = AutoModelForMaskedLM if masked else AutoModelForCausalLM
     extra = {"use_safetensors": True} if safetensors_only else {}
     try:
         model = auto.from_pretrained(path, trust_remote_code=False, **hub_revision, **extra)

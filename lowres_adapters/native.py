@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from safetensors.torch import save
 
 from lowres_adapters.artifact import NATIVE_DIR, ArtifactMetadata
-from lowres_adapters.models import is_embedded
+from lowres_adapters.models import is_embedded, objective_facts
 
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
@@ -71,7 +71,7 @@ def adapterhub_lora_to_peft(tensors: Mapping[str, Any], metadata: ArtifactMetada
     if not converted:
         return None
     peft_config = {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM" if metadata.objective == "clm" else None,
+        "peft_type": "LORA", "task_type": None if objective_facts(metadata.objective).masked else "CAUSAL_LM",
         "r": int(config.get("r", 8)), "lora_alpha": int(config.get("alpha", 8)), "lora_dropout": 0.0,
         "target_modules": sorted(set(modules)), "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
         "init_lora_weights": True, "modules_to_save": None,

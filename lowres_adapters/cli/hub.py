@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.models import objective_facts
 
 
 @click.command()
@@ -59,7 +60,7 @@ def generate(model: object, tokenizer: object, prompt: str, max_new_tokens: int,
     """Return ``prompt`` continued greedily by ``model`` (causal LMs only)."""
     import torch
 
-    if objective != "clm" or not hasattr(model, "generate"):
+    if objective_facts(objective).masked or not hasattr(model, "generate"):
         raise LowresError("--prompt needs a causal language model; this adapter is for a masked LM")
     encoded = tokenizer(prompt, return_tensors="pt")
     input_ids = encoded["input_ids"]  # (1, prompt_len)

@@ -13,6 +13,7 @@ from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.lm_scores import LanguageModelScores, model_device, window_spans
 from lowres_adapters.evaluation.pseudo_perplexity import score_texts_mlm
 
+from lowres_adapters.models import objective_facts
 OBJECTIVES = ("clm", "mlm")
 
 
@@ -42,7 +43,7 @@ def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, objective: 
         raise LowresError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if batch_size < 1 or max_length < 4:
         raise LowresError("batch_size must be >= 1 and max_length >= 4")
-    if objective == "mlm":
+    if objective_facts(objective).masked:
         return score_texts_mlm(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
     return _score_texts_clm(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress)
 

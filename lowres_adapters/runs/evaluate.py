@@ -22,6 +22,7 @@ from lowres_adapters.evaluation.language_modeling import score_texts
 from lowres_adapters.evaluation.output_checks import repeated_ngram_rate, target_language_share
 from lowres_adapters.evaluation.translation import evaluate_translation, length_ratio_of, make_prompt
 from lowres_adapters.io import atomic_write_text
+from lowres_adapters.models import objective_facts
 
 __all__ = ["evaluate_run", "metrics_for_card", "HeldOut"]
 
@@ -149,7 +150,7 @@ def evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: 
         figures = {key: value for key, value in scores.to_dict().items() if key in LM_FIGURES}
         say(f"{label}: bits/char {scores.bits_per_char:.4f} on {len(held_out.texts)} held-out texts")
     extras: dict[str, Any] = {}
-    if held_out.sources and objective == "clm":
+    if held_out.sources and not objective_facts(objective).masked:
         prompt, prompt_format = prompt_for(label, tokenizer, held_out, options)
         settings = GenerationSettings(**{**options["generation"], "length_ratio": length_ratio_of(
             tokenizer, held_out.sources, held_out.references)})
@@ -306,7 +307,7 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
         "objective": metadata.objective, "eval_split": "test", "eval_examples": len(held_out.texts),
         "base": figures["base"], "adapted": figures["adapted"],
     }
-    if held_out.sources and metadata.objective == "clm":
+    if held_out.sources and not objective_facts(metadata.objective).masked:
         results.update(
             translation_direction=held_out.direction, translation_examples=len(held_out.sources),
             generation=generation.to_dict(),

@@ -38,7 +38,8 @@ class LMObjective(str):
 
     Attributes:
         code: The name recorded in settings and artifacts (``"clm"`` or ``"mlm"``).
-        masked: True when the model predicts masked tokens from both sides (encoders).
+        masked: True when the model predicts masked tokens from both sides (encoders); this and
+            ``description`` come from :func:`lowres_adapters.models.objective_facts`.
         predicts_first_token: False when an example's first token has no left context to be
             predicted from (causal LM): packing leaves it unlabelled, pooling skips it.
         description: Human name (model cards, messages).
@@ -113,9 +114,9 @@ class CausalLM(LMObjective):
     """Next-token prediction (decoders): BOS + text + EOS, every token after the first predicted."""
 
     code = models.CAUSAL_LM
-    masked = False
+    masked = models.objective_facts(code).masked
     predicts_first_token = False
-    description = "causal LM"
+    description = models.objective_facts(code).description
     tokenize_function = staticmethod(tokenize_for_clm)
     _plain_loss = staticmethod(objectives.causal_lm_loss)
     _full_forward_loss = staticmethod(fast_lm.plain_causal_lm_loss)
@@ -130,9 +131,9 @@ class MaskedLM(LMObjective):
     """Masked-token prediction (encoders): 15% of tokens chosen, 80/10/10 mask/random/kept."""
 
     code = models.MASKED_LM
-    masked = True
+    masked = models.objective_facts(code).masked
     predicts_first_token = True
-    description = "masked LM"
+    description = models.objective_facts(code).description
     tokenize_function = staticmethod(tokenize_for_mlm)
     _plain_loss = staticmethod(objectives.masked_lm_loss)
     _full_forward_loss = staticmethod(fast_lm.plain_lm_loss)
