@@ -13,8 +13,10 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path as _Path, Path
 from typing import Any, Callable
+
+import torch
 
 from lowres_adapters.artifact import (
     BASE_TENSOR_PREFIX,
@@ -30,9 +32,10 @@ from lowres_adapters.artifact import (
 )
 from lowres_adapters.base_identity import check_base_fingerprint
 from lowres_adapters.errors import LowresError
+from lowres_adapters.models import is_embedded, load_base_model
 from lowres_adapters.registry import Registry
 from lowres_adapters.specs import NAME_PATTERN
-from lowres_adapters.task_loading import is_task_folder
+from lowres_adapters.task_loading import TaskModel, is_task_folder, load_task_model, stack_options
 
 VOCABULARY_MODULE = "lowres_adapters.training.vocabulary"
 HUB_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -59,8 +62,12 @@ class LoadedAdapter:
 
 def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle: bool = False,
                 registry: Registry | None = None, trusted: bool = True,
-                say: Callable[[str], None] | None = None) -> LoadedAdapter:
+                say: Callable[[str], None] | None = None, task_head: bool = True) -> LoadedAdapter:
     """Load the base model named in an artifact folder, restore its vocabulary and attach the adapter.
+
+    A task run (``task_head.json``) comes back whole: base + language adapter(s) + task adapter +
+    head as a :class:`~lowres_adapters.task_loading.TaskModel` (or, with ``task_head=False``, the
+    stacked language model without the head, e.g. to score held-out text).
 
     Args:
         directory: An artifact folder (run folder or downloaded Hub snapshot). Base-model tensors the
@@ -74,6 +81,7 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
             Hub id or the embedded default (a local path is honoured only through ``model=``).
         say: Where the one-line warning goes when the base model's fingerprint differs from the
             recorded one (stderr by default); the load goes on (e.g. a deliberate ``model=``).
+        task_head: For a task run, return the task model (True) or the language model under it.
 
     Returns:
         A :class:`LoadedAdapter`.
@@ -82,8 +90,6 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
         LowresError: Missing or invalid files, an adapter type that is not installed (naming the
             pip package), or a base model whose shapes do not match the adapter.
     """
-    from lowres_adapters.models import load_base_model
-
     directory = Path(directory)
     metadata = read_metadata(directory)
     if not trusted:
@@ -96,7 +102,7 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
                                       safetensors_only=not allow_pickle)
     check_base_fingerprint(base, metadata, str(directory), say)
     if is_task_folder(directory):
-        return _load_task(directory, base, tokenizer, metadata, trusted)
+        return _load_task(directory, base, tokenizer, metadata, trusted, task_head)
     if metadata.vocabulary:
         check_vocabulary_shapes(base, metadata, tensors, str(directory))
         tokenizer = _restore_vocabulary(base, directory)
@@ -106,10 +112,9 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
     return LoadedAdapter(model=handle.model, tokenizer=tokenizer, handle=handle, metadata=metadata)
 
 
-def _load_task(directory: Path, base: Any, tokenizer: Any, metadata: ArtifactMetadata, trusted: bool) -> LoadedAdapter:
-    """Rebuild a task run on ``base``: its model is a :class:`~lowres_adapters.task_loading.TaskModel`."""
-    from lowres_adapters.task_loading import TaskModel, load_task_model, stack_options
-
+def _load_task(directory: Path, base: Any, tokenizer: Any, metadata: ArtifactMetadata, trusted: bool,
+               task_head: bool) -> LoadedAdapter:
+    """Rebuild a task run on ``base``: a :class:`~lowres_adapters.task_loading.TaskModel`, or its backbone."""
     if not trusted:
         for folder in stack_options(directory, trusted)[0]:
             language = read_metadata(folder)
@@ -118,7 +123,7 @@ def _load_task(directory: Path, base: Any, tokenizer: Any, metadata: ArtifactMet
     tokenizer = task_tokenizer if task_tokenizer is not None else tokenizer
     if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = TaskModel(backbone, head, task).eval()
+    model = TaskModel(backbone, head, task).eval() if task_head else backbone
     return LoadedAdapter(model=model, tokenizer=tokenizer, handle=None, metadata=metadata)
 
 
@@ -130,10 +135,6 @@ def check_untrusted_metadata(metadata: ArtifactMetadata, where: str, base_given:
             ``..`` path, or a name that exists as a local path), its revision is malformed, or the
             adapter name is not a plain name.
     """
-    from pathlib import Path as _Path
-
-    from lowres_adapters.models import is_embedded
-
     if not isinstance(metadata.adapter_name, str) or not NAME_PATTERN.match(metadata.adapter_name):
         raise LowresError(f"{where}: adapter_name {metadata.adapter_name!r} must match {NAME_PATTERN.pattern}")
     if base_given:
@@ -208,8 +209,6 @@ def check_base_tensors(model: Any, trained_base: dict[str, Any], where: str) -> 
 
 def _copy_base_tensors(targets: dict[str, Any], trained_base: dict[str, Any]) -> None:
     """Put the run's trained base-model tensors (``train_also``) back into their parameters."""
-    import torch
-
     with torch.no_grad():
         for name, tensor in trained_base.items():
             targets[name].copy_(tensor.to(targets[name].dtype))

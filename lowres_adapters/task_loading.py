@@ -160,6 +160,8 @@ def load_task_model(run_dir: Path, model: Any = None, *, trusted: bool = True) -
     if folders:
         lower, extended = attach_language_stack(model, folders, fusion)
         tokenizer = extended or tokenizer
+    elif metadata.vocabulary:  # a task adapter on the bare base that extended the vocabulary itself
+        tokenizer = restore_extended_vocabulary(model, run_dir) or tokenizer
     upper, tensors = attach_artifact_adapter(model, run_dir, check=False)
     handle = stack(lower, upper, train_lower=len(folders) > 1) if lower is not None else upper
     check_shapes(handle.adapter_state_dict(), tensors, str(run_dir / WEIGHTS_FILE))

@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lowres_adapters.artifact import BASE_TENSOR_PREFIX, METADATA_FILE, ArtifactMetadata, read_metadata
+import torch
+
+from lowres_adapters.artifact import BASE_TENSOR_PREFIX, METADATA_FILE, ArtifactMetadata, read_metadata, read_tensors
 from lowres_adapters.errors import LowresError
+from lowres_adapters.loading import load_folder
+from lowres_adapters.models import load_base_model
 
 _WRAPPER_PREFIXES = ("base_model.model.",)
 
@@ -89,12 +93,7 @@ def load_run(directory: str | Path, *, model: str | None = None) -> Any:
     Also puts back base-model tensors the run trained besides the adapter (``lowres.base.*``),
     when the loader has not done so itself.
     """
-    import torch
-
-    from lowres_adapters.artifact import read_tensors
-    from lowres_adapters.loading import load_folder
-
-    loaded = load_folder(directory, model=model)
+    loaded = load_folder(directory, model=model, task_head=False)  # a task run: its language model
     trained_base = {name[len(BASE_TENSOR_PREFIX):]: tensor for name, tensor in read_tensors(Path(directory)).items()
                     if name.startswith(BASE_TENSOR_PREFIX)}
     if trained_base:
@@ -116,8 +115,6 @@ def load_snapshot(source: str | Path, *, model: str | None = None, objective: st
         model: For a run folder: base model to use instead of the recorded one.
         objective: For a base model: ``"clm"`` or ``"mlm"`` (chosen from the architecture when None).
     """
-    from lowres_adapters.models import load_base_model
-
     if is_run_folder(source):
         loaded = load_run(source, model=model)
         full = bool(getattr(loaded.handle, "trains_base_weights", False))
