@@ -25,6 +25,7 @@ def load(repo_or_path: str, **kwargs: Any) -> Any:
 
     See :func:`lowres_adapters.hub.load` for the options.
     """
+    # lazy: hub imports torch
     from lowres_adapters.hub import load as _load
 
     return _load(repo_or_path, **kwargs)
@@ -32,6 +33,7 @@ def load(repo_or_path: str, **kwargs: Any) -> Any:
 
 def publish(run_dir: str, repo_id: str, **kwargs: Any) -> Any:
     """Publish a run folder to the Hugging Face Hub. See :func:`lowres_adapters.hub.publish`."""
+    # lazy: hub imports torch
     from lowres_adapters.hub import publish as _publish
 
     return _publish(run_dir, repo_id, **kwargs)
@@ -58,6 +60,7 @@ def adapt(language: str, **kwargs: Any) -> Any:
 
 def evaluate(run_dir: str, **kwargs: Any) -> Any:
     """Evaluate a run folder. See :func:`lowres_adapters.runs.evaluate.evaluate_run`."""
+    # lazy: runs.evaluate imports torch
     from lowres_adapters.runs.evaluate import evaluate_run
 
     return evaluate_run(run_dir, **kwargs)

@@ -29,7 +29,9 @@ def ensure_adapter_support(model: Any) -> Any:
         LowresError: When ``model`` is not a transformers model or ``adapters`` does not support
             its architecture.
     """
+    # lazy: imports adapters (and torch)
     import adapters
+    # lazy: imports transformers (and torch)
     from transformers import PreTrainedModel
 
     if not isinstance(model, PreTrainedModel):
@@ -48,6 +50,7 @@ def ensure_adapter_support(model: Any) -> Any:
 
 def set_active_setup(model: Any, adapter_setup: Any) -> None:
     """Activate an AdapterHub setup, without the spurious "none are activated" warning it logs."""
+    # lazy: imports adapters (and torch)
     import adapters.model_mixin
 
     logger = adapters.model_mixin.logger
@@ -97,7 +100,9 @@ def save_adapterhub_files(model: Any, adapter_setup: Any, directory: Path) -> li
     Returns:
         The names of the files written.
     """
+    # lazy: imports adapters (and torch)
     import adapters
+    # lazy: imports adapters (and torch)
     import adapters.loading
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -124,6 +129,7 @@ def _save_file_without_aliases(tensors: dict[str, Any], filename: str, metadata:
     ``adapters`` lists a prefix-tuning pool under every layer that uses it; safetensors refuses
     tensors that share memory, so the aliases are dropped and the pool's own name is kept.
     """
+    # lazy: safetensors.torch imports torch
     from safetensors.torch import save_file
 
     kept: dict[tuple[int, int, tuple[int, ...]], str] = {}

@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from packaging.requirements import InvalidRequirement, Requirement
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
 from lowres_adapters.configs import config_from_dict, config_to_dict
 from lowres_adapters.errors import LowresError
 from lowres_adapters.io import atomic_path, atomic_write_text
+from lowres_adapters.native import NATIVE_DIR, name_the_base
 from lowres_adapters.registry import Registry, get_registry
 from lowres_adapters.version import __version__
 
@@ -33,7 +39,6 @@ METADATA_FILE = "lowres_adapter.json"
 WEIGHTS_FILE = "adapter.safetensors"
 METRICS_FILE = "metrics.json"
 TOKENIZER_DIR = "tokenizer"
-NATIVE_DIR = "adapterhub"
 UNFINISHED_FILE = "run_in_progress.json"
 """Present while ``lowres adapt`` writes a run folder (removed last): such a folder is refused."""
 BASE_TENSOR_PREFIX = "lowres.base."
@@ -112,8 +117,6 @@ class ArtifactMetadata:
 
 def atomic_save_tensors(path: Path, tensors: Mapping[str, Any], metadata: dict[str, str] | None = None) -> None:
     """Save tensors as safetensors through a temporary file and a rename."""
-    from safetensors.torch import save_file  # lazy: torch is not needed to read metadata
-
     contiguous = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
     with atomic_path(path) as temporary:
         save_file(contiguous, temporary, metadata=metadata)
@@ -147,8 +150,6 @@ def write_artifact(directory: Path, handle: Any, metadata: ArtifactMetadata,
         written = handle.save_native(native_dir)
         if not written and native_dir.exists() and not any(native_dir.iterdir()):
             native_dir.rmdir()
-        from lowres_adapters.native import name_the_base  # here: native imports this module
-
         name_the_base(native_dir, metadata)
     atomic_write_text(directory / METADATA_FILE, json.dumps(metadata.to_json(), indent=2, sort_keys=True) + "\n")
 
@@ -177,9 +178,6 @@ def read_metadata(directory: Path) -> ArtifactMetadata:
 
 def read_tensors(directory: Path) -> dict[str, Any]:
     """Read ``adapter.safetensors`` (no pickle), with one clear line if it is corrupt."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(directory) / WEIGHTS_FILE
     if not path.exists():
         raise LowresError(f"{path}: not found")
@@ -215,10 +213,6 @@ def pip_requirement(text: Any) -> str | None:
     ``plugin`` comes from a downloaded file: a URL, an environment marker or anything with shell
     metacharacters gives no hint at all, so no command is ever echoed verbatim.
     """
-    import shlex
-
-    from packaging.requirements import InvalidRequirement, Requirement
-
     if not isinstance(text, str) or len(text) > 200 or any(char.isspace() for char in text):
         return None
     try:

@@ -16,6 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+import torch
+from safetensors import safe_open
+
+from lowres_adapters.models import embedded_source, is_embedded, model_revision, resolve_model_path
+
 FINGERPRINT_ALGORITHM = "sha256-float32"
 """Each named tensor, converted to float32 (exact for float16/bfloat16 files), hashed in order."""
 
@@ -34,8 +39,6 @@ def fingerprint_names(names: Iterable[str]) -> list[str]:
 
 def tensor_digest(tensors: Mapping[str, Any], names: list[str]) -> str:
     """Return the hex SHA-256 of ``tensors[name]`` (as float32) for each name in order."""
-    import torch
-
     digest = hashlib.sha256()
     for name in names:
         tensor = tensors[name].detach().to("cpu", torch.float32).contiguous()
@@ -46,8 +49,6 @@ def tensor_digest(tensors: Mapping[str, Any], names: list[str]) -> str:
 
 def file_fingerprint(folder: Path) -> dict[str, Any] | None:
     """Return ``{"algorithm", "tensors", "sha256"}`` from the safetensors files of a model folder (None if none)."""
-    from safetensors import safe_open
-
     files = sorted(Path(folder).glob("*.safetensors"))
     if not files:
         return None
@@ -73,8 +74,6 @@ def model_fingerprint(model: Any, names: list[str]) -> str | None:
 
 def base_folder(model_id: str, revision: str | None = None) -> tuple[Path | None, str | None]:
     """Return ``(local folder holding model_id's weights, commit)``; the Hub cache is read, never the network."""
-    from lowres_adapters.models import is_embedded, resolve_model_path
-
     path = Path(resolve_model_path(model_id))
     if is_embedded(model_id) or path.is_dir():
         return (path if path.is_dir() else None), None
@@ -91,8 +90,6 @@ def base_folder(model_id: str, revision: str | None = None) -> tuple[Path | None
 def weights_file(model_id: str, folder: Path | None) -> str | None:
     """Return the exact weights file(s) of ``model_id``: the embedded default's ``dist==version:NAME.gguf``,
     else the safetensors file names of its folder (None when not on disk)."""
-    from lowres_adapters.models import embedded_source
-
     source = embedded_source(model_id)
     if source is not None:
         return f"{source[1]}:{source[0]}"
@@ -102,8 +99,6 @@ def weights_file(model_id: str, folder: Path | None) -> str | None:
 
 def weights_description(model_id: str, weights: str | None = None) -> str:
     """Return, in words, which weights ``model_id`` stands for (the embedded default: its dequantised GGUF)."""
-    from lowres_adapters.models import embedded_source
-
     source = embedded_source(model_id)
     if source is not None:
         filename, requirement = source
@@ -116,8 +111,6 @@ def weights_description(model_id: str, weights: str | None = None) -> str:
 def base_identity(model_id: str, revision: str | None = None) -> dict[str, Any]:
     """Return the metadata fields naming the base exactly: ``base_model_revision``, ``base_model_file``,
     ``base_model_fingerprint`` (any may be None when the weights are not on disk)."""
-    from lowres_adapters.models import model_revision
-
     folder, commit = base_folder(model_id, revision)
     return {"base_model_revision": model_revision(model_id) or revision or commit,
             "base_model_file": weights_file(model_id, folder),
@@ -126,8 +119,6 @@ def base_identity(model_id: str, revision: str | None = None) -> dict[str, Any]:
 
 def how_to_get(metadata: Any) -> str:
     """Return how to load the base an artifact was trained on (one clause)."""
-    from lowres_adapters.models import embedded_source
-
     source = embedded_source(metadata.base_model)
     if source is not None:
         return (f"it was trained on {source[0]} from {source[1]}, dequantised: load without model= "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import click
+
 from lowres_adapters.specs import CommandSpec
 
 
@@ -28,14 +30,10 @@ class CommandTable:
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
         """Decorate a function as a click command and add it (same arguments as ``click.command``)."""
-        import click
-
         return self._adding(click.command(*args, **kwargs))
 
     def group(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
         """Decorate a function as a click group and add it (same arguments as ``click.group``)."""
-        import click
-
         return self._adding(click.group(*args, **kwargs))
 
     def _adding(self, make: Callable[[Callable[..., Any]], Any]) -> Callable[[Callable[..., Any]], Any]:

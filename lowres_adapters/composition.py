@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from lowres_adapters.adapterhub import (
-    AdapterHubAdapter,
-    attach_adapterhub,
-    save_adapterhub_files,
-    set_active_setup,
-)
+import adapters
+import torch
+
+from lowres_adapters.adapterhub import AdapterHubAdapter, attach_adapterhub, save_adapterhub_files, set_active_setup
 from lowres_adapters.errors import LowresError
 from lowres_adapters.handles import ParameterSetAdapter, added_parameter_names, parameter_names
 from lowres_adapters.specs import AttachedAdapter
@@ -64,8 +62,6 @@ class FusedAdapters(ParameterSetAdapter):
     @property
     def setup(self) -> Any:
         """Return the AdapterHub ``Fuse`` block."""
-        import adapters
-
         return adapters.Fuse(*self.config.adapters)
 
     def _select(self) -> None:
@@ -94,8 +90,6 @@ def fuse(handles: Sequence[AttachedAdapter], fusion: str = "dynamic") -> FusedAd
     Returns:
         A handle whose trainable parameters are the fusion layer's only.
     """
-    import adapters
-
     _require_adapterhub(handles, "fusion")
     config = FusionConfig(adapters=tuple(h.name for h in handles), fusion=fusion)
     model = handles[0].model
@@ -131,8 +125,6 @@ class StackedAdapters(ParameterSetAdapter):
         self.lower, self.upper, self.train_lower = lower, upper, train_lower
 
     def _select(self) -> None:
-        import adapters
-
         lower_setup = _adapterhub_setup(self.lower)
         if lower_setup is not None and isinstance(self.upper, AdapterHubAdapter):
             set_active_setup(self.upper.model, adapters.Stack(lower_setup, self.upper.name))
@@ -204,8 +196,6 @@ def average(handles: Sequence[AttachedAdapter], name: str, weights: Sequence[flo
     Returns:
         The new adapter's handle (not yet active).
     """
-    import torch
-
     _require_adapterhub(handles, "average")
     if len({repr(h.config) for h in handles}) != 1:
         raise LowresError("average needs adapters of one type with equal settings")

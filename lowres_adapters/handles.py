@@ -127,8 +127,10 @@ class ParameterSetAdapter:
 
     def load_adapter_state_dict(self, tensors: Mapping[str, "torch.Tensor"]) -> None:
         """Load tensors produced by :meth:`adapter_state_dict`; raise on missing or mis-shaped keys."""
+        # lazy: imports torch
         import torch
 
+        # lazy: artifact imports safetensors
         from lowres_adapters.artifact import check_shapes
 
         targets = self.trainable_parameters()

@@ -19,10 +19,23 @@ and waits for the Hub at most ``HF_HUB_ETAG_TIMEOUT`` / ``HF_HUB_DOWNLOAD_TIMEOU
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
+
+from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.file_download import REGEX_COMMIT_HASH, repo_folder_name
+from requests.exceptions import ConnectionError as RequestsConnectionError, Timeout
 
 from lowres_adapters.artifact import (
     METADATA_FILE,
@@ -34,8 +47,22 @@ from lowres_adapters.artifact import (
     read_tensors,
 )
 from lowres_adapters.errors import LowresError
-from lowres_adapters.native import PEFT_CONFIG_FILE
-from lowres_adapters.task_loading import LANGUAGE_ADAPTERS_DIR, TASK_HEAD_FILE, is_task_folder
+from lowres_adapters.loading import load_folder
+from lowres_adapters.model_card import GENERATED_MARKER, render_model_card
+from lowres_adapters.native import (
+    PEFT_CONFIG_FILE,
+    adapterhub_config,
+    has_only_adapter_tensors,
+    native_library,
+    peft_files,
+)
+from lowres_adapters.task_loading import (
+    LANGUAGE_ADAPTERS_DIR,
+    TASK_HEAD_FILE,
+    is_task_folder,
+    read_task_description,
+    stack_options,
+)
 
 README_FILE = "README.md"
 _ARTIFACT_PATTERNS = [METADATA_FILE, WEIGHTS_FILE, f"{TOKENIZER_DIR}/*.json", f"{TOKENIZER_DIR}/*.txt",
@@ -81,8 +108,6 @@ def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revisio
     Raises:
         LowresError: Not a run folder, a file holding the token, or a Hub error (one line, never the token).
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
-
     run_dir = Path(run_dir)
     _check_repo_id(repo_id)
     files = publish_files(run_dir, repo_id)
@@ -105,8 +130,6 @@ def publish(run_dir: str | Path, repo_id: str, *, private: bool = False, revisio
 
 def publish_files(run_dir: Path, repo_id: str | None = None) -> dict[str, bytes]:
     """Return ``{path_in_repo: bytes}``: exactly what ``publish`` uploads from ``run_dir``."""
-    from lowres_adapters.model_card import GENERATED_MARKER, render_model_card
-
     metadata = read_metadata(run_dir)
     tensors = read_tensors(run_dir)  # one clear line for a missing or corrupt weights file, before any upload
     files = {METADATA_FILE: (run_dir / METADATA_FILE).read_bytes(),
@@ -136,8 +159,6 @@ def native_files(run_dir: Path, metadata: Any, tensors: dict[str, Any]) -> dict[
     """Return the native copies ``publish`` uploads (:mod:`lowres_adapters.native`): PEFT's files at
     the root where PEFT can load the adapter, AdapterHub's under ``adapterhub/`` for its types; none
     when the run also holds new vocabulary rows or trained base tensors."""
-    from lowres_adapters.native import adapterhub_config, has_only_adapter_tensors, native_library, peft_files
-
     if not has_only_adapter_tensors(metadata, tensors):
         return {}
     files = peft_files(run_dir, metadata, tensors)
@@ -150,10 +171,6 @@ def native_files(run_dir: Path, metadata: Any, tensors: dict[str, Any]) -> dict[
 def _task_files(run_dir: Path) -> dict[str, bytes]:
     """Return ``task_head.json`` (with the fusion kind) and the language adapters a task run was
     stacked on, as ``language_adapters/<n>/`` artifact folders (what ``load`` rebuilds the stack from)."""
-    import json
-
-    from lowres_adapters.task_loading import read_task_description, stack_options
-
     folders, fusion = stack_options(run_dir, trusted=True)
     description = {**read_task_description(run_dir), "fusion": fusion}
     files = {TASK_HEAD_FILE: (json.dumps(description, indent=2) + "\n").encode("utf-8")}
@@ -209,8 +226,6 @@ def load_adapter(repo_or_path: str | Path, *, revision: str | None = None, model
 
     It also carries the adapter handle and the artifact metadata (type, language, metrics).
     """
-    from lowres_adapters.loading import load_folder
-
     folder = Path(repo_or_path).expanduser()
     if not folder.is_dir():
         folder = download(str(repo_or_path), revision=revision, token=token)
@@ -222,8 +237,6 @@ def load_adapter(repo_or_path: str | Path, *, revision: str | None = None, model
 
 def hub_timeout() -> float:
     """Return the seconds ``load`` waits for one answer from the Hub (``HF_HUB_ETAG_TIMEOUT``, 10 by default)."""
-    from huggingface_hub import constants
-
     return float(constants.HF_HUB_ETAG_TIMEOUT)
 
 
@@ -238,8 +251,6 @@ def download(repo_id: str, *, revision: str | None = None, token: str | None = N
         LowresError: Refused, unknown, unreachable or silent Hub, not an adapter repo, or a repo
             whose tokenizer needs remote code (one line, never the token).
     """
-    from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
-
     _check_repo_id(repo_id)
     with hub_errors(repo_id, revision, _known_tokens(token), loading=True):
         if constants.HF_HUB_OFFLINE:
@@ -268,8 +279,6 @@ def allowed_files(paths: Any) -> list[str]:
 
 def refuse_remote_code(folder: Path, repo_id: str) -> None:
     """Raise one line when a tokenizer file of ``folder`` asks transformers to run the repo's own code."""
-    import json
-
     for path in sorted([*folder.glob(f"{TOKENIZER_DIR}/*.json"), *folder.glob(f"{LANGUAGE_ADAPTERS_DIR}/*/{TOKENIZER_DIR}/*.json")]):
         try:
             values = json.loads(path.read_text("utf-8"))
@@ -281,17 +290,11 @@ def refuse_remote_code(folder: Path, repo_id: str) -> None:
 
 
 def _snapshot_folder(repo_id: str, sha: str) -> Path:
-    from huggingface_hub import constants
-    from huggingface_hub.file_download import repo_folder_name
-
     return Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model") / "snapshots" / sha
 
 
 def _record_ref(repo_id: str, revision: str, sha: str) -> None:
     """Remember which commit a branch or tag pointed to, so offline loads by name find the snapshot."""
-    from huggingface_hub import constants
-    from huggingface_hub.file_download import REGEX_COMMIT_HASH, repo_folder_name
-
     if REGEX_COMMIT_HASH.match(revision) or ".." in revision:
         return
     ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model") / "refs" / revision
@@ -322,18 +325,6 @@ def hub_errors(repo_id: str, revision: str | None, secrets: list[str], loading: 
     With ``loading``, an unreachable Hub names ``HF_HUB_OFFLINE=1`` (a load never falls back to the
     cache on its own).
     """
-    from huggingface_hub import constants
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-    from requests.exceptions import ConnectionError as RequestsConnectionError
-    from requests.exceptions import Timeout
-
     at = f"{repo_id}@{revision}" if revision else repo_id
     try:
         yield

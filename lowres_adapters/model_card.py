@@ -15,8 +15,11 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from lowres_adapters.models import objective_facts
+from huggingface_hub import EvalResult, ModelCardData
+
 from lowres_adapters.artifact import METRICS_FILE, NATIVE_DIR, ArtifactMetadata
+from lowres_adapters.base_identity import weights_description
+from lowres_adapters.models import is_embedded, objective_facts
 
 LIBRARY_NAME = "lowres-adapters"
 GENERATED_MARKER = "<!-- lowres-adapters:generated-card -->"
@@ -120,8 +123,6 @@ def card_data(metadata: ArtifactMetadata, *, repo_id: str | None = None, has_nat
     ``adapter-transformers`` when AdapterHub can, else left out (the Hub knows no other adapter
     library); ``base_model_relation: adapter`` goes with a Hub ``base_model``.
     """
-    from huggingface_hub import EvalResult, ModelCardData
-
     metrics = metadata.metrics if metrics is None else metrics
     model_name = (repo_id or f"{metadata.adapter_type}-{metadata.language or 'adapter'}").split("/")[-1]
     dataset_name = metadata.datasets[0] if metadata.datasets else f"{metadata.language or 'held-out'} text"
@@ -212,8 +213,6 @@ def _summary(metadata: ArtifactMetadata, repo_id: str | None) -> str:
 
 def _trained_on(metadata: ArtifactMetadata) -> str:
     """Return, in words, the exact base weights (file, revision, fingerprint)."""
-    from lowres_adapters.base_identity import weights_description
-
     text = weights_description(metadata.base_model, metadata.base_model_file)
     if metadata.base_model_revision and "GGUF" not in text:
         text += f" at revision `{metadata.base_model_revision}`"
@@ -260,8 +259,6 @@ def _load_section(metadata: ArtifactMetadata, repo_id: str | None, has_native: b
 
 def _peft_snippet(metadata: ArtifactMetadata, target: str) -> str:
     """Return how PEFT users load the root ``adapter_config.json`` / ``adapter_model.safetensors``."""
-    from lowres_adapters.models import is_embedded
-
     text = ("\nPEFT users: the repository root holds the adapter in PEFT's own format:\n\n```python\n"
             "from peft import AutoPeftModelForCausalLM, PeftModel\n\n"
             f'model = PeftModel.from_pretrained(base_model, "{target}")\n')

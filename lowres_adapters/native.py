@@ -18,12 +18,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from safetensors.torch import save
 
-from lowres_adapters.artifact import NATIVE_DIR, ArtifactMetadata
+from lowres_adapters.io import atomic_write_text
 from lowres_adapters.models import is_embedded, objective_facts
+
+if TYPE_CHECKING:  # artifact.py imports this module to write the native folder
+    from lowres_adapters.artifact import ArtifactMetadata
+
+NATIVE_DIR = "adapterhub"
+"""Sub-folder of a run folder holding AdapterHub's own files."""
 
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
@@ -115,8 +121,6 @@ def name_the_base(native_dir: Path, metadata: ArtifactMetadata) -> None:
     Both libraries record ``model.config._name_or_path``, which for the embedded default is a cache
     folder; PEFT's ``AutoPeftModelForCausalLM`` would look for the base there.
     """
-    from lowres_adapters.artifact import atomic_write_text
-
     path = Path(native_dir) / PEFT_CONFIG_FILE
     if not path.is_file():
         return

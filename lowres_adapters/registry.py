@@ -29,7 +29,7 @@ import pluggy
 from lowres_adapters import hookspecs
 from lowres_adapters.command_table import CommandTable
 from lowres_adapters.errors import PluginLoadError, RegistryError
-from lowres_adapters.specs import iter_spec_kinds, spec_name
+from lowres_adapters.specs import LANGUAGE_CODE_PATTERN, iter_spec_kinds, spec_name
 
 ENTRY_POINT_GROUP = "lowres_adapters"
 STRICT_ENV = "LOWRES_STRICT_PLUGINS"
@@ -364,8 +364,6 @@ def reset_registry(registry: Registry | None = None) -> None:
 
 def _is_iso639_3(code: str) -> bool:
     """Return True for a known ISO 639-3 code (only those get a ``lowres-lang-CODE`` pip hint)."""
-    from lowres_adapters.specs import LANGUAGE_CODE_PATTERN
-
     if not LANGUAGE_CODE_PATTERN.match(code):
         return False
     try:

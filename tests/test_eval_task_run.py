@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+import lowres_adapters.runs.evaluate as evaluate_module
 import lowres_adapters.training.adapt as adapt_module
-import lowres_adapters.training.run_data as run_data_module
 from lowres_adapters.data.examples import LabeledExample, PackData, TaskData, TextExample
 from lowres_adapters.runs.evaluate import evaluate_run
 from lowres_adapters.testing.tiny import TINY_CORPUS
@@ -24,7 +24,7 @@ def test_task_figures_come_from_the_trained_head(tmp_path, monkeypatch):
     text = [TextExample(sentence, str(index), "xyz") for index, sentence in enumerate(TINY_CORPUS)]
     pack = PackData(text={"train": text * 4, "test": text}, tasks={"topic": task})
     monkeypatch.setattr(adapt_module, "load_run_data", lambda language, settings: (pack, None))
-    monkeypatch.setattr(run_data_module, "load_run_data", lambda language, settings: (pack, None))
+    monkeypatch.setattr(evaluate_module, "load_run_data", lambda language, settings: (pack, None))
     model_dir = save_tiny_model(tmp_path / "model")
     result = adapt("xyz", model=str(model_dir), output=str(tmp_path / "task"), recipe="task", max_steps=8,
                    batch_size=4, lr=5e-3, progress=False, echo=lambda line: None)

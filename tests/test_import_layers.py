@@ -17,6 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 OWNED_ELSEWHERE = ("lowres_adapters.bench",)
 """Packages whose internal cycles are left to their own issue (#19 reshapes the bench)."""
+OUTSIDE_THE_CORE = {"lowres_adapters.builtin", "lowres_adapters.testing", "lowres_adapters.plugin",
+                    "lowres_adapters.scaffold", "lowres_adapters.__main__"}
+"""Plugins and kits on top of the core: they may import any layer, and no layer imports them."""
 
 
 def _lint_imports() -> subprocess.CompletedProcess[str]:
@@ -29,6 +32,27 @@ def test_import_linter_contracts_are_kept():
     result = _lint_imports()
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
+
+
+def _contract_modules() -> tuple[set[str], set[str]]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    contracts = {contract["id"]: contract for contract in config["contracts"]}
+    layered = {name.strip() for layer in contracts["layers"]["layers"] for name in layer.replace("|", ":").split(":")}
+    return layered, set(contracts["core-without-plugins"]["source_modules"])
+
+
+def test_every_core_module_has_a_layer():
+    """A new top-level module must be placed in a layer (pyproject.toml), or be a plugin or kit."""
+    layered, checked = _contract_modules()
+    graph = grimp.build_graph("lowres_adapters", cache_dir=None)
+    top_level = {name for name in graph.modules if name.count(".") == 1}
+    assert top_level - layered - OUTSIDE_THE_CORE == set()
+    assert layered - top_level == set()  # no stale names
+    assert checked == layered
 
 
 def _import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:

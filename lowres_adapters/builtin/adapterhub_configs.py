@@ -69,6 +69,7 @@ class SeqBnConfig:
 
     def to_adapterhub(self) -> Any:
         """Return the equivalent ``adapters.SeqBnConfig``."""
+        # lazy: imports adapters (and torch)
         import adapters
 
         return adapters.SeqBnConfig(**self._bottleneck_kwargs())
@@ -89,6 +90,7 @@ class DoubleSeqBnConfig(SeqBnConfig):
 
     def to_adapterhub(self) -> Any:
         """Return the equivalent ``adapters.DoubleSeqBnConfig``."""
+        # lazy: imports adapters (and torch)
         import adapters
 
         return adapters.DoubleSeqBnConfig(**self._bottleneck_kwargs())
@@ -118,6 +120,7 @@ class SeqBnInvConfig(SeqBnConfig):
 
     def to_adapterhub(self) -> Any:
         """Return the equivalent ``adapters.SeqBnInvConfig``."""
+        # lazy: imports adapters (and torch)
         import adapters
 
         return adapters.SeqBnInvConfig(inv_adapter=self.inv_adapter,
@@ -166,6 +169,7 @@ class LoraConfig:
 
     def to_adapterhub(self) -> Any:
         """Return the equivalent ``adapters.LoRAConfig``."""
+        # lazy: imports adapters (and torch)
         import adapters
 
         return adapters.LoRAConfig(**self._lora_kwargs())
@@ -195,6 +199,7 @@ class Ia3Config:
 
     def to_adapterhub(self) -> Any:
         """Return the equivalent ``adapters.IA3Config``."""
+        # lazy: imports adapters (and torch)
         import adapters
 
         return adapters.IA3Config(attn_matrices=list(self.attn_matrices),
@@ -232,6 +237,7 @@ class PrefixTuningConfig:
 
     def to_adapterhub(self) -> Any:
         """Return the equivalent ``adapters.PrefixTuningConfig``."""
+        # lazy: imports adapters (and torch)
         import adapters
 
         return adapters.PrefixTuningConfig(prefix_length=self.prefix_length, bottleneck_size=self.bottleneck_size,

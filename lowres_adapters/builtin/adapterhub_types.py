@@ -28,6 +28,7 @@ from lowres_adapters.builtin.adapterhub_configs import (
     SeqBnConfig,
     SeqBnInvConfig,
 )
+from lowres_adapters.models import is_encoder
 from lowres_adapters.specs import AdapterType
 
 LOGGER = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ def attach_prefix_tuning(model: Any, name: str, config: PrefixTuningConfig) -> A
     padded batch on Llama models (the prefix is silently ignored and gets no gradient); the
     eager attention path uses additive masks, which it handles correctly.
     """
-    from lowres_adapters.models import is_encoder
-
     if not is_encoder(model.config) and getattr(model.config, "_attn_implementation", "eager") != "eager":
         LOGGER.warning("prefix_tuning: switching %s to eager attention (adapters ignores the prefix "
                        "under SDPA masks)", type(model).__name__)

@@ -104,6 +104,7 @@ def _pooled_pair(inputs: AlignmentInputs) -> tuple["torch.Tensor", "torch.Tensor
 
 def build_mse(config: MseConfig) -> LossFunction:
     """Return the mean squared error between pooled student and teacher states."""
+    # lazy: imports torch
     import torch.nn.functional as functional
 
     def mse_loss(inputs: AlignmentInputs) -> "torch.Tensor":
@@ -117,6 +118,7 @@ def build_mse(config: MseConfig) -> LossFunction:
 
 def build_cosine(config: CosineConfig) -> LossFunction:
     """Return ``1 - cosine similarity`` of pooled states, averaged over the batch (0 = same direction)."""
+    # lazy: imports torch
     import torch.nn.functional as functional
 
     def cosine_loss(inputs: AlignmentInputs) -> "torch.Tensor":
@@ -129,7 +131,9 @@ def build_cosine(config: CosineConfig) -> LossFunction:
 
 def build_kl(config: KlConfig) -> LossFunction:
     """Return KL(teacher || student) of output distributions, averaged over the batch."""
+    # lazy: imports torch
     import torch
+    # lazy: imports torch
     import torch.nn.functional as functional
 
     def kl_loss(inputs: AlignmentInputs) -> "torch.Tensor":
@@ -154,7 +158,9 @@ def build_kl(config: KlConfig) -> LossFunction:
 
 def build_infonce(config: InfoNceConfig) -> LossFunction:
     """Return InfoNCE over the batch: each student text must pick out its own parallel teacher text."""
+    # lazy: imports torch
     import torch
+    # lazy: imports torch
     import torch.nn.functional as functional
 
     def infonce_loss(inputs: AlignmentInputs) -> "torch.Tensor":

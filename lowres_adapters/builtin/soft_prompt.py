@@ -66,6 +66,7 @@ def attach_soft_prompt(model: Any, name: str, config: PromptTuningConfig) -> Sof
     Attach other adapter types to ``model`` first: the wrapper is not a transformers model.
     The wrapper's only new parameter is ``soft_prompt``, (num_tokens, hidden).
     """
+    # lazy: builtin.soft_prompt_model imports torch
     from lowres_adapters.builtin.soft_prompt_model import SoftPromptModel, initial_prompt
 
     if isinstance(model, SoftPromptModel):

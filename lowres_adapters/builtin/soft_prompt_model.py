@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from transformers.loss.loss_utils import ForCausalLMLoss, ForMaskedLMLoss
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.models import is_encoder
 
 if TYPE_CHECKING:  # soft_prompt imports this module when a prompt is attached
     from lowres_adapters.builtin.soft_prompt import PromptTuningConfig
@@ -16,8 +18,6 @@ SEQUENCE_OUTPUTS = ("logits", "last_hidden_state", "prediction_logits")
 
 
 def _is_causal(model: nn.Module) -> bool:
-    from lowres_adapters.models import is_encoder
-
     return not is_encoder(model.config)
 
 
@@ -123,7 +123,7 @@ class SoftPromptModel(nn.Module):
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Return the language-modelling loss of input-aligned logits (mean over non-ignored labels)."""
-        from transformers.loss.loss_utils import ForCausalLMLoss, ForMaskedLMLoss
+        # lazy: imports transformers (and torch)
 
         vocab_size = logits.shape[-1]
         loss_function = ForCausalLMLoss if self.causal else ForMaskedLMLoss

@@ -18,6 +18,7 @@ import click
 from lowres_adapters import __version__
 from lowres_adapters.errors import LowresError
 from lowres_adapters.hookspecs import hookimpl
+from lowres_adapters.registry import get_registry
 
 # command name -> "module:attribute" (a click command or group)
 COMMANDS = {
@@ -48,8 +49,6 @@ class LazyGroup(click.Group):
     """A click group whose subcommands come from the registry and are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        from lowres_adapters.registry import get_registry
-
         return [name for name in get_registry().names("commands") if self._load(name) is not None]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
@@ -57,8 +56,6 @@ class LazyGroup(click.Group):
 
     @staticmethod
     def _load(name: str) -> click.Command | None:
-        from lowres_adapters.registry import get_registry
-
         registry = get_registry()
         if name not in registry.names("commands"):
             return None
@@ -76,8 +73,6 @@ class LazyGroup(click.Group):
 
 
 def _warn_about_plugins() -> None:
-    from lowres_adapters.registry import get_registry
-
     line = get_registry().warning_line()
     if line:
         click.echo(line, err=True)

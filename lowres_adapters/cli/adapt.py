@@ -6,7 +6,9 @@ import json
 
 import click
 
+from lowres_adapters import adapt as run_adapt
 from lowres_adapters.errors import LowresError
+from lowres_adapters.training.settings import merge_settings, parse_assignment
 
 
 def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
@@ -66,8 +68,6 @@ def adapt(language: str, config_file: str | None, seeds: str | None, assignments
     Uses the language pack's data and default recipe (run `lowres data fetch LANGUAGE` first), or
     your own files for any language: --text train.txt --eval-text heldout.txt.
     """
-    from lowres_adapters.training.settings import merge_settings, parse_assignment
-
     overrides = {key: value for key, value in options.items() if value is not None}
     if train_also:
         overrides["train_also"] = tuple(train_also)
@@ -85,13 +85,13 @@ def adapt(language: str, config_file: str | None, seeds: str | None, assignments
 
     seed_list = _parse_seeds(seeds)
     if seed_list:
+        # lazy: training.stability imports torch
         from lowres_adapters.training.stability import adapt_seeds
 
         summary = adapt_seeds(language, seed_list, config=config_file, **overrides)
         if as_json:
             click.echo(json.dumps(summary.to_json(), indent=2))
         return
-    from lowres_adapters import adapt as run_adapt
 
     result = run_adapt(language, config=config_file, **overrides)
     if as_json:

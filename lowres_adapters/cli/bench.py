@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from lowres_adapters.bench.report import machine_info, machine_line, markdown_table
+from lowres_adapters.data.packs import load_pack_data
 from lowres_adapters.errors import LowresError
 from lowres_adapters.io import atomic_write_text
 
@@ -34,8 +36,9 @@ def bench(quick: bool, as_json: bool, workloads: tuple[str, ...], setups: tuple[
     child process; rows give tokens/s, ms/step, peak RSS, held-out loss and the speed-up over (a).
     Needs `lowres data fetch nya`.
     """
+    # lazy: bench.harness imports torch
     from lowres_adapters.bench.harness import MAIN_SETUPS, BenchPlan, run_bench
-    from lowres_adapters.bench.report import machine_info, machine_line, markdown_table
+    # lazy: bench.setups imports torch
     from lowres_adapters.bench.setups import LOWRES_VARIANTS
 
     chosen = tuple(setups) or MAIN_SETUPS
@@ -49,7 +52,6 @@ def bench(quick: bool, as_json: bool, workloads: tuple[str, ...], setups: tuple[
     if repeats is not None:
         overrides["repeats"] = repeats
     plan = BenchPlan.quick(**overrides) if quick else BenchPlan(**overrides)
-    from lowres_adapters.data.packs import load_pack_data
 
     load_pack_data("nya")  # fail early, with the fetch command, when the corpus is missing
     before = machine_info(plan.threads)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from lowres_adapters.data.packs import fetch_pack, load_pack_data
 from lowres_adapters.errors import LowresError
 
 
@@ -30,8 +31,6 @@ def data() -> None:
 @click.option("--quiet", is_flag=True, help="Print only the summary line of each pack.")
 def fetch(codes: tuple[str, ...], force: bool, quiet: bool) -> None:
     """Fetch the data of language packs CODES (e.g. `nya dzo bod`) into the cache."""
-    from lowres_adapters.data.packs import fetch_pack
-
     logger = logging.getLogger("lowres_adapters.data")
     handler = _EchoHandler()
     if not quiet:
@@ -66,6 +65,7 @@ def fetch(codes: tuple[str, ...], force: bool, quiet: bool) -> None:
 def stats(code: str | None, text_file: Path | None, parallel_file: Path | None, target_file: str,
           graph_file: Path | None, graph_source: str, lang: str, source_lang: str, target_lang: str, as_json: bool) -> None:
     """Show counts of a fetched pack CODE, or validate a file given with --text/--parallel/--graph."""
+    # lazy: data.stats imports numpy
     from lowres_adapters.data import stats as data_stats
 
     chosen = [name for name, value in (("CODE", code), ("--text", text_file), ("--parallel", parallel_file),
@@ -73,8 +73,6 @@ def stats(code: str | None, text_file: Path | None, parallel_file: Path | None, 
     if len(chosen) != 1:
         raise LowresError("give exactly one of: a pack CODE, --text FILE, --parallel FILE, --graph FILE")
     if code:
-        from lowres_adapters.data.packs import load_pack_data
-
         result = data_stats.pack_stats(code, load_pack_data(code))
     elif text_file:
         result = data_stats.text_file_stats(text_file, lang)

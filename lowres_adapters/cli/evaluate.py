@@ -9,7 +9,9 @@ from typing import Any, Mapping
 
 import click
 
+from lowres_adapters.data.text import read_text_file
 from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.report import summary_rows, write_report
 
 
 def _echo_err(message: str) -> None:
@@ -18,8 +20,6 @@ def _echo_err(message: str) -> None:
 
 def _print_figures(results: Mapping[str, Any]) -> None:
     """Print base vs adapted figures as an aligned table."""
-    from lowres_adapters.evaluation.report import summary_rows
-
     rows = summary_rows(results)
     click.echo(f"{results['language']} · {results['adapter_type']} · held-out {results['eval_split']} "
                f"({results['eval_examples']} texts"
@@ -71,6 +71,7 @@ def evaluate(run_dir: str, as_json: bool, report_dir: str | None, max_examples: 
     language and their repeated-n-gram rate. The figures and decoding settings are also written
     into the run's metrics.json (under "evaluate").
     """
+    # lazy: runs.evaluate imports torch
     from lowres_adapters.runs.evaluate import evaluate_run
 
     if not Path(run_dir).is_dir():
@@ -90,7 +91,6 @@ def evaluate(run_dir: str, as_json: bool, report_dir: str | None, max_examples: 
 def _read_texts(path: str | None, limit: int) -> list[str]:
     if path is None:
         return []
-    from lowres_adapters.data.text import read_text_file
 
     return [example.text for example in read_text_file(path, "und")][:limit]
 
@@ -134,6 +134,7 @@ def analyze(checkpoints: tuple[str, ...], against_base: bool, text_file: str | N
     adapter weight norms per layer; linear CKA per layer with --text. Compare consecutive stages
     (base -> stages/cpt, stages/cpt -> stages/sft), never base -> sft.
     """
+    # lazy: runs.analysis imports torch
     from lowres_adapters.runs.analysis import BASE, analyze as run_analysis
 
     if against_base:
@@ -148,8 +149,6 @@ def analyze(checkpoints: tuple[str, ...], against_base: bool, text_file: str | N
         raise LowresError(f"{before}: no such folder")
     result = run_analysis(before, after, texts=_read_texts(text_file, cka_texts))
     if report_dir is not None:
-        from lowres_adapters.evaluation.report import write_report
-
         title = f"{Path(str(before)).name} -> {Path(after).name}"
         results = {"run_dir": after, "language": "", "adapter_type": "", "base": {}, "adapted": {}}
         write_report(Path(report_dir), Path(after), results, {title: result})

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from lowres_adapters.gguf_export import export_run
+
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -20,8 +22,6 @@ import click
 def export(run_dir: Path, output: Path, file_format: str, dtype: str, base_model: str | None, allow_pickle: bool,
            overwrite: bool) -> None:
     """Merge a run's adapter into its base model and write it as a GGUF file (llama architecture)."""
-    from lowres_adapters.gguf_export import export_run
-
     written = export_run(run_dir, output, dtype=dtype, model=base_model, allow_pickle=allow_pickle,
                          overwrite=overwrite)
     click.echo(f"wrote {written} ({file_format}, {dtype}, {written.stat().st_size / 1e6:.1f} MB)")

@@ -21,6 +21,7 @@ def publish(run_dir: Path, repo_id: str, private: bool, revision: str | None, co
 
     Uses HF_TOKEN (or the token saved by `hf auth login`) and HF_ENDPOINT.
     """
+    # lazy: hub imports torch
     from lowres_adapters.hub import publish as publish_run
 
     info = publish_run(run_dir, repo_id, private=private, revision=revision, commit_message=commit_message)
@@ -39,6 +40,7 @@ def publish(run_dir: Path, repo_id: str, private: bool, revision: str | None, co
 def load(repo_or_path: str, revision: str | None, base_model: str | None, prompt: str | None,
          max_new_tokens: int, allow_pickle: bool) -> None:
     """Load a published adapter onto its base model; with --prompt, continue a text with it."""
+    # lazy: hub imports torch
     from lowres_adapters.hub import load_adapter
 
     loaded = load_adapter(repo_or_path, revision=revision, model=base_model, allow_pickle=allow_pickle)
@@ -58,6 +60,7 @@ def load(repo_or_path: str, revision: str | None, base_model: str | None, prompt
 
 def generate(model: object, tokenizer: object, prompt: str, max_new_tokens: int, objective: str) -> str:
     """Return ``prompt`` continued greedily by ``model`` (causal LMs only)."""
+    # lazy: imports torch
     import torch
 
     if objective_facts(objective).masked or not hasattr(model, "generate"):

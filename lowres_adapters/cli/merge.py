@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from lowres_adapters.merge import merge_run
+
 
 @click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -18,7 +20,5 @@ def merge(run_dir: Path, output: Path, base_model: str | None, allow_pickle: boo
 
     OUTPUT loads with transformers alone: AutoModelForCausalLM.from_pretrained(OUTPUT).
     """
-    from lowres_adapters.merge import merge_run
-
     written = merge_run(run_dir, output, model=base_model, allow_pickle=allow_pickle, overwrite=overwrite)
     click.echo(f"merged {run_dir} into {written} (AutoModelForCausalLM.from_pretrained({str(written)!r}))")

@@ -28,6 +28,7 @@ from lowres_adapters import paths
 from lowres_adapters.data.cache import atomic_directory, read_manifest, sha256_file, verify_manifest, write_manifest
 from lowres_adapters.data.examples import PackData
 from lowres_adapters.errors import LowresError
+from lowres_adapters.registry import get_registry
 from lowres_adapters.version import __version__
 
 logger = logging.getLogger("lowres_adapters.data")
@@ -184,8 +185,6 @@ def fetch_pack(code: str, force: bool = False, registry: Any = None) -> FetchRes
     only when complete; ``manifest.json`` records sha256 checksums, provenance and the pack
     version (:func:`pack_version`). Cached data of another pack version is fetched again.
     """
-    from lowres_adapters.registry import get_registry
-
     registry = registry or get_registry()
     pack = registry.language_pack(code)
     plugin = registry.provider("language_packs", code)
@@ -220,8 +219,6 @@ def load_pack_data(code: str, registry: Any = None) -> PackData:
     Raises:
         LowresError: When the pack is not installed or its data was not fetched yet.
     """
-    from lowres_adapters.registry import get_registry
-
     registry = registry or get_registry()
     pack = registry.language_pack(code)
     directory = paths.data_dir(code)

@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from lowres_adapters.data.graphs import verbalise_edges
+from lowres_adapters.configs import config_from_dict
 from lowres_adapters.data.examples import PairExample, Provenance, TextExample
 from lowres_adapters.data.files import iter_lines, normalize_text
+from lowres_adapters.data.graphs import verbalise_edges
 from lowres_adapters.data.languages import validate_language
 from lowres_adapters.data.templates import load_templates
 from lowres_adapters.data.text import TextSourceConfig, open_text
 from lowres_adapters.errors import InputError, LowresError
+from lowres_adapters.registry import get_registry
 
 WORD = re.compile(r"\w+(?:['’-]\w+)*", re.UNICODE)
 
@@ -119,9 +121,6 @@ class GraphSentencesConfig:
 
 def open_graph_sentences(config: GraphSentencesConfig) -> Iterator[TextExample]:
     """Stream template sentences from the edges of another registered source."""
-    from lowres_adapters.configs import config_from_dict
-    from lowres_adapters.registry import get_registry
-
     if not config.graph:
         raise LowresError("graph_sentences needs graph=NAME, a data source that yields edges (see 'lowres list sources')")
     source = get_registry().data_source(config.graph)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Hashable, Sequence
 
+from seqeval.metrics import f1_score, precision_score, recall_score
+
 from lowres_adapters.errors import LowresError
 
 
@@ -53,8 +55,6 @@ def classification_scores(predictions: Sequence[Hashable], references: Sequence[
 
 def entity_scores(predicted_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str]]) -> dict[str, float]:
     """Return seqeval's entity-level precision, recall and F1 (percent) for BIO-tagged sentences."""
-    from seqeval.metrics import f1_score, precision_score, recall_score
-
     _check_lengths(predicted_tags, gold_tags)
     for index, (predicted, gold) in enumerate(zip(predicted_tags, gold_tags)):
         if len(predicted) != len(gold):

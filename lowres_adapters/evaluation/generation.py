@@ -14,7 +14,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+import torch
+from tqdm.auto import tqdm
+from transformers import LogitsProcessor
+
 from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.language_modeling import model_device
 
 GENERATION_FIELDS = ("num_beams", "max_new_tokens", "no_repeat_ngram_size", "repetition_penalty", "length_ratio")
 
@@ -93,8 +98,6 @@ def cache_is_filled(model: Any, input_ids: Any, attention_mask: Any) -> bool:
     When it does not (see :func:`cache_compatible`), cached decoding would produce garbage, so
     generation falls back to ``use_cache=False`` (correct, but slow).
     """
-    import torch
-
     with torch.no_grad():
         output = model(input_ids=input_ids[:1, -2:], attention_mask=attention_mask[:1, -2:], use_cache=True)
     cache = getattr(output, "past_key_values", None)
@@ -143,9 +146,6 @@ def answer_budget(source_tokens: int, settings: GenerationSettings) -> int:
 
 def _row_caps_processor(caps: Sequence[int], num_beams: int, prompt_width: int, stop_id: int) -> Any:
     """Return a logits processor that forces ``stop_id`` once a row has generated its own cap."""
-    import torch
-    from transformers import LogitsProcessor
-
     row_caps = torch.tensor([cap for cap in caps for _ in range(num_beams)])  # (batch * beams,)
 
     class RowCaps(LogitsProcessor):
@@ -180,11 +180,6 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], budgets
     Returns:
         One stripped answer per prompt, cut at the first newline with ``stop_at_newline``.
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from lowres_adapters.evaluation.language_modeling import model_device
-
     if not hasattr(model, "generate"):
         raise LowresError(f"{type(model).__name__} cannot generate: translation needs a model with generate()")
     if len(budgets) != len(prompts):

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import torch
+from tqdm.auto import tqdm
+
 from lowres_adapters.errors import LowresError
+from lowres_adapters.models import objective_facts
 from lowres_adapters.evaluation.lm_scores import LanguageModelScores, model_device, window_spans
 from lowres_adapters.evaluation.pseudo_perplexity import score_texts_mlm
 
-from lowres_adapters.models import objective_facts
 OBJECTIVES = ("clm", "mlm")
 
 
@@ -104,9 +107,6 @@ def score_token_rows(model: Any, rows: Sequence[tuple[Sequence[int], int]], *, p
         batch_size: Rows per forward pass.
         progress: Label of a progress bar on stderr (counted in tokens); None shows none.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     device = model_device(model)
     order = sorted(range(len(rows)), key=lambda index: len(rows[index][0]))
     nll_nats, tokens = 0.0, 0

@@ -30,15 +30,18 @@ def bar_label(value: float) -> str:
 
 
 def _pyplot() -> Any:
+    # lazy: matplotlib is slow to import
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is slow to import
     import matplotlib.pyplot as pyplot
 
     return pyplot
 
 
 def _integer_locator() -> Any:
+    # lazy: matplotlib is slow to import
     from matplotlib.ticker import MaxNLocator
 
     return MaxNLocator(integer=True)

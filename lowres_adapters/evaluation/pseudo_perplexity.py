@@ -11,12 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import torch
+
 from lowres_adapters.errors import LowresError
-from lowres_adapters.evaluation.lm_scores import (
-    LanguageModelScores,
-    model_device,
-    window_spans,
-)
+from lowres_adapters.evaluation.lm_scores import LanguageModelScores, model_device, window_spans
 
 
 def masked_copies(tokenizer: Any, text: str, max_length: int) -> list[tuple[list[int], int, int]]:
@@ -61,8 +59,6 @@ def score_texts_mlm(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_s
     Returns:
         Totals with ``nll_nats = -PLL`` summed over texts and ``pseudo_perplexity`` set.
     """
-    import torch
-
     rows: list[tuple[list[int], int, int, int]] = []  # (ids, masked position, true id, text index)
     chars = n_bytes = 0
     kept_texts = 0

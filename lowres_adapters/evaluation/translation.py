@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
+from sacrebleu.metrics import BLEU, CHRF
+
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.generation import (  # noqa: F401 - re-exported: translation's public API
     GenerationSettings,
@@ -64,8 +66,6 @@ def score_translations(hypotheses: Sequence[str], references: Sequence[str], *,
         bleu_tokenize: sacrebleu tokenizer for BLEU (default ``13a``; e.g. ``char`` or
             ``flores200`` for scripts without spaces).
     """
-    from sacrebleu.metrics import BLEU, CHRF
-
     if len(hypotheses) != len(references):
         raise LowresError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     if not references:

@@ -9,14 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.language_modeling import model_device
-from lowres_adapters.evaluation.layers import (
-    adapter_layer_norms,
-    linear_cka,
-    summarize,
-    weight_changes,
-)
+from lowres_adapters.evaluation.layers import adapter_layer_norms, linear_cka, summarize, weight_changes
 from lowres_adapters.runs.snapshots import Snapshot, base_of, is_run_folder, load_snapshot
 
 BASE = "base"
@@ -36,8 +33,6 @@ def hidden_states(model: Any, tokenizer: Any, texts: Sequence[str], *, max_lengt
     Layer 0 is the embedding output; layer ``i`` the output of block ``i``. Positions a wrapper
     prepends (soft prompts) are dropped, so rows line up with the text's tokens.
     """
-    import torch
-
     encoded = [tokenizer(text, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
                for text in texts if text.strip()]
     if not encoded:
@@ -67,8 +62,6 @@ def hidden_states(model: Any, tokenizer: Any, texts: Sequence[str], *, max_lengt
 
 def _mean_pool(states: Any, lengths: list[int]) -> Any:
     """Average consecutive rows per text: ``(tokens, hidden)`` -> ``(texts, hidden)``."""
-    import torch
-
     return torch.stack([chunk.mean(dim=0) for chunk in torch.split(states, lengths)])  # (texts, hidden)
 
 

@@ -15,14 +15,24 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from lowres_adapters.artifact import METRICS_FILE, ArtifactMetadata, read_metadata
+from lowres_adapters.configs import config_from_dict
+from lowres_adapters.data.languages import language_name
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.card_metrics import metrics_for_card
 from lowres_adapters.evaluation.generation import GENERATION_FIELDS, GenerationSettings
 from lowres_adapters.evaluation.language_modeling import score_texts
 from lowres_adapters.evaluation.output_checks import repeated_ngram_rate, target_language_share
+from lowres_adapters.evaluation.report import write_report
 from lowres_adapters.evaluation.translation import evaluate_translation, length_ratio_of, make_prompt
 from lowres_adapters.io import atomic_write_text
-from lowres_adapters.models import objective_facts
+from lowres_adapters.models import load_base_model, objective_facts
+from lowres_adapters.runs.analysis import BASE, analyze
+from lowres_adapters.runs.snapshots import is_run_folder, load_run
+from lowres_adapters.task_loading import load_task_model
+from lowres_adapters.training.base_scores import cached_base_scores
+from lowres_adapters.training.run_data import load_run_data
+from lowres_adapters.training.settings import DataSettings
+from lowres_adapters.training.task_scoring import evaluate_task
 
 __all__ = ["evaluate_run", "metrics_for_card", "HeldOut"]
 
@@ -80,10 +90,6 @@ def read_json(path: Path) -> dict[str, Any]:
 def held_out_data(metadata: ArtifactMetadata, run_config: Mapping[str, Any], *, max_examples: int | None,
                   translation_examples: int) -> HeldOut:
     """Return the held-out texts and pairs the run was evaluated on (its files or its pack's test split)."""
-    from lowres_adapters.configs import config_from_dict
-    from lowres_adapters.training.run_data import load_run_data
-    from lowres_adapters.training.settings import DataSettings
-
     language = metadata.language
     data = config_from_dict(DataSettings, dict(run_config.get("settings", {}).get("data", {})),
                             where=f"{RUN_CONFIG_FILE} data")
@@ -114,8 +120,6 @@ def translation_prompt(tokenizer: Any, source_lang: str, target_lang: str, *, pr
     (in the tokenizer's chat template with ``prompt_format="chat"``) followed by the answer, so
     evaluation asks the same question.
     """
-    from lowres_adapters.data.languages import language_name
-
     return make_prompt(tokenizer, language_name(source_lang), language_name(target_lang),
                        prompt_format=prompt_format, template=template)
 
@@ -179,9 +183,6 @@ def _evaluate_base(metadata: ArtifactMetadata, held_out: HeldOut, options: Mappi
     The cache key holds the model and revision, every scoring and decoding option, and the
     held-out texts and pairs, so a cached entry is exactly what scoring again would give.
     """
-    from lowres_adapters.models import load_base_model
-    from lowres_adapters.training.base_scores import cached_base_scores
-
     scored = []
 
     def score() -> dict[str, Any]:
@@ -214,8 +215,6 @@ def evaluate_task_run(run_dir: Path, tasks: Mapping[str, Any], *, max_examples: 
     head_file = run_dir / TASK_HEAD_FILE
     if not head_file.exists():
         return {}
-    from lowres_adapters.task_loading import load_task_model
-    from lowres_adapters.training.task_scoring import evaluate_task
 
     description = read_json(head_file)
     task_name = description.get("task", "")
@@ -268,8 +267,6 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
         "signatures", "samples", "card_metrics", ...}``; ``base`` and ``adapted`` hold
         ``bits_per_char`` always and ``chrf``/``chrf_pp``/``bleu`` when the data has pairs.
     """
-    from lowres_adapters.runs.snapshots import load_run
-
     run_dir = Path(run_dir)
     say = (lambda message: None) if json or echo is None else echo
     if base_prompt not in BASE_PROMPTS:
@@ -331,8 +328,6 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
     if record:
         record_in_metrics(run_dir, results)
     if report_dir is not None:
-        from lowres_adapters.evaluation.report import write_report
-
         analyses = run_analyses(run_dir, held_out.texts[:32], say) if layers else {}
         written = write_report(Path(report_dir), run_dir, results, analyses)
         say(f"report written to {written}")
@@ -363,9 +358,6 @@ def stage_pairs(run_dir: Path) -> list[tuple[str, str | Path, Path]]:
     A multi-stage run (``stages/cpt``, ``stages/sft``) gives base -> cpt and cpt -> sft; a
     single-stage run gives base -> run.
     """
-    from lowres_adapters.runs.analysis import BASE
-    from lowres_adapters.runs.snapshots import is_run_folder
-
     stages_dir = run_dir / "stages"
     recorded = read_json(run_dir / RUN_CONFIG_FILE).get("stages")
     names = list(recorded) if isinstance(recorded, list) else sorted(
@@ -381,8 +373,6 @@ def stage_pairs(run_dir: Path) -> list[tuple[str, str | Path, Path]]:
 
 def run_analyses(run_dir: Path, texts: Sequence[str], say: Callable[[str], None]) -> dict[str, Any]:
     """Return the layer-wise analyses of a run's consecutive checkpoints, by title."""
-    from lowres_adapters.runs.analysis import analyze
-
     analyses = {}
     for title, before, after in stage_pairs(run_dir):
         say(f"layer-wise analysis: {title}")

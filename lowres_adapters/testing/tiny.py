@@ -9,6 +9,17 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    BertConfig,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    XLMRobertaConfig,
+)
+
 TINY_CORPUS = (
     "Pachiyambi Mulungu adalenga kumwamba ndi dziko lapansi.",
     "In the beginning God created the heaven and the earth.",
@@ -24,8 +35,6 @@ SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<mask>")
 @functools.lru_cache(maxsize=8)
 def _trained_tokenizer_json(vocab_size: int, corpus: tuple[str, ...]) -> str:
     """Train the byte-level BPE once per (size, corpus) and return it serialised."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -46,9 +55,6 @@ def tiny_tokenizer(vocab_size: int = 256, corpus: tuple[str, ...] = TINY_CORPUS)
     Every string can be encoded (byte fallback through the byte-level alphabet). Training runs
     once per process; each call returns a new, independent tokenizer object.
     """
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
-
     tokenizer = Tokenizer.from_str(_trained_tokenizer_json(vocab_size, tuple(corpus)))
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
@@ -59,8 +65,6 @@ def tiny_tokenizer(vocab_size: int = 256, corpus: tuple[str, ...] = TINY_CORPUS)
 
 def tiny_llama_config(vocab_size: int = 256, **overrides: Any) -> Any:
     """Return a 2-layer ``LlamaConfig`` (SmolLM2's architecture) with hidden size 32."""
-    from transformers import LlamaConfig
-
     values = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                   tie_word_embeddings=True, pad_token_id=0, bos_token_id=2, eos_token_id=3)
@@ -70,8 +74,6 @@ def tiny_llama_config(vocab_size: int = 256, **overrides: Any) -> Any:
 
 def tiny_xlmr_config(vocab_size: int = 256, **overrides: Any) -> Any:
     """Return a 2-layer ``XLMRobertaConfig`` with hidden size 32."""
-    from transformers import XLMRobertaConfig
-
     values = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, max_position_embeddings=260, pad_token_id=0,
                   bos_token_id=2, eos_token_id=3, type_vocab_size=1)
@@ -81,8 +83,6 @@ def tiny_xlmr_config(vocab_size: int = 256, **overrides: Any) -> Any:
 
 def tiny_bert_config(vocab_size: int = 256, **overrides: Any) -> Any:
     """Return a 2-layer ``BertConfig`` with hidden size 32."""
-    from transformers import BertConfig
-
     values = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, max_position_embeddings=256, pad_token_id=0)
     values.update(overrides)
@@ -97,9 +97,6 @@ def tiny_model(kind: str = "llama", seed: int = 0, **overrides: Any) -> tuple[An
         seed: Seed for the random initialisation.
         overrides: Config fields to change.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
-
     tokenizer = tiny_tokenizer()
     vocab_size = len(tokenizer)
     builders = {"llama": tiny_llama_config, "xlmr": tiny_xlmr_config, "bert": tiny_bert_config}

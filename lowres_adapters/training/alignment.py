@@ -19,8 +19,11 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
+from lowres_adapters.configs import config_from_dict
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.retrieval import content_mask, top1_accuracy
+from lowres_adapters.handles import CannotDisable
+from lowres_adapters.registry import get_registry
 from lowres_adapters.specs import AlignmentInputs
 from lowres_adapters.training.heads import pool_sequence
 
@@ -49,8 +52,6 @@ def require_disabling(handle: Any, needed_for: str) -> None:
         handle: The attached adapter.
         needed_for: What needs the bare base model, for the message (e.g. "prompt-align's frozen teacher").
     """
-    from lowres_adapters.handles import CannotDisable
-
     disabled = getattr(handle, "disabled", None)
     try:
         if disabled is None:
@@ -186,9 +187,6 @@ def build_alignment_loss(name: str, settings: Mapping[str, Any]) -> tuple[Callab
     Raises:
         LowresError: For an unknown loss (listing the installed ones) or a bad setting.
     """
-    from lowres_adapters.configs import config_from_dict
-    from lowres_adapters.registry import get_registry
-
     spec = get_registry().alignment_loss(name)
     config = config_from_dict(spec.config_class, dict(settings), where=f"align_config for {name}")
     return spec.build(config), spec.needs_log_probs

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from lowres_adapters.io import atomic_write_text
+from lowres_adapters.models import model_revision
 from lowres_adapters.paths import cache_dir
 
 
@@ -29,8 +30,6 @@ def cache_key(model_id: str, revision: str, parts: Mapping[str, Any], texts: lis
 def cached_base_scores(model_id: str, parts: Mapping[str, Any], texts: list[str],
                        score: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Return the base model's figures from the cache, or ``score()`` them and store them."""
-    from lowres_adapters.models import model_revision
-
     revision = model_revision(model_id)
     if revision is None:
         return score()

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from lowres_adapters.artifact import atomic_save_tensors
 from lowres_adapters.errors import LowresError
@@ -142,8 +143,6 @@ def load_checkpoint(path: Path, parameters: Mapping[str, torch.nn.Parameter], op
     Raises:
         LowresError: When the checkpoint does not match the parameters being trained.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
     tensors = load_file(str(path / "trainable.safetensors"))
     if set(tensors) != set(parameters):

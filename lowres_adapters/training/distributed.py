@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import torch
+from accelerate import PartialState
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,6 @@ def current_process() -> ProcessInfo:
     """Return this process's place, initialising the process group through Accelerate when launched."""
     if launched_world_size() <= 1:
         return ProcessInfo()
-    from accelerate import PartialState
 
     state = PartialState(cpu=not torch.cuda.is_available())
     return ProcessInfo(rank=state.process_index, world_size=state.num_processes)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from lowres_adapters.errors import LowresError
 from lowres_adapters.training.checkpoint import (
@@ -203,8 +204,6 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
                "total_parameters": total_parameters, "processes": process.world_size,
                "resumed_from": resumed_from, "train_examples": examples_in(job.train_features),
                "train_rows": len(job.train_features)})
-
-    from tqdm.auto import tqdm
 
     bar = tqdm(total=total_steps, initial=state.step, desc=job.name, disable=not show, dynamic_ncols=True,
                file=sys.stderr)

@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from lowres_adapters.data.examples import PackData
+from lowres_adapters.data.examples import PackData, TextExample
+from lowres_adapters.data.packs import load_pack_data
+from lowres_adapters.data.parallel import read_pairs_file
+from lowres_adapters.data.text import read_text_file
 from lowres_adapters.errors import LowresError
+from lowres_adapters.registry import get_registry
 from lowres_adapters.training.settings import DataSettings
 
 
 def find_pack(language: str) -> Any:
     """Return the installed language pack for ``language``, or None."""
-    from lowres_adapters.registry import get_registry
-
     registry = get_registry()
     if language not in registry.names("language_packs"):
         return None
@@ -27,8 +29,6 @@ def find_pack(language: str) -> Any:
 
 def load_pack(language: str) -> PackData:
     """Load a fetched pack's data (``lowres data fetch`` must have run)."""
-    from lowres_adapters.data.packs import load_pack_data
-
     return load_pack_data(language)
 
 
@@ -55,9 +55,6 @@ def load_run_data(language: str, data: DataSettings) -> tuple[PackData, Any]:
 
 def with_user_files(pack_data: PackData, language: str, data: DataSettings) -> PackData:
     """Return ``pack_data`` with the splits the user's files replace."""
-    from lowres_adapters.data.parallel import read_pairs_file
-    from lowres_adapters.data.text import read_text_file
-
     text = dict(pack_data.text)
     pairs = dict(pack_data.pairs)
     if data.text:
@@ -77,7 +74,5 @@ def with_user_files(pack_data: PackData, language: str, data: DataSettings) -> P
 
 
 def _target_text(pair: Any, language: str) -> Any:
-    from lowres_adapters.data.examples import TextExample
-
     side = pair.target if pair.target_lang == language else pair.source
     return TextExample(text=side, id=pair.id, lang=language, provenance=pair.provenance)

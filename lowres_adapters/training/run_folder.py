@@ -29,9 +29,12 @@ from lowres_adapters.artifact import (
     ArtifactMetadata,
     write_artifact,
 )
+from lowres_adapters.base_identity import base_identity
 from lowres_adapters.configs import config_to_dict
 from lowres_adapters.errors import LowresError
 from lowres_adapters.io import atomic_write_text
+from lowres_adapters.model_card import render_model_card
+from lowres_adapters.registry import get_registry
 
 RUN_CONFIG_FILE = "run_config.json"
 CARD_FILE = "README.md"
@@ -52,9 +55,6 @@ def build_metadata(*, handle: Any, adapter_type: str, model_id: str, objective: 
                    datasets: list[str], vocabulary: Mapping[str, int] | None = None) -> ArtifactMetadata:
     """Return the artifact metadata of a trained adapter, naming its base exactly (id, revision, weights
     file, fingerprint: :func:`lowres_adapters.base_identity.base_identity`)."""
-    from lowres_adapters.base_identity import base_identity
-    from lowres_adapters.registry import get_registry
-
     provider = get_registry().provider("adapter_types", adapter_type)
     return ArtifactMetadata(
         adapter_type=adapter_type, adapter_name=handle.name, adapter_config=config_to_dict(handle.config),
@@ -92,11 +92,7 @@ def write_run_folder(directory: Path, *, handle: Any, metadata: ArtifactMetadata
 
 
 def render_card(metadata: ArtifactMetadata, directory: Path) -> str:
-    """Return the model card (from :mod:`lowres_adapters.model_card`, or a short fallback)."""
-    try:
-        from lowres_adapters.model_card import render_model_card
-    except ImportError:  # pragma: no cover - the card module ships with the library
-        return f"# {metadata.language} {metadata.adapter_type} adapter\n\nBase model: {metadata.base_model}\n"
+    """Return the model card (:mod:`lowres_adapters.model_card`)."""
     return render_model_card(metadata, directory=directory)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.stats import summarize_runs
 from lowres_adapters.training.adapt import RunResult, run, settings_from
 from lowres_adapters.training.run_folder import write_json
 
@@ -58,8 +59,6 @@ def adapt_seeds(language: str, seeds: Sequence[int], *, config: str | Path | Non
     Raises:
         LowresError: On repeated seeds or a bad setting.
     """
-    from lowres_adapters.evaluation.stats import summarize_runs
-
     seeds = tuple(int(seed) for seed in seeds)
     if len(set(seeds)) != len(seeds):
         raise LowresError(f"--seeds {','.join(map(str, seeds))}: each seed only once")

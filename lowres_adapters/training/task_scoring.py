@@ -11,13 +11,10 @@ from typing import Any, Sequence
 import torch
 
 from lowres_adapters.data.examples import LabeledExample, TaskData
+from lowres_adapters.evaluation.classification import classification_scores, entity_scores
+from lowres_adapters.evaluation.qa import qa_scores
 from lowres_adapters.training.heads import TaskHead, last_hidden_states, qa_logits
-from lowres_adapters.training.task_features import (
-    collate,
-    decode_qa_answer,
-    decode_token_tags,
-    encode_examples,
-)
+from lowres_adapters.training.task_features import collate, decode_qa_answer, decode_token_tags, encode_examples
 
 
 @torch.no_grad()
@@ -90,9 +87,6 @@ def calibrate_head(model: torch.nn.Module, head: TaskHead, features: Sequence[An
 
 def score_predictions(task: TaskData, examples: Sequence[LabeledExample], predictions: Sequence[Any]) -> dict[str, Any]:
     """Return the task's metrics (percent) for ``predictions`` against the gold of ``examples``."""
-    from lowres_adapters.evaluation.classification import classification_scores, entity_scores
-    from lowres_adapters.evaluation.qa import qa_scores
-
     if task.kind == "sequence_classification":
         return classification_scores(list(predictions), [example.label for example in examples], list(task.labels))
     if task.kind == "token_classification":

@@ -21,8 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import torch
+from torch import nn
+from transformers import AutoTokenizer
+
 from lowres_adapters.artifact import NEW_OUTPUT_ROWS_KEY, NEW_ROWS_KEY, TOKENIZER_DIR, read_metadata, read_tensors
 from lowres_adapters.errors import LowresError
+from lowres_adapters.training.vocabulary_modules import ExtendedEmbedding, ExtendedOutputHead, replace_module
 from lowres_adapters.training.vocabulary_tokenizer import (
     TokenizerExtension,
     extend_tokenizer,
@@ -88,15 +93,11 @@ class ExtendedVocabulary:
 
 def _mean_rows(matrix: Any, groups: Sequence[Sequence[int]]) -> Any:
     """Return (len(groups), ...) means of ``matrix`` rows, one per group of old ids."""
-    import torch
-
     rows = [matrix[list(ids)].float().mean(dim=0) if ids else matrix.float().mean(dim=0) for ids in groups]
     return torch.stack(rows).to(matrix.dtype)  # (added, hidden) or (added,) for a bias
 
 
 def _as_parameter(values: Any, like: Any) -> Any:
-    from torch import nn
-
     return nn.Parameter(values.detach().clone().to(device=like.device, dtype=like.dtype))
 
 
@@ -114,11 +115,6 @@ def extend_model(model: Any, extension: TokenizerExtension, base_tokenizer: Any 
     Returns:
         The extension; its rows are trainable, every original weight is left as it was.
     """
-    import torch
-    from torch import nn
-
-    from lowres_adapters.training.vocabulary_modules import ExtendedEmbedding, ExtendedOutputHead, replace_module
-
     saved = dict(saved or {})
     embeddings = model.get_input_embeddings()
     if not isinstance(embeddings, nn.Embedding) or embeddings.num_embeddings != extension.original_size:
@@ -185,8 +181,6 @@ def restore_extended_vocabulary(model: Any, directory: Path) -> Any:
         The extended tokenizer from ``directory/tokenizer``, or None when the artifact did not
         extend the vocabulary (the base tokenizer applies).
     """
-    from transformers import AutoTokenizer
-
     directory = Path(directory)
     vocabulary = read_metadata(directory).vocabulary
     if not vocabulary:

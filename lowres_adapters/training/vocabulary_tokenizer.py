@@ -18,6 +18,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
 from lowres_adapters.errors import LowresError
 
 SUPPORTED_MODELS = ("BPE", "WordPiece", "Unigram")
@@ -106,8 +109,6 @@ def _chunk_script_runs(base: dict[str, Any], script_range: tuple[int, int]) -> b
 
 def _piece_bytes_non_ascii(piece: str, byte_level: bool) -> bool:
     if byte_level:
-        from tokenizers import decoders
-
         decoded = decoders.ByteLevel().decode([piece])
         return any(ord(character) > 127 for character in decoded) or "\ufffd" in decoded
     return any(ord(character) > 127 for character in piece)
@@ -116,8 +117,6 @@ def _piece_bytes_non_ascii(piece: str, byte_level: bool) -> bool:
 def _train_side_tokenizer(base: dict[str, Any], texts: Sequence[str], kind: str, size: int,
                           min_frequency: int) -> dict[str, Any]:
     """Train a small tokenizer of ``kind`` on ``texts`` with the base's normaliser and pre-tokeniser."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
     shell = {key: base.get(key) for key in ("normalizer", "pre_tokenizer")}
     if kind == "BPE":
         side = Tokenizer(models.BPE(unk_token=base["model"].get("unk_token")))
@@ -154,8 +153,6 @@ def extend_tokenizer(tokenizer: Any, texts: Iterable[str], num_tokens: int, *, m
         script_runs: With ``script_only``, let a byte-level BPE pre-tokeniser keep runs of the
             target script whole, so pieces can span a letter and its vowel signs.
     """
-    from transformers import PreTrainedTokenizerFast
-
     if not (isinstance(num_tokens, int) and num_tokens > 0):
         raise LowresError(f"the number of tokens to add must be a positive integer, got {num_tokens!r}")
     texts = [text for text in texts if text.strip()]
@@ -199,8 +196,6 @@ def _special_tokens_of(tokenizer: Any) -> dict[str, Any]:
 
 def _tokenizer_from_json(base: dict[str, Any], expected_size: int) -> Any:
     """Build the extended backend tokenizer, checking the new ids follow the original ones."""
-    from tokenizers import Tokenizer
-
     backend = Tokenizer.from_str(json.dumps(base))
     if backend.get_vocab_size(with_added_tokens=True) != expected_size:
         raise LowresError("the extended tokenizer's size is inconsistent; please report this")

@@ -8,11 +8,11 @@ subclass. CLI spellings with hyphens (``prompt-align``, ``cpt-sft``) map to the 
 from __future__ import annotations
 
 import importlib
-
 from typing import Callable
 
 from lowres_adapters.errors import LowresError
 from lowres_adapters.hookspecs import hookimpl
+from lowres_adapters.registry import get_registry
 from lowres_adapters.specs import RecipeType
 
 RECIPES = {
@@ -49,8 +49,6 @@ def canonical_recipe_name(name: str) -> str:
 
 
 def _load(name: str) -> type | None:
-    from lowres_adapters.registry import get_registry
-
     registry = get_registry()
     if name not in registry.names("recipes"):
         return None
@@ -69,8 +67,6 @@ def _load(name: str) -> type | None:
 
 def recipe_names() -> list[str]:
     """Return the names of the recipes available in this installation (built-in and plugins')."""
-    from lowres_adapters.registry import get_registry
-
     return [name for name in get_registry().names("recipes") if _load(name) is not None]
 
 
