@@ -26,14 +26,18 @@ FINGERPRINT_ALGORITHM = "sha256-float32"
 
 
 def fingerprint_names(names: Iterable[str]) -> list[str]:
-    """Return the tensors a fingerprint covers: the input embeddings plus the first and last tensor by name.
+    """Return the tensors a fingerprint covers: the input embeddings plus the first, middle and last
+    tensor by name.
 
     The embedding matrix differs between any two checkpoints of a model (and between a quantised
-    and a full-precision copy); the other two cover the first and last blocks for most layouts.
+    and a full-precision copy); the others cover blocks across the depth for most layouts (the
+    middle one a weight matrix: GGUF files keep norm vectors unquantised).
     """
     ordered = sorted(set(names))
     embeddings = [name for name in ordered if "embed_tokens" in name or "word_embeddings" in name]
-    chosen = embeddings[:1] + ordered[:1] + ordered[-1:]
+    matrices = [name for name in ordered if "norm" not in name] or ordered  # norms survive quantisation
+    middle = matrices[len(matrices) // 2: len(matrices) // 2 + 1]
+    chosen = embeddings[:1] + ordered[:1] + middle + ordered[-1:]
     return list(dict.fromkeys(chosen))
 
 
