@@ -278,14 +278,17 @@ def allowed_files(paths: Any) -> list[str]:
 
 
 def refuse_remote_code(folder: Path, repo_id: str) -> None:
-    """Raise one line when a tokenizer file of ``folder`` asks transformers to run the repo's own code."""
-    for path in sorted([*folder.glob(f"{TOKENIZER_DIR}/*.json"), *folder.glob(f"{LANGUAGE_ADAPTERS_DIR}/*/{TOKENIZER_DIR}/*.json")]):
+    """Raise one line when a tokenizer file of ``folder`` (or of a task run's language adapter) asks
+    transformers to run the repo's own code."""
+    found = [*folder.glob(f"{TOKENIZER_DIR}/*.json"), *folder.glob(f"{LANGUAGE_ADAPTERS_DIR}/*/{TOKENIZER_DIR}/*.json")]
+    for path in sorted(found):
+        shown = path.relative_to(folder).as_posix()
         try:
             values = json.loads(path.read_text("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raise LowresError(f"{repo_id}: {path.relative_to(folder).as_posix()} is not valid JSON") from None
+            raise LowresError(f"{repo_id}: {shown} is not valid JSON") from None
         if isinstance(values, dict) and any(key in values for key in REMOTE_CODE_KEYS):
-            raise LowresError(f"{repo_id}: {path.relative_to(folder).as_posix()} asks to run code from the repo (auto_map); "
+            raise LowresError(f"{repo_id}: {shown} asks to run code from the repo (auto_map); "
                               "lowres-adapters never runs a repo's code")
 
 

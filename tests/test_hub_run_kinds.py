@@ -167,3 +167,18 @@ def test_load_downloads_only_the_task_runs_allowlisted_paths_and_never_follows_l
         (copy / name).write_bytes((runs["task"] / name).read_bytes())
     with pytest.raises(LowresError, match="were not published with it"):
         load_folder(copy, trusted=False)
+
+
+def test_a_task_repo_whose_language_adapter_tokenizer_asks_for_code_is_refused(runs):
+    from lowres_adapters.errors import LowresError
+    from lowres_adapters.testing.hub import running_hub
+
+    files = hub.publish_files(runs["task"], "alice/x")
+    files["language_adapters/1/tokenizer/tokenizer_config.json"] = json.dumps(
+        {"auto_map": {"AutoTokenizer": ["evil.EvilTokenizer", None]}}).encode()
+    files["language_adapters/1/tokenizer/evil.py"] = b"raise SystemExit('ran repo code')\n"
+    server = running_hub(os.environ["HF_ENDPOINT"])
+    server.store.plant_repo("alice/evil-task", files)
+    with pytest.raises(LowresError, match=r"language_adapters/1/tokenizer/tokenizer_config.json asks to run code"):
+        hub.load("alice/evil-task", token=ALICE)
+    assert not any("evil.py" in path for _, path in server.requests)  # never even downloaded
