@@ -101,8 +101,12 @@ class ToyPlugin:
 
 
 def use_toy_registry() -> Registry:
-    """Install a process-wide registry holding only the toy plugin and return it."""
+    """Install a process-wide registry whose only adapter type is the toy one (with the built-in
+    commands, so the CLI runs) and return it."""
+    import importlib
+
     registry = Registry(strict=True, entry_points=False)
+    registry.add_plugin(importlib.import_module("lowres_adapters.cli"))  # built-in commands (`lowres load`, ...)
     registry.add_plugin(ToyPlugin(), name="toy", distribution=TOY_DISTRIBUTION, version=TOY_VERSION)
     reset_registry(registry)
     return registry
