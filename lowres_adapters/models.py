@@ -144,6 +144,7 @@ def _convert_embedded(model_id: str, target: Path) -> None:
     gguf_folder = Path(list(spec.submodule_search_locations)[0])
     if not (gguf_folder / filename).exists():
         raise LowresError(f"{gguf_folder / filename} is missing: reinstall {requirement}")
+    # lazy: imports transformers (and torch)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with atomic_directory(target) as staging:
@@ -162,6 +163,7 @@ def model_revision(model_id: str) -> str | None:
 
 def load_tokenizer(model_id: str, revision: str | None = None) -> Any:
     """Load the tokenizer of ``model_id`` (embedded default, Hub id or folder); never runs a repo's code."""
+    # lazy: imports transformers (and torch)
     from transformers import AutoTokenizer
 
     hub_revision = {"revision": revision} if revision else {}
@@ -189,6 +191,7 @@ def load_base_model(model_id: str, objective: str | None = None, *, revision: st
     Returns:
         ``(model, tokenizer)`` with the model in eval mode.
     """
+    # lazy: imports transformers (and torch)
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
     path = resolve_model_path(model_id)

@@ -124,12 +124,12 @@ def test_fuzzed_files_give_a_result_or_one_line(tmp_path: Path, capsys) -> None:
 
 
 def test_a_failed_adapt_on_a_damaged_file_writes_nothing(tmp_path: Path, capsys, monkeypatch) -> None:
-    import lowres_adapters.models
+    import lowres_adapters.training.adapt
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded for a damaged file")
 
-    monkeypatch.setattr(lowres_adapters.models, "load_base_model", refuse)
+    monkeypatch.setattr(lowres_adapters.training.adapt, "load_base_model", refuse)
     generator = random.Random(SEED + 1)
     held_out = tmp_path / "heldout.txt"
     held_out.write_text("Pachiyambi Mulungu\n", encoding="utf-8")

@@ -125,11 +125,10 @@ def test_a_finished_run_is_not_replaced_without_overwrite(files, tmp_path: Path,
 @pytest.mark.parametrize("output", ["a-file", "a-file/run"])
 def test_an_output_that_cannot_be_a_folder_fails_before_anything_loads(files, tmp_path: Path, capsys, monkeypatch,
                                                                         output: str) -> None:
-    import lowres_adapters.models
     import lowres_adapters.training.adapt as adapt_module
 
     loaded: list[str] = []
-    monkeypatch.setattr(lowres_adapters.models, "load_base_model", lambda *args, **kwargs: loaded.append("model"))
+    monkeypatch.setattr(adapt_module, "load_base_model", lambda *args, **kwargs: loaded.append("model"))
     monkeypatch.setattr(adapt_module, "load_run_data", lambda *args, **kwargs: loaded.append("data"))
     (tmp_path / "a-file").write_text("not a folder\n")
     code, err = run_cli(adapt_args(files, tmp_path / output), capsys)

@@ -27,7 +27,7 @@ def files(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def no_model_loads(monkeypatch) -> list[str]:
     """Record (and stop) any base-model load: the errors below must come before one."""
-    import lowres_adapters.models
+    import lowres_adapters.training.adapt
 
     loaded: list[str] = []
 
@@ -35,7 +35,7 @@ def no_model_loads(monkeypatch) -> list[str]:
         loaded.append(str(args[:1]))
         raise RuntimeError("a model was loaded")
 
-    monkeypatch.setattr(lowres_adapters.models, "load_base_model", refuse)
+    monkeypatch.setattr(lowres_adapters.training.adapt, "load_base_model", refuse)
     return loaded
 
 

@@ -7,15 +7,21 @@ one loop, score the adapted model, and write the run folder.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from lowres_adapters.artifact import METADATA_FILE
+from lowres_adapters.artifact import METADATA_FILE, read_tensors
+from lowres_adapters.configs import config_from_dict, config_to_dict
 from lowres_adapters.errors import LowresError
+from lowres_adapters.models import DEFAULT_MODEL, load_base_model
+from lowres_adapters.registry import get_registry
+from lowres_adapters.training.base_scores import cached_base_scores
 from lowres_adapters.training.checkpoint import checkpoint_steps
 from lowres_adapters.training.distributed import current_process
+from lowres_adapters.training.lm_objectives import objective_for_config
 from lowres_adapters.training.loop import LoopResult, seed_everything, train
 from lowres_adapters.training.packing import examples_in
 from lowres_adapters.training.recipes import canonical_recipe_name, get_recipe
@@ -40,6 +46,8 @@ from lowres_adapters.training.settings import (
     resolve_loop_settings,
     typed_values,
 )
+from lowres_adapters.training.vocabulary import extend_for_run, tokens_per_character
+from lowres_adapters.version import __version__
 
 LOOP_SHORTCUTS = ("max_steps", "epochs", "batch_size", "grad_accum_steps", "max_length", "lr", "eval_every",
                   "save_every", "seed", "schedule", "warmup_ratio", "early_stopping_patience", "progress")
@@ -145,9 +153,6 @@ def _echo_stderr(line: str) -> None:
 def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
         echo: Callable[[str], None] | None = None) -> RunResult:
     """Run ``settings`` end to end (see :func:`adapt`)."""
-    from lowres_adapters.models import DEFAULT_MODEL, load_base_model
-    from lowres_adapters.training.lm_objectives import objective_for_config
-
     process = current_process()
     echo = (echo or _echo_stderr) if process.is_main else (lambda line: None)
     if settings.output:
@@ -177,8 +182,6 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
         base_metrics = _score_base(recipe, context, model_id, echo)
     base_metrics = dict(base_metrics or {})
     if settings.extend_vocab:
-        from lowres_adapters.training.vocabulary import extend_for_run, tokens_per_character
-
         before = tokens_per_character(tokenizer, context.held_out_texts())
         extended = extend_for_run(context, settings.extend_vocab)
         echo(f"vocabulary: +{extended.added_tokens} tokens; held-out tokens/char {before:.3f} -> "
@@ -210,9 +213,6 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
 def _score_base(recipe: Recipe, context: RecipeContext, model_id: str,
                 echo: Callable[[str], None]) -> dict[str, Any]:
     """Score the base model on the held-out data (cached for models with a pinned revision)."""
-    from lowres_adapters.configs import config_to_dict
-    from lowres_adapters.training.base_scores import cached_base_scores
-
     texts = context.held_out_texts()
 
     def score() -> dict[str, Any]:
@@ -231,9 +231,6 @@ def _score_base(recipe: Recipe, context: RecipeContext, model_id: str,
 def _typed_sections(settings: RunSettings, recipe: Recipe) -> RunSettings:
     """Read ``[adapter_config]`` and ``[recipe_options]`` as their config classes' field types and fail
     fast (before loading a model) on an unknown adapter type, a bad value or an unknown key."""
-    from lowres_adapters.configs import config_from_dict
-    from lowres_adapters.registry import get_registry
-
     spec = get_registry().adapter_type(settings.adapter)
     adapter_config = typed_values(spec.config_class, settings.adapter_config, "settings", prefix="adapter_config.")
     config_from_dict(spec.config_class, dict(adapter_config), where=f"adapter_config for {settings.adapter}")
@@ -322,10 +319,6 @@ def _stage_finished(stage_dir: Path) -> bool:
 def _reuse_finished_stage(name: str, context: RecipeContext, stage_dir: Path,
                           echo: Callable[[str], None]) -> StageResult:
     """Load a finished stage's adapter weights into the handle (resuming a multi-stage run)."""
-    import json
-
-    from lowres_adapters.artifact import read_tensors
-
     echo(f"{name}: already finished in {stage_dir}, loading its adapter")
     tensors = read_tensors(stage_dir)
     context.handle.load_adapter_state_dict({k: v for k, v in tensors.items() if not k.startswith("lowres.")})
@@ -334,9 +327,6 @@ def _reuse_finished_stage(name: str, context: RecipeContext, stage_dir: Path,
 
 
 def _run_config(context: RecipeContext, recipe: Recipe, stage: str, model_id: str) -> dict[str, Any]:
-    from lowres_adapters.version import __version__
-    from lowres_adapters.configs import config_to_dict
-
     return {
         "settings": context.settings.to_json(), "recipe": recipe.name, "stage": stage, "model": model_id,
         "objective": context.objective, "adapter": context.settings.adapter,

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from transformers import PreTrainedModel
 
 from lowres_adapters.errors import LowresError
 
@@ -141,8 +142,6 @@ def split_lm_model(model: nn.Module) -> LMHeadParts:
     Raises:
         LowresError: The model has no output embeddings or no base model.
     """
-    from transformers import PreTrainedModel
-
     config = getattr(model, "active_peft_config", None)
     if config is not None and getattr(config, "is_prompt_learning", False):
         raise LowresError("a PEFT prompt-learning model adds tokens in its wrapper; use the plain loss")

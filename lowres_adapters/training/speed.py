@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from lowres_adapters.data.token_cache import cached_features
 from lowres_adapters.errors import LowresError
 from lowres_adapters.training.fast_lm import IGNORE_INDEX, VocabularyTrim, split_lm_model
 from lowres_adapters.training.lm_objectives import LMObjective, objective_named
@@ -158,8 +159,6 @@ def tokenize_texts(objective: str | LMObjective, tokenizer: Any, texts: Sequence
 def cached_text_features(objective: str | LMObjective, tokenizer: Any, texts: Sequence[str],
                          max_length: int) -> list[Feature]:
     """Return ``objective.tokenize(tokenizer, texts, max_length)`` through the token cache."""
-    from lowres_adapters.data.token_cache import cached_features
-
     # The tokeniser function (not the bound method) names the cache entry: one per objective.
     return cached_features(list(texts), tokenizer, type(objective_named(objective)).tokenize_function, max_length)
 

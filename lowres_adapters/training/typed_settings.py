@@ -11,7 +11,10 @@ import types
 import typing
 from typing import Any, Mapping
 
+import pycountry
+
 from lowres_adapters.errors import LowresError
+from lowres_adapters.specs import LANGUAGE_CODE_PATTERN
 
 
 class SettingsError(LowresError):
@@ -126,14 +129,10 @@ def _describe(hint: Any) -> str:
 
 def check_language(code: Any, where: str) -> None:
     """Refuse a language that is not 3 lowercase letters, hinting the ISO 639-3 code of a 2-letter one."""
-    from lowres_adapters.specs import LANGUAGE_CODE_PATTERN
-
     if isinstance(code, str) and LANGUAGE_CODE_PATTERN.match(code):
         return
     hint = ""
     if isinstance(code, str) and len(code) == 2:
-        import pycountry
-
         language = pycountry.languages.get(alpha_2=code.lower())
         if language is not None:
             hint = f" (use {language.alpha_3!r} for {language.name})"

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from lowres_adapters.configs import config_from_dict
 from lowres_adapters.data.examples import PackData, TextExample
 from lowres_adapters.errors import LowresError
+from lowres_adapters.registry import get_registry
 from lowres_adapters.training.distributed import ProcessInfo
 from lowres_adapters.training.lm_objectives import LMObjective
 from lowres_adapters.training.loop import TrainingJob, select_parameters
@@ -180,9 +182,6 @@ def attach_adapter(context: RecipeContext) -> Any:
 
     Also selects the ``train_also`` base parameters into ``context.extra_parameters``.
     """
-    from lowres_adapters.configs import config_from_dict
-    from lowres_adapters.registry import get_registry
-
     settings = context.settings
     spec = get_registry().adapter_type(settings.adapter)
     config = config_from_dict(spec.config_class, dict(settings.adapter_config),
@@ -219,6 +218,4 @@ def split_validation(examples: Sequence[TextExample], data: PackData, share: flo
 
 def options_from(recipe: Recipe, values: Mapping[str, Any]) -> Any:
     """Build the recipe's options from ``[recipe_options]`` with one-line errors."""
-    from lowres_adapters.configs import config_from_dict
-
     return config_from_dict(recipe.options_class, dict(values), where=f"recipe_options for {recipe.name}")

@@ -11,7 +11,7 @@
 Defaults. The paper trains all 3B weights with lr 5e-5 (CPT, cosine, 3% warm-up) and 1e-5 (SFT,
 2 epochs, 10% warm-up). An adapter on a 135M model has ~1-5M freshly initialised weights and a CPU
 budget of tens of steps, so those rates barely move it: CPT uses lr 1e-2 (the ``language``
-recipe's rate, measured on Chichewa) and SFT lr 5e-3, half, so SFT refines rather than overwrites
+recipe's rate, docs/training.md) and SFT lr 5e-3, half, so SFT refines rather than overwrites
 what CPT learnt; the warm-up shares (3%, 10%) and cosine decay are the paper's. Both default to 40
 steps; ``--max-steps 0 --epochs 2`` gives the paper's 2 SFT epochs.
 """
@@ -19,11 +19,15 @@ steps; ``--max-steps 0 --epochs 2`` gives the paper's 2 SFT epochs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Sequence
 
+from lowres_adapters.configs import config_from_dict
 from lowres_adapters.data.examples import PairExample
+from lowres_adapters.data.languages import language_name
 from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.generation import GenerationSettings
+from lowres_adapters.evaluation.language_modeling import score_token_rows
 from lowres_adapters.evaluation.translation import CHAT_INSTRUCTION, DEFAULT_PROMPT, PROMPT_FORMATS
 from lowres_adapters.training.batching import (
     IGNORE_INDEX,
@@ -108,7 +112,6 @@ class SftOptions:
             raise ValueError("prompt must contain {source}")
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
-        from lowres_adapters.evaluation.generation import GenerationSettings
 
         GenerationSettings(**{key: value for key, value in (
             ("num_beams", self.num_beams), ("no_repeat_ngram_size", self.no_repeat_ngram_size),
@@ -126,8 +129,6 @@ class SftOptions:
 
 
 def _names(code: str) -> str:
-    from lowres_adapters.data.languages import language_name
-
     return language_name(code)
 
 
@@ -253,8 +254,6 @@ def answer_scores(context: RecipeContext, model: Any, pairs: Sequence[PairExampl
     Scored on the batched, length-sorted path of held-out scoring
     (:func:`~lowres_adapters.evaluation.language_modeling.score_token_rows`).
     """
-    from lowres_adapters.evaluation.language_modeling import score_token_rows
-
     examples = instruction_examples(pairs, context.language, "into", context.options.template)
     rows = []
     for prompt, answer in examples:
@@ -311,8 +310,6 @@ class CptSftRecipe(Recipe):
 
     def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:
         """Score the base model as the SFT stage does (bits/char and answer bits/char)."""
-        from lowres_adapters.configs import config_from_dict
-
         sft_options = config_from_dict(SftOptions, {f.name: getattr(context.options, f.name)
                                                     for f in fields(SftOptions)})
         stage_context = _with_options(context, sft_options)
@@ -328,6 +325,4 @@ class CptSftRecipe(Recipe):
 
 
 def _with_options(context: RecipeContext, options: Any) -> RecipeContext:
-    from dataclasses import replace
-
     return replace(context, options=options)

@@ -14,8 +14,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from lowres_adapters.configs import config_from_dict
 from lowres_adapters.data.examples import TextExample
+from lowres_adapters.data.graphs import verbalise_edges
+from lowres_adapters.data.languages import to_iso639_3
+from lowres_adapters.data.splits import split_of
+from lowres_adapters.data.templates import load_templates
 from lowres_adapters.errors import LowresError
+from lowres_adapters.registry import get_registry
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext
 from lowres_adapters.training.recipes.language import LanguageRecipe, text_job
@@ -51,8 +57,6 @@ class GraphOptions:
 
 
 def _source_config(spec: Any, values: dict[str, Any], language: str) -> Any:
-    from lowres_adapters.configs import config_from_dict
-
     values = dict(values)
     names = {f.name for f in dataclasses.fields(spec.config_class)}
     for key in ("languages", "locales"):
@@ -63,11 +67,6 @@ def _source_config(spec: Any, values: dict[str, Any], language: str) -> Any:
 
 def graph_sentences(options: GraphOptions, language: str) -> list[TextExample]:
     """Return the target language's sentences from the options' graph source."""
-    from lowres_adapters.data.graphs import verbalise_edges
-    from lowres_adapters.data.languages import to_iso639_3
-    from lowres_adapters.data.templates import load_templates
-    from lowres_adapters.registry import get_registry
-
     if not options.source:
         raise LowresError("the graph recipe needs a graph: recipe_options.source=NAME, a data source that "
                           "yields edges or text (see 'lowres list sources')")
@@ -100,7 +99,6 @@ class GraphRecipe(LanguageRecipe):
     def check_data(self, context: RecipeContext) -> None:
         """Check the held-out text and read the graph's sentences (kept for :meth:`job`)."""
         Recipe.check_data(self, context)
-        from lowres_adapters.data.splits import split_of
 
         sentences = graph_sentences(context.options, context.language)
         train = [s for s in sentences if split_of(s.id, GRAPH_SPLIT, context.options.split_seed) == "train"]

@@ -3,10 +3,8 @@
 Masked LM (15% of tokens, 80/10/10) for encoders, causal LM for decoders. Encoder defaults are
 the paper's (arXiv 2502.10140): lr 1e-4, batch 16, one sentence per example, 100k steps. The
 decoder defaults are chosen for the embedded SmolLM2-135M so that ~40 steps give a clear gain on
-a CPU: batch 8, 128 tokens (as the measured Chichewa anchor), 5% warm-up, cosine decay to 10%,
-and lr 1e-2: with the default LoRA (r=8 on query and value) 40 steps took held-out bits/char
-from 3.972 to 3.196 at lr 3e-3 and to 3.045 at lr 1e-2 (first 100 NT verses, padded batches of 8
-verses). Both run on the fast path (:func:`~lowres_adapters.training.speed.fast_text_defaults`):
+a CPU: batch 8, 128 tokens, 5% warm-up, cosine decay to 10%, and lr 1e-2 (the learning-rate
+comparison behind it is in docs/training.md). Both run on the fast path (:func:`~lowres_adapters.training.speed.fast_text_defaults`):
 verses are packed into rows of ``max_length`` tokens, so a batch of 8 rows holds about 18 verses.
 """
 

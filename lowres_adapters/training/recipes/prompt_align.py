@@ -21,8 +21,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from lowres_adapters.configs import config_from_dict
 from lowres_adapters.data.examples import PairExample
 from lowres_adapters.errors import LowresError
+from lowres_adapters.registry import get_registry
 from lowres_adapters.training.alignment import (
     AlignmentObjective,
     build_alignment_loss,
@@ -257,9 +259,6 @@ class PromptAlignRecipe(Recipe):
 
     def synthetic_pairs(self, context: RecipeContext) -> list[PairExample]:
         """Return pseudo-pairs from the registered ``synthetic`` data source (provenance synthetic)."""
-        from lowres_adapters.configs import config_from_dict
-        from lowres_adapters.registry import get_registry
-
         source = get_registry().data_source("synthetic")
         config = config_from_dict(source.config_class, {
             "text_path": context.options.synthetic_text, "lexicon_path": context.options.synthetic_lexicon,

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lowres_adapters.artifact import atomic_write_text
+from lowres_adapters.composition import stack
+from lowres_adapters.configs import config_to_dict
 from lowres_adapters.data.examples import TaskData
 from lowres_adapters.errors import LowresError
 from lowres_adapters.task_loading import (  # noqa: F401  (load_task_model: re-exported from the loading side)
@@ -29,11 +33,20 @@ from lowres_adapters.task_loading import (  # noqa: F401  (load_task_model: re-e
     attach_language_stack,
     load_task_model,
 )
-from lowres_adapters.training.heads import HEAD_PREFIX, POOLINGS, HeadConfig, TaskHead, build_head, hidden_size_of
+from lowres_adapters.training.heads import (
+    HEAD_PREFIX,
+    POOLINGS,
+    HeadConfig,
+    TaskHead,
+    balanced_class_weights,
+    build_head,
+    hidden_size_of,
+    last_hidden_states,
+)
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, attach_adapter, score_held_out
 from lowres_adapters.training.task_features import TaskCollator, encode_examples
-from lowres_adapters.training.task_scoring import calibrate_head, evaluate_task
+from lowres_adapters.training.task_scoring import calibrate_head, evaluate_task, score_predictions
 
 DECODER_DEFAULTS = {"lr": 1e-3, "batch_size": 16, "max_length": 64, "max_steps": 150, "schedule": "linear",
                     "warmup_ratio": 0.05}
@@ -129,10 +142,6 @@ def evaluation_examples(task: TaskData, options: TaskOptions) -> list[Any]:
 def majority_figures(task: TaskData, examples: list[Any]) -> dict[str, Any]:
     """Return the scores of always predicting the training split's most frequent label on
     ``examples`` (``task_majority_*``), the floor a classifier must clear; empty for other kinds."""
-    from collections import Counter
-
-    from lowres_adapters.training.task_scoring import score_predictions
-
     if task.kind != "sequence_classification" or not task.splits.get("train"):
         return {}
     label = Counter(example.label for example in task.splits["train"]).most_common(1)[0][0]
@@ -170,8 +179,6 @@ class TaskRecipe(Recipe):
 
     def attach(self, context: RecipeContext) -> Any:
         """Load the language adapter(s) frozen, attach the task adapter and head, stack, activate."""
-        from lowres_adapters.composition import stack
-
         options = context.options
         lower = None
         if options.lang_adapter:
@@ -180,8 +187,6 @@ class TaskRecipe(Recipe):
                 context.tokenizer = tokenizer
         task_name, task = chosen_task(context)
         if not context.settings.adapter_name:
-            from dataclasses import replace
-
             context.settings = replace(context.settings, adapter_name=f"task_{task_name}")
         upper = attach_adapter(context)
         num_labels = 2 if task.kind == "extractive_qa" else len(task.labels)
@@ -198,8 +203,6 @@ class TaskRecipe(Recipe):
 
     def job(self, context: RecipeContext) -> TrainingJob:
         """Return the job: task examples -> head loss on the stacked model's last hidden states."""
-        from lowres_adapters.training.heads import balanced_class_weights, last_hidden_states
-
         task_name, task = context.state["task"]
         head: TaskHead = context.state["head"]
         train = list(task.splits["train"])
@@ -265,9 +268,6 @@ class TaskRecipe(Recipe):
     def artifact_extras(self, context: RecipeContext) -> dict[str, Any]:
         """Return the head's tensors (``lowres.head.*``) with the default extras, and write
         ``task_head.json`` (task, kind, labels, head settings) next to them."""
-        from lowres_adapters.artifact import atomic_write_text
-        from lowres_adapters.configs import config_to_dict
-
         task_name, task = context.state["task"]
         head: TaskHead = context.state["head"]
         description = {"task": task_name, "kind": task.kind, "labels": list(task.labels),
