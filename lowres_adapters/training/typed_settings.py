@@ -11,8 +11,6 @@ import types
 import typing
 from typing import Any, Mapping
 
-import pycountry
-
 from lowres_adapters.errors import LowresError
 from lowres_adapters.specs import LANGUAGE_CODE_PATTERN
 
@@ -133,6 +131,8 @@ def check_language(code: Any, where: str) -> None:
         return
     hint = ""
     if isinstance(code, str) and len(code) == 2:
+        import pycountry  # lazy: ~60 ms at every CLI start otherwise; only this hint needs it
+
         language = pycountry.languages.get(alpha_2=code.lower())
         if language is not None:
             hint = f" (use {language.alpha_3!r} for {language.name})"
