@@ -7,7 +7,10 @@ model, tokenizer = load("owner/name")
 
 Both go through ``huggingface_hub`` and so honour ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME`` and
 ``HF_HUB_OFFLINE``. ``publish`` uploads one commit holding the artifact only (never checkpoints or
-logs); ``load`` downloads only the files it needs and never unpickles unless asked to.
+logs): for a task run also its head description and the language adapters it was stacked on
+(``language_adapters/<n>/``), and native copies for PEFT and AdapterHub users where those libraries
+can load the adapter (:mod:`lowres_adapters.native`). ``load`` downloads only the files it needs and
+never unpickles unless asked to; every run kind comes back as the model that was evaluated.
 
 What ``load`` trusts in a downloaded repo (docs/security.md): nothing it would execute. It asks the
 Hub for the repo first (so a refused token is never answered from the cache), downloads only an
