@@ -35,7 +35,7 @@ from lowres_adapters.errors import LowresError
 from lowres_adapters.models import is_embedded, load_base_model
 from lowres_adapters.registry import Registry
 from lowres_adapters.specs import NAME_PATTERN
-from lowres_adapters.task_loading import TaskModel, is_task_folder, load_task_model, stack_options
+from lowres_adapters.task_loading import TaskModel, is_task_folder, load_task_stack, stack_options
 
 VOCABULARY_MODULE = "lowres_adapters.training.vocabulary"
 HUB_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -48,9 +48,10 @@ class LoadedAdapter:
     """A base model with an adapter attached and active.
 
     Attributes:
-        model: The module to call (``handle.model``), in eval mode.
+        model: The module to call (``handle.model``; for a task run a
+            :class:`~lowres_adapters.task_loading.TaskModel`), in eval mode.
         tokenizer: The tokenizer to use with it (the extended one when the vocabulary was extended).
-        handle: The :class:`~lowres_adapters.specs.AttachedAdapter` handle.
+        handle: The :class:`~lowres_adapters.specs.AttachedAdapter` handle (for a task run, its stack).
         metadata: The artifact's ``lowres_adapter.json``.
     """
 
@@ -119,12 +120,12 @@ def _load_task(directory: Path, base: Any, tokenizer: Any, metadata: ArtifactMet
         for folder in stack_options(directory, trusted)[0]:
             language = read_metadata(folder)
             check_untrusted_metadata(language, str(folder / "lowres_adapter.json"), base_given=True)
-    backbone, head, task_tokenizer, task = load_task_model(directory, base, trusted=trusted)
+    handle, head, task_tokenizer, task = load_task_stack(directory, base, trusted=trusted)
     tokenizer = task_tokenizer if task_tokenizer is not None else tokenizer
     if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = TaskModel(backbone, head, task).eval() if task_head else backbone
-    return LoadedAdapter(model=model, tokenizer=tokenizer, handle=None, metadata=metadata)
+    model = TaskModel(handle.model, head, task).eval() if task_head else handle.model
+    return LoadedAdapter(model=model, tokenizer=tokenizer, handle=handle, metadata=metadata)
 
 
 def check_untrusted_metadata(metadata: ArtifactMetadata, where: str, base_given: bool) -> None:

@@ -149,6 +149,13 @@ def load_task_model(run_dir: Path, model: Any = None, *, trusted: bool = True) -
         ``(model to call, head, tokenizer, task)`` where ``task`` has the kind and labels (no
         examples); predict with :func:`lowres_adapters.training.task_scoring.predict`.
     """
+    handle, head, tokenizer, task = load_task_stack(run_dir, model, trusted=trusted)
+    return handle.model, head, tokenizer, task
+
+
+def load_task_stack(run_dir: Path, model: Any = None, *, trusted: bool = True) -> tuple[Any, Any, Any, Any]:
+    """Do what :func:`load_task_model` does but return the adapter handle (the stack, when there is
+    one) instead of its model: ``(handle, head, tokenizer, task)``."""
     run_dir = Path(run_dir)
     metadata = read_metadata(run_dir)
     description = read_task_description(run_dir)
@@ -173,7 +180,7 @@ def load_task_model(run_dir: Path, model: Any = None, *, trusted: bool = True) -
     head.eval()
     handle.model.eval()
     task = TaskData(kind=description["kind"], labels=tuple(description["labels"]), splits={})
-    return handle.model, head, tokenizer or load_tokenizer(metadata.base_model), task
+    return handle, head, tokenizer or load_tokenizer(metadata.base_model), task
 
 
 class TaskModel(torch.nn.Module):

@@ -45,7 +45,7 @@ def load(repo_or_path: str, revision: str | None, base_model: str | None, prompt
 
     loaded = load_adapter(repo_or_path, revision=revision, model=base_model, allow_pickle=allow_pickle)
     metadata = loaded.metadata
-    if loaded.handle is None:  # a task run: the model is a TaskModel
+    if hasattr(loaded.model, "labels"):  # a task run: the model is a TaskModel
         labels = ", ".join(getattr(loaded.model, "labels", ()))
         click.echo(f"{metadata.adapter_type} task adapter '{metadata.adapter_name}' for {metadata.language or '?'} "
                    f"on {base_model or metadata.base_model} (labels: {labels})", err=prompt is not None)
