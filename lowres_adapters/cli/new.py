@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from lowres_adapters.data.languages import language_name
+from lowres_adapters.data.languages import language_name as iso_language_name
 from lowres_adapters.errors import LowresError
 from lowres_adapters.scaffold import KINDS, write_package
 from lowres_adapters.specs import SCRIPT_PATTERN
@@ -29,7 +29,7 @@ def new(kind: str, name: str, directory: Path | None, language_name: str | None,
     if kind == "lang-pack":
         if not SCRIPT_PATTERN.match(script):
             raise LowresError(f"--script {script!r} must be an ISO 15924 code like Latn or Ethi")
-        extra = {"__SCRIPT__": script, "__LANGNAME__": language_name or language_name(name)}
+        extra = {"__SCRIPT__": script, "__LANGNAME__": language_name or iso_language_name(name)}
     target = write_package(kind, name, directory or Path(name), **extra)
     click.echo(f"wrote {target}/ ({kind} {name!r}); next:")
     click.echo(f"  pip install -e {target} && pytest {target}")

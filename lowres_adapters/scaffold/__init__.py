@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from lowres_adapters import __version__
 from lowres_adapters.errors import LowresError
 from lowres_adapters.io import atomic_directory
 from lowres_adapters.specs import LANGUAGE_CODE_PATTERN, NAME_PATTERN
@@ -22,6 +23,22 @@ KINDS = {
     "data-source": ("lowres_adapters.scaffold.data_source", "lowres-source-", "lowres_source_"),
 }
 """Kind -> (template module, distribution prefix, package prefix)."""
+
+PLUGIN = '''"""Registers the __NAME__ __LABEL__ (found through the `lowres_adapters` entry point)."""
+
+from __future__ import annotations
+
+from lowres_adapters.plugin import hookimpl
+
+from __PKG__.__MODULE__ import __SPEC__
+
+
+@hookimpl
+def __HOOK__(register):
+    """Register __NAME__."""
+    register(__SPEC__)
+'''
+"""The entry-point module of the kinds whose spec lives in a module of its own."""
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=77"]
@@ -92,8 +109,6 @@ def render(kind: str, name: str, **extra: str) -> dict[str, str]:
     Raises:
         LowresError: For an unknown kind or a name the registry would refuse.
     """
-    from lowres_adapters import __version__
-
     if kind not in KINDS:
         raise LowresError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
     pattern = LANGUAGE_CODE_PATTERN if kind == "lang-pack" else NAME_PATTERN
@@ -106,13 +121,15 @@ def render(kind: str, name: str, **extra: str) -> dict[str, str]:
               "__DIST__": f"{dist_prefix}{name.replace('_', '-')}", "__KIND__": kind,
               "__LIBRARY_VERSION__": __version__, **module.defaults(name), **extra}
     files = {"pyproject.toml": PYPROJECT, "README.md": README, "__PKG__/__init__.py": '"""__DESCRIPTION__"""\n',
-             **module.FILES}
+             "__PKG__/plugin.py": PLUGIN, **module.FILES}
     return {_fill(path, values): _fill(text, values) for path, text in files.items()}
 
 
 def _fill(text: str, values: dict[str, str]) -> str:
-    for key in sorted(values, key=len, reverse=True):
-        text = text.replace(key, values[key])
+    """Replace placeholders until none is left (a value may hold another placeholder)."""
+    for _ in range(3):
+        for key in sorted(values, key=len, reverse=True):
+            text = text.replace(key, values[key])
     return text
 
 

@@ -9,24 +9,11 @@ from __future__ import annotations
 
 def defaults(name: str) -> dict[str, str]:
     """Return the kind-specific placeholders."""
-    return {"__DESCRIPTION__": f"The {name} adapter type for lowres-adapters",
+    return {"__LABEL__": "adapter type", "__MODULE__": "adapter", "__SPEC__": "__UPPER___TYPE",
+            "__HOOK__": "register_adapter_types",
+            "__DESCRIPTION__": f"The {name} adapter type for lowres-adapters",
             "__TRY__": f"lowres adapt nya --adapter {name} --max-steps 1   # one real training step"}
 
-
-PLUGIN = '''"""Registers the __NAME__ adapter type (found through the `lowres_adapters` entry point)."""
-
-from __future__ import annotations
-
-from lowres_adapters.plugin import hookimpl
-
-from __PKG__.adapter import __UPPER___TYPE
-
-
-@hookimpl
-def register_adapter_types(register):
-    """Register __NAME__."""
-    register(__UPPER___TYPE)
-'''
 
 ADAPTER = '''"""The __NAME__ adapter type: its config, its attach function and its handle.
 
@@ -170,7 +157,6 @@ def test_a_bad_rank_is_refused():
 '''
 
 FILES = {
-    "__PKG__/plugin.py": PLUGIN,
     "__PKG__/adapter.py": ADAPTER,
     "__PKG__/modules.py": MODULES,
     "tests/test___NAME__.py": TESTS,

@@ -5,24 +5,11 @@ from __future__ import annotations
 
 def defaults(name: str) -> dict[str, str]:
     """Return the kind-specific placeholders."""
-    return {"__DESCRIPTION__": f"The {name} alignment loss for lowres-adapters",
-            "__TRY__": f"lowres adapt nya --recipe prompt-align --align-loss {name} --max-steps 1"}
+    return {"__LABEL__": "alignment loss", "__MODULE__": "loss", "__SPEC__": "__UPPER___LOSS",
+            "__HOOK__": "register_alignment_losses",
+            "__DESCRIPTION__": f"The {name} alignment loss for lowres-adapters",
+            "__TRY__": f"lowres adapt nya --recipe prompt-align --set recipe_options.align_loss={name} --max-steps 1"}
 
-
-PLUGIN = '''"""Registers the __NAME__ alignment loss (found through the `lowres_adapters` entry point)."""
-
-from __future__ import annotations
-
-from lowres_adapters.plugin import hookimpl
-
-from __PKG__.loss import __UPPER___LOSS
-
-
-@hookimpl
-def register_alignment_losses(register):
-    """Register __NAME__."""
-    register(__UPPER___LOSS)
-'''
 
 LOSS = '''"""The __NAME__ alignment loss: mean absolute difference of pooled student and teacher states."""
 
@@ -74,4 +61,4 @@ def test___NAME___conforms():
     check_alignment_loss(__UPPER___LOSS, config=__CLASS__Config(normalize=False))
 '''
 
-FILES = {"__PKG__/plugin.py": PLUGIN, "__PKG__/loss.py": LOSS, "tests/test___NAME__.py": TESTS}
+FILES = {"__PKG__/loss.py": LOSS, "tests/test___NAME__.py": TESTS}

@@ -5,24 +5,11 @@ from __future__ import annotations
 
 def defaults(name: str) -> dict[str, str]:
     """Return the kind-specific placeholders."""
-    return {"__DESCRIPTION__": f"The {name} data source for lowres-adapters",
+    return {"__LABEL__": "data source", "__MODULE__": "source", "__SPEC__": "__UPPER___SOURCE",
+            "__HOOK__": "register_data_sources",
+            "__DESCRIPTION__": f"The {name} data source for lowres-adapters",
             "__TRY__": f"lowres info {name}"}
 
-
-PLUGIN = '''"""Registers the __NAME__ data source (found through the `lowres_adapters` entry point)."""
-
-from __future__ import annotations
-
-from lowres_adapters.plugin import hookimpl
-
-from __PKG__.source import __UPPER___SOURCE
-
-
-@hookimpl
-def register_data_sources(register):
-    """Register __NAME__."""
-    register(__UPPER___SOURCE)
-'''
 
 SOURCE = '''"""The __NAME__ data source: ``id<TAB>text`` lines, streamed one by one."""
 
@@ -83,4 +70,4 @@ def test___NAME___conforms(tmp_path):
     assert report.trainable["items"] == 2
 '''
 
-FILES = {"__PKG__/plugin.py": PLUGIN, "__PKG__/source.py": SOURCE, "tests/test___NAME__.py": TESTS}
+FILES = {"__PKG__/source.py": SOURCE, "tests/test___NAME__.py": TESTS}

@@ -26,12 +26,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lowres_adapters.artifact import ArtifactMetadata, attach_from_artifact, check_shapes, read_tensors, write_artifact
+import torch
+
+from lowres_adapters.artifact import (
+    ArtifactMetadata,
+    attach_from_artifact,
+    check_shapes,
+    read_tensors,
+    write_artifact,
+)
 from lowres_adapters.configs import config_from_dict, config_to_dict
 from lowres_adapters.errors import LowresError
+from lowres_adapters.handles import CannotDisable
 from lowres_adapters.hookspecs import hookimpl
 from lowres_adapters.registry import Registry, get_registry
 from lowres_adapters.specs import AdapterType, AttachedAdapter
+from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
 
 OUTPUT_TOLERANCE = 1e-5
 """Largest absolute logit difference accepted between a trained model and its reloaded copy."""
@@ -107,6 +117,15 @@ def check_adapter_type(spec_or_name: AdapterType | str, *, kinds: tuple[str, ...
     return report
 
 
+def resolve_spec(spec_or_name: Any, spec_class: type, kind: str) -> Any:
+    """Return ``spec_or_name`` when it is a ``spec_class``, else the spec registered under that name."""
+    if isinstance(spec_or_name, str):
+        return get_registry().lookup(kind, spec_or_name).spec
+    if not isinstance(spec_or_name, spec_class):
+        raise TypeError(f"expected a {spec_class.__name__} or a registered name, got {spec_or_name!r}")
+    return spec_or_name
+
+
 def _check(type_name: str, kind: str, check: str, action: Any, report: ConformanceReport) -> Any:
     """Run one check, recording it, and turn any failure into a :class:`ConformanceError`."""
     try:
@@ -138,10 +157,6 @@ class _ModelChecks:
         self.spec, self.config, self.kind, self.registry, self.report = spec, config, kind, registry, report
 
     def run(self) -> None:
-        import torch
-
-        from lowres_adapters.testing.tiny import tiny_model
-
         torch.manual_seed(0)
         model, tokenizer = tiny_model(self.kind, seed=0)
         self.batch = _batch(tokenizer, masked=self.kind != "llama")
@@ -180,10 +195,6 @@ class _ModelChecks:
                                  f"(they would be neither trained nor saved): {undeclared[:3]}")
 
     def _check_disabled(self, handle: AttachedAdapter) -> None:
-        import torch
-
-        from lowres_adapters.handles import CannotDisable
-
         disabled = getattr(handle, "disabled", None)
         _require(callable(disabled), "the handle has no disabled() method (subclass ParameterSetAdapter)")
         try:
@@ -212,8 +223,6 @@ class _ModelChecks:
         self.report.trainable[self.kind] = sum(p.numel() for p in trainable.values())
 
     def _check_backward(self, handle: AttachedAdapter) -> None:
-        import torch
-
         handle.model.train()
         outputs = handle.model(**self.batch)
         input_shape = tuple(self.batch["input_ids"].shape)
@@ -230,8 +239,6 @@ class _ModelChecks:
         _require(not leaked, f"frozen parameters received gradients: {leaked[:3]}")
 
     def _check_step(self, handle: AttachedAdapter) -> None:
-        import torch
-
         trainable = handle.trainable_parameters()
         declared = {id(p) for p in trainable.values()}
         frozen_before = {n: p.detach().clone() for n, p in handle.model.named_parameters() if id(p) not in declared}
@@ -253,8 +260,6 @@ class _ModelChecks:
         self.logits = logits_after.clone()
 
     def _check_padding(self, handle: AttachedAdapter) -> None:
-        import torch
-
         lengths = self.batch["attention_mask"].sum(dim=1)
         row = int(lengths.argmin())
         length = int(lengths[row])
@@ -280,10 +285,6 @@ class _ModelChecks:
             _require(not shared, f"the frozen embedding matrix is saved as {shared}")
 
     def _check_reload(self, handle: AttachedAdapter, folder: Path) -> None:
-        import torch
-
-        from lowres_adapters.testing.tiny import tiny_model
-
         metadata = ArtifactMetadata(adapter_type=self.spec.name, adapter_name=handle.name,
                                     adapter_config=config_to_dict(self.config), plugin=None,
                                     base_model=f"tiny-{self.kind}", objective=_objective(self.kind))
@@ -298,8 +299,6 @@ class _ModelChecks:
         _require(difference <= OUTPUT_TOLERANCE, f"reloaded outputs differ by {difference:.3g}")
 
     def _check_shape_mismatch(self, folder: Path) -> None:
-        from lowres_adapters.testing.tiny import tiny_model
-
         other, _ = tiny_model(self.kind, seed=0, hidden_size=48, intermediate_size=96)
         handle = self.spec.attach(other, "conformance", self.config)
         try:
@@ -321,10 +320,6 @@ def _input_embedding(model: Any) -> Any:
 
 def _batch(tokenizer: Any, masked: bool) -> dict[str, Any]:
     """Return a padded two-sentence batch with language-modelling labels (every third token for MLM)."""
-    import torch
-
-    from lowres_adapters.testing.tiny import TINY_CORPUS
-
     encoded = tokenizer(list(TINY_CORPUS[:2]), return_tensors="pt", padding=True)
     labels = encoded["input_ids"].clone()  # (batch, seq)
     labels[encoded["attention_mask"] == 0] = -100

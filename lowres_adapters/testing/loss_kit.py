@@ -17,16 +17,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from lowres_adapters.specs import AlignmentInputs, AlignmentLoss
-from lowres_adapters.testing.conformance import ConformanceReport, _check, _check_config_round_trip, _require
+from lowres_adapters.testing.conformance import (
+    ConformanceReport,
+    _check,
+    _check_config_round_trip,
+    _require,
+    resolve_spec,
+)
 
 HIDDEN, VOCAB = 16, 23
 """Sizes of the random pooled states and output distributions the kit feeds the loss."""
 
 
 def _inputs(batch: int, needs_log_probs: bool, seed: int, same: bool = False) -> AlignmentInputs:
-    import torch
-
     generator = torch.Generator().manual_seed(seed)
     student = torch.randn(batch, HIDDEN, generator=generator)  # (batch, hidden)
     teacher = student.clone() if same else torch.randn(batch, HIDDEN, generator=generator)  # (batch, hidden)
@@ -42,16 +48,6 @@ def _inputs(batch: int, needs_log_probs: bool, seed: int, same: bool = False) ->
                            student_log_probs=student_lp, teacher_log_probs=teacher_lp)
 
 
-def _resolve(spec_or_name: AlignmentLoss | str) -> AlignmentLoss:
-    if isinstance(spec_or_name, str):
-        from lowres_adapters.registry import get_registry
-
-        return get_registry().alignment_loss(spec_or_name)
-    if not isinstance(spec_or_name, AlignmentLoss):
-        raise TypeError(f"expected an AlignmentLoss or a registered name, got {spec_or_name!r}")
-    return spec_or_name
-
-
 def check_alignment_loss(spec_or_name: AlignmentLoss | str, *, config: Any = None) -> ConformanceReport:
     """Check an alignment loss; raise ``ConformanceError`` on the first failure.
 
@@ -62,7 +58,7 @@ def check_alignment_loss(spec_or_name: AlignmentLoss | str, *, config: Any = Non
     Returns:
         A report whose ``passed`` lists the checks (``adapter_type`` holds the loss's name).
     """
-    spec = _resolve(spec_or_name)
+    spec = resolve_spec(spec_or_name, AlignmentLoss, "alignment_losses")
     config = spec.config_class() if config is None else config
     report = ConformanceReport(adapter_type=spec.name)
     _check(spec.name, "config", "round-trip", lambda: _check_config_round_trip(spec, config), report)
@@ -82,8 +78,6 @@ def _built(spec: AlignmentLoss, config: Any) -> Any:
 
 
 def _check_gradients(loss_fn: Any, needs_log_probs: bool, batch: int) -> None:
-    import torch
-
     inputs = _inputs(batch, needs_log_probs, seed=batch)
     loss = loss_fn(inputs)
     _require(isinstance(loss, torch.Tensor) and loss.dim() == 0, f"the loss is not a scalar tensor: {loss!r}")
@@ -101,8 +95,6 @@ def _check_gradients(loss_fn: Any, needs_log_probs: bool, batch: int) -> None:
 
 
 def _check_minimum(loss_fn: Any, needs_log_probs: bool) -> None:
-    import torch
-
     with torch.no_grad():
         same = float(loss_fn(_inputs(4, needs_log_probs, seed=7, same=True)))
         different = float(loss_fn(_inputs(4, needs_log_probs, seed=7)))

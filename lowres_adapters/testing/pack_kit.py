@@ -27,17 +27,7 @@ from lowres_adapters.data.cache import PROVENANCE_NAME
 from lowres_adapters.data.examples import PackData
 from lowres_adapters.data.splits import SPLITS
 from lowres_adapters.specs import LanguagePack
-from lowres_adapters.testing.conformance import ConformanceReport, _check, _require
-
-
-def _resolve(spec_or_code: LanguagePack | str) -> LanguagePack:
-    if isinstance(spec_or_code, str):
-        from lowres_adapters.registry import get_registry
-
-        return get_registry().language_pack(spec_or_code)
-    if not isinstance(spec_or_code, LanguagePack):
-        raise TypeError(f"expected a LanguagePack or a registered code, got {spec_or_code!r}")
-    return spec_or_code
+from lowres_adapters.testing.conformance import ConformanceReport, _check, _require, resolve_spec
 
 
 def check_language_pack(spec_or_code: LanguagePack | str, *, directory: Path | str | None = None,
@@ -53,7 +43,7 @@ def check_language_pack(spec_or_code: LanguagePack | str, *, directory: Path | s
     Returns:
         A report whose ``passed`` lists the checks and ``trainable`` holds ``"<text|pairs>/<split>"`` counts.
     """
-    pack = _resolve(spec_or_code)
+    pack = resolve_spec(spec_or_code, LanguagePack, "language_packs")
     report = ConformanceReport(adapter_type=pack.code)
     _check(pack.code, "metadata", "sources name a route and a licence", lambda: _check_sources(pack), report)
     with tempfile.TemporaryDirectory(prefix="lowres-pack-kit-") as temporary:

@@ -22,22 +22,18 @@ from typing import Any
 from lowres_adapters.data.examples import Edge, LabeledExample, PairExample, TextExample
 from lowres_adapters.errors import LowresError
 from lowres_adapters.specs import DataSource
-from lowres_adapters.testing.conformance import ConformanceReport, _check, _check_config_round_trip, _require
+from lowres_adapters.testing.conformance import (
+    ConformanceReport,
+    _check,
+    _check_config_round_trip,
+    _require,
+    resolve_spec,
+)
 
 EXAMPLE_TYPES = {"text": TextExample, "pairs": PairExample, "edges": Edge, "labeled": LabeledExample}
 """What each ``yields`` value promises; other (new) kinds are checked for ids and text only."""
 
 TEXT_FIELDS = ("text", "source", "target", "start", "end")
-
-
-def _resolve(spec_or_name: DataSource | str) -> DataSource:
-    if isinstance(spec_or_name, str):
-        from lowres_adapters.registry import get_registry
-
-        return get_registry().data_source(spec_or_name)
-    if not isinstance(spec_or_name, DataSource):
-        raise TypeError(f"expected a DataSource or a registered name, got {spec_or_name!r}")
-    return spec_or_name
 
 
 def check_data_source(spec_or_name: DataSource | str, config: Any, *, bad_config: Any = None,
@@ -53,7 +49,7 @@ def check_data_source(spec_or_name: DataSource | str, config: Any, *, bad_config
     Returns:
         A report whose ``passed`` lists the checks and ``trainable["items"]`` the items read.
     """
-    spec = _resolve(spec_or_name)
+    spec = resolve_spec(spec_or_name, DataSource, "data_sources")
     report = ConformanceReport(adapter_type=spec.name)
     _check(spec.name, "config", "round-trip", lambda: _check_config_round_trip(spec, config), report)
     iterator = _check(spec.name, "open", "returns an iterator (streams)", lambda: _opened(spec, config), report)

@@ -50,9 +50,12 @@ def canonical_recipe_name(name: str) -> str:
 
 def _load(name: str) -> type | None:
     registry = get_registry()
-    if name not in registry.names("recipes"):
+    if name in registry.names("recipes"):
+        target = registry.lookup("recipes", name).spec.recipe_class
+    elif name in RECIPES:  # a registry built without the built-ins (tests, embedded use)
+        target = RECIPES[name]
+    else:
         return None
-    target = registry.lookup("recipes", name).spec.recipe_class
     if not isinstance(target, str):
         return target
     module_name, class_name = target.split(":")
@@ -67,7 +70,8 @@ def _load(name: str) -> type | None:
 
 def recipe_names() -> list[str]:
     """Return the names of the recipes available in this installation (built-in and plugins')."""
-    return [name for name in get_registry().names("recipes") if _load(name) is not None]
+    names = set(get_registry().names("recipes")) | set(RECIPES)
+    return [name for name in sorted(names) if _load(name) is not None]
 
 
 def get_recipe(name: str):  # -> Recipe (imported lazily)
