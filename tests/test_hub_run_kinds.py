@@ -182,3 +182,16 @@ def test_a_task_repo_whose_language_adapter_tokenizer_asks_for_code_is_refused(r
     with pytest.raises(LowresError, match=r"language_adapters/1/tokenizer/tokenizer_config.json asks to run code"):
         hub.load("alice/evil-task", token=ALICE)
     assert not any("evil.py" in path for _, path in server.requests)  # never even downloaded
+
+
+def test_every_run_names_its_base_exactly(runs):
+    from huggingface_hub import HfApi
+
+    from lowres_adapters.artifact import read_metadata
+
+    commit = HfApi(token=ALICE).repo_info("alice/tiny-base-run-kinds").sha
+    for kind in KINDS:
+        metadata = read_metadata(runs[kind])
+        assert metadata.base_model == "alice/tiny-base-run-kinds" and metadata.base_model_revision == commit, kind
+        assert metadata.base_model_file == "model.safetensors", kind
+        assert "model.embed_tokens.weight" in metadata.base_model_fingerprint["tensors"], kind
