@@ -36,6 +36,8 @@ PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."
 """What ``PeftModel`` puts before the base model's own parameter names."""
 _LORA_SUFFIXES = (".lora_A", ".lora_B")
+_FUSED_PROJECTIONS = ("c_attn", "qkv_proj", "query_key_value", "Wqkv", "qkv")
+"""Fused attention projections (GPT-2, Phi-3, Falcon, ...): their LoRA is not exported to PEFT."""
 
 
 def native_library(directory: Path) -> str | None:
@@ -74,8 +76,8 @@ def adapterhub_lora_to_peft(tensors: Mapping[str, Any], metadata: ArtifactMetada
             return None
         converted[f"{PEFT_PREFIX}{module}.{suffix.lstrip('.')}.weight"] = tensor
         modules.append(module)
-    if not converted:
-        return None
+    if not converted or any(module.rsplit(".", 1)[-1] in _FUSED_PROJECTIONS for module in modules):
+        return None  # AdapterHub splits a fused q/k/v projection's LoRA its own way: no PEFT equivalent
     peft_config = {
         "peft_type": "LORA", "task_type": None if objective_facts(metadata.objective).masked else "CAUSAL_LM",
         "r": int(config.get("r", 8)), "lora_alpha": int(config.get("alpha", 8)), "lora_dropout": 0.0,
