@@ -185,3 +185,28 @@ def test_unfinished_run_without_checkpoints_starts_over_and_old_files_go(files, 
     code, err = run_cli(adapt_args(files, run_dir), capsys)
     assert code == 0, err
     assert json.loads((run_dir / "metrics.json").read_text())["training"]["steps"] == STEPS
+
+
+def test_rerunning_the_command_of_an_interrupted_run_resumes_it(files, tmp_path: Path, capsys, monkeypatch) -> None:
+    reference, run_dir = tmp_path / "reference", tmp_path / "run"
+    code, err = run_cli(adapt_args(files, reference), capsys)
+    assert code == 0, err
+    interrupted_run(files, run_dir, capsys, monkeypatch)
+    code, err = run_cli(adapt_args(files, run_dir), capsys)  # the same command, no --resume
+    assert code == 0, err
+    assert f"resuming the unfinished run in {run_dir}" in err
+    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [record["resumed_from"] for record in log if record.get("event") == "start"][-1] is not None
+    expected, found = read_tensors(reference), read_tensors(run_dir)
+    assert set(expected) == set(found) and all(torch.equal(expected[name], found[name]) for name in expected)
+
+
+def test_rerunning_an_interrupted_run_with_other_settings_is_refused(files, tmp_path: Path, capsys,
+                                                                      monkeypatch) -> None:
+    run_dir = tmp_path / "run"
+    interrupted_run(files, run_dir, capsys, monkeypatch)
+    checkpoints = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+    code, err = run_cli(adapt_args(files, run_dir, "--lr", "0.5"), capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "unfinished run with other settings: loop.lr: 0.01 -> 0.5" in err and "--overwrite" in err
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == checkpoints

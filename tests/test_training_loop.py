@@ -184,3 +184,23 @@ def test_a_pattern_matching_nothing_is_refused():
     model, _ = tiny_model("llama")
     with pytest.raises(LowresError, match="matches no parameter"):
         select_parameters(model, ["*no_such_module*"])
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"save_every_seconds": 1e-9}, [3, 4]),           # by wall-clock: the interval passed after every step
+    ({"save_every_seconds": 1e9}, []),                # the interval never passed
+    ({"save_every": 2, "save_every_seconds": 1e9}, [2, 4]),  # steps also trigger
+    ({"save_every": 0, "save_every_seconds": 0}, []),  # both off: no checkpoints at all
+])
+def test_checkpoints_by_wall_clock_or_steps(tmp_path, changes, expected):
+    def crash(report):
+        if report.step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(make_job(), settings(max_steps=10, keep_checkpoints=2, **changes), tmp_path, callbacks=[crash])
+    assert checkpoint_steps(tmp_path) == expected
+
+
+def test_checkpoints_are_on_by_default():
+    assert LoopSettings().save_every_seconds > 0

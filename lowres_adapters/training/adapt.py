@@ -109,6 +109,8 @@ def settings_from(language: str, config: str | Path | None = None, **overrides: 
             continue
         if key in LOOP_SHORTCUTS:
             layered["loop"][key] = value
+            if key == "save_every" and value == 0:  # `--save-every 0`: no checkpoints at all
+                layered["loop"]["save_every_seconds"] = 0
         elif key in DATA_SHORTCUTS:
             layered["data"][key] = value
         elif key in ("loop", "data", "adapter_config", "recipe_options") and isinstance(value, Mapping):
@@ -167,7 +169,8 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
     settings = _typed_sections(settings, recipe)
     options = options_from(recipe, settings.recipe_options)
     check_recipe_data(recipe, settings, data, pack is not None, echo)
-    _prepare_run_dir(run_dir, settings, process, echo)
+    if _prepare_run_dir(run_dir, settings, process, echo):
+        settings = replace(settings, resume=True)
 
     echo(f"loading {model_id}")
     model, tokenizer = load_base_model(model_id)
@@ -238,14 +241,16 @@ def _typed_sections(settings: RunSettings, recipe: Recipe) -> RunSettings:
     return replace(settings, adapter_config=adapter_config, recipe_options=recipe_options)
 
 
-def _prepare_run_dir(run_dir: Path, settings: RunSettings, process: Any, echo: Callable[[str], None]) -> None:
+def _prepare_run_dir(run_dir: Path, settings: RunSettings, process: Any, echo: Callable[[str], None]) -> bool:
     """Check the output folder (every process, so all of them stop) before any model loads, and mark
-    it unfinished (:func:`~lowres_adapters.training.run_folder.prepare_output`)."""
+    it unfinished (:func:`~lowres_adapters.training.run_folder.prepare_output`); return whether the run
+    resumes."""
     stages = [stage for stage in (run_dir / "stages").glob("*") if stage.is_dir()]
     has_checkpoints = bool(checkpoint_steps(run_dir)) or any(checkpoint_steps(stage) for stage in stages)
-    prepare_output(run_dir, settings, process.is_main, echo, has_checkpoints=has_checkpoints,
-                   has_finished_stage=any(_stage_finished(stage) for stage in stages))
+    resume = prepare_output(run_dir, settings, process.is_main, echo, has_checkpoints=has_checkpoints,
+                            has_finished_stage=any(_stage_finished(stage) for stage in stages))
     process.barrier()
+    return resume
 
 
 def check_recipe_data(recipe: Recipe, settings: RunSettings, data: Any, has_pack: bool,

@@ -212,6 +212,7 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
     last_loss, last_eval = float("nan"), None
     job.model.train()
     started = time.perf_counter() - state.elapsed_seconds
+    last_saved = time.perf_counter()
     while state.step < total_steps and not state.stopped_early:
         global_indices = order.next_batch(state, settings.batch_size)
         totals = _accumulate_gradients(job, settings, process, state.step, global_indices, micro)
@@ -242,8 +243,9 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
                        "best_eval_loss": state.best_eval_loss, "best_step": state.best_step})
             history.append({"event": "eval", "step": state.step, "eval_loss": last_eval})
         state.elapsed_seconds = time.perf_counter() - started
-        if (run_dir is not None and settings.save_every and state.step % settings.save_every == 0
-                and state.step < total_steps and not state.stopped_early):
+        if (run_dir is not None and state.step < total_steps and not state.stopped_early
+                and _checkpoint_due(settings, state.step, time.perf_counter() - last_saved, process)):
+            last_saved = time.perf_counter()
             save_checkpoint(run_dir, state, {n: job.parameters[n] for n in names}, optimizer, scheduler, process,
                             best_tensors=best if settings.early_stopping_patience else None,
                             keep=settings.keep_checkpoints)
@@ -324,3 +326,15 @@ def _track_best(state: LoopState, eval_loss: float, settings: LoopSettings) -> N
     state.evals_without_improvement += 1
     if settings.early_stopping_patience and state.evals_without_improvement >= settings.early_stopping_patience:
         state.stopped_early = True
+
+
+def _checkpoint_due(settings: Any, step: int, seconds_since_save: float, process: ProcessInfo) -> bool:
+    """Return whether to checkpoint after ``step``: every ``save_every`` steps, or once
+    ``save_every_seconds`` of wall-clock have passed since the last checkpoint. The clock differs
+    between processes, so the first process decides and every process follows (one tiny all-reduce)."""
+    if settings.save_every and step % settings.save_every == 0:
+        return True
+    if not settings.save_every_seconds:
+        return False
+    due = torch.tensor([float(process.is_main and seconds_since_save >= settings.save_every_seconds)])
+    return bool(process.sum_(due).item() > 0)

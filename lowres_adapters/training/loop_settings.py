@@ -114,17 +114,22 @@ class CheckpointSettings:
     """Resumable checkpoints.
 
     Attributes:
-        save_every: Write a resumable checkpoint every N steps; 0 disables checkpoints.
+        save_every: Also write a resumable checkpoint every N steps (0: by wall-clock only).
+        save_every_seconds: Write a resumable checkpoint when this many seconds of training have
+            passed since the last one (on by default, so a crash loses at most that much work;
+            0 with ``save_every`` 0 turns checkpoints off).
         keep_checkpoints: How many checkpoints to keep while training (oldest removed first).
         keep_checkpoints_at_end: Keep ``checkpoints/`` after a completed run (removed by default).
     """
 
     save_every: int = 0
+    save_every_seconds: float = 300.0
     keep_checkpoints: int = 1
     keep_checkpoints_at_end: bool = False
 
     def __post_init__(self) -> None:
         _check(self.save_every >= 0, "save_every must be >= 0")
+        _check(self.save_every_seconds >= 0, "save_every_seconds must be >= 0")
         _check(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
 
 

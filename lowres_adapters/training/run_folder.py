@@ -41,7 +41,8 @@ CARD_FILE = "README.md"
 RUN_ENTRIES = (METADATA_FILE, WEIGHTS_FILE, METRICS_FILE, RUN_CONFIG_FILE, CARD_FILE, "train_log.jsonl",
                TOKENIZER_DIR, NATIVE_DIR, "stages", "checkpoints")
 """What ``lowres adapt`` writes into a run folder (and ``--overwrite`` removes; other files stay)."""
-UNCOMPARED_SETTINGS = ("resume", "overwrite", "publish", "output", "loop.progress")
+UNCOMPARED_SETTINGS = ("resume", "overwrite", "publish", "output", "loop.progress", "loop.save_every",
+                       "loop.save_every_seconds", "loop.keep_checkpoints", "loop.keep_checkpoints_at_end")
 """Settings a resume may change: they do not change what is trained."""
 
 
@@ -149,28 +150,47 @@ def check_output_path(run_dir: Path) -> None:
 
 
 def prepare_output(run_dir: Path, settings: Any, is_main: bool, echo: Callable[[str], None],
-                   has_checkpoints: bool, has_finished_stage: bool) -> None:
+                   has_checkpoints: bool, has_finished_stage: bool) -> bool:
     """Check the output folder before anything loads, then mark it unfinished (first process only).
+
+    Rerunning the command of an unfinished run (checkpoints or finished stages, same settings)
+    resumes it and says so; with other settings it is refused, naming each.
 
     Args:
         run_dir: The run folder.
         settings: The run's :class:`~lowres_adapters.training.settings.RunSettings`.
         is_main: Whether this is the first process (the only one that writes).
-        echo: Where the "nothing to resume" line goes.
+        echo: Where the "resuming" and "nothing to resume" lines go.
         has_checkpoints: Whether ``run_dir`` (or one of its stages) holds checkpoints.
         has_finished_stage: Whether a stage of a multi-stage run in ``run_dir`` is finished.
 
+    Returns:
+        Whether the run resumes (``--resume``, or an unfinished run of the same settings).
+
     Raises:
         LowresError: The output is a file or cannot be created; it holds a finished run and
-            neither ``--overwrite`` nor ``--resume`` is given; it holds checkpoints and ``--resume``
-            is not given; or ``--resume`` changes settings of the run it continues (each named).
+            neither ``--overwrite`` nor ``--resume`` is given; or the run it would continue has
+            other settings (each named).
     """
     run_dir = Path(run_dir)
     check_output_path(run_dir)
     marker = run_dir / UNFINISHED_FILE
     unfinished = marker.exists()
     finished = (run_dir / METADATA_FILE).exists() and not unfinished
-    if settings.resume:
+    resume = bool(settings.resume)
+    if not resume and not settings.overwrite and (has_checkpoints or has_finished_stage) and unfinished:
+        recorded = _recorded_settings(marker)
+        differences = setting_differences(recorded, comparable_settings(settings)) if recorded is not None else None
+        if differences is None:
+            raise LowresError(f"{run_dir} holds checkpoints of an unfinished run: pass --resume to continue it, "
+                              "--overwrite to start over, or choose another --output")
+        if differences:
+            raise LowresError(f"{run_dir} holds an unfinished run with other settings: {'; '.join(differences)}; "
+                              "rerun with its settings to resume, pass --overwrite to start over, "
+                              "or choose another --output")
+        echo(f"resuming the unfinished run in {run_dir} from its last checkpoint (--overwrite starts over)")
+        resume = True
+    if resume:
         recorded = _recorded_settings(marker) if unfinished else None
         if recorded is not None:
             differences = setting_differences(recorded, comparable_settings(settings))
@@ -186,21 +206,22 @@ def prepare_output(run_dir: Path, settings: Any, is_main: bool, echo: Callable[[
             raise LowresError(f"{run_dir} holds checkpoints of an unfinished run: pass --resume to continue it, "
                               "--overwrite to start over, or choose another --output")
     if not is_main:
-        return
+        return resume
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise LowresError(f"--output {run_dir}: cannot create the folder ({error.strerror or error})") from None
-    if not (settings.resume and unfinished):
+    if not (resume and unfinished):
         atomic_write_text(marker, json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                               "settings": comparable_settings(settings)}, indent=2) + "\n")
-    if not settings.resume and (finished or settings.overwrite or unfinished):
+    if not resume and (finished or settings.overwrite or unfinished):
         for name in RUN_ENTRIES:  # after the marker: a kill from here on leaves a refused folder
             path = run_dir / name
             if path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
+    return resume
 
 
 def finish_output(run_dir: Path) -> None:
