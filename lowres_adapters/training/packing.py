@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from lowres_adapters.errors import LowresError
@@ -53,12 +54,18 @@ def pack_features(features: Sequence[Mapping[str, Any]], row_length: int) -> lis
         raise LowresError(f"row length must be at least 2, got {row_length}")
     pieces = [piece for feature in features for piece in _split(feature, row_length)]
     with_labels = any("labels" in piece for piece in pieces)
-    order = sorted(range(len(pieces)), key=lambda index: (-len(pieces[index]["input_ids"]), index))
+    rows = packing_plan([len(piece["input_ids"]) for piece in pieces], row_length)
+    return [_join([pieces[index] for index in row], with_labels) for row in rows]
+
+
+def packing_plan(lengths: Sequence[int], row_length: int) -> list[list[int]]:
+    """Return the piece indices of each row: best fit, longest first (ties by index), empty pieces dropped."""
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist()
     rows: list[list[int]] = []  # piece indices per row
     space: list[int] = []  # free tokens per row
     rows_with_space: list[list[int]] = [[] for _ in range(row_length + 1)]  # free tokens -> rows
     for index in order:
-        length = len(pieces[index]["input_ids"])
+        length = int(lengths[index])
         if length == 0:
             continue
         row = _take_best_fit(rows_with_space, length)
@@ -69,7 +76,7 @@ def pack_features(features: Sequence[Mapping[str, Any]], row_length: int) -> lis
         rows[row].append(index)
         space[row] -= length
         rows_with_space[space[row]].append(row)
-    return [_join([pieces[index] for index in row], with_labels) for row in rows]
+    return rows
 
 
 def _split(feature: Mapping[str, Any], row_length: int) -> list[Mapping[str, Any]]:
@@ -109,6 +116,8 @@ def _join(pieces: Sequence[Mapping[str, Any]], with_labels: bool) -> Feature:
 
 def examples_in(features: Sequence[Mapping[str, Any]]) -> int:
     """Return how many examples ``features`` hold: a packed row counts its segments, a plain feature one."""
+    if hasattr(features, "example_count"):  # a lazy sequence knows without building every row
+        return int(features.example_count)
     return sum(len(feature.get("segment_lengths") or (0,)) for feature in features)
 
 

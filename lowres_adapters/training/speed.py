@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from lowres_adapters.training.token_store import TokenCacheFeatures
 from lowres_adapters.data.token_cache import cached_features
 from lowres_adapters.errors import LowresError
 from lowres_adapters.training.fast_lm import IGNORE_INDEX, VocabularyTrim, split_lm_model
@@ -119,15 +120,19 @@ def speed_up_job(job: Any, options: SpeedOptions, *, objective: str | LMObjectiv
     objective = objective_named(objective)
     model = job.model
     changes: dict[str, Any] = {"count_tokens": count_real_tokens}
-    if options.packing or options.vocab_trim:
+    on_disk = isinstance(job.train_features, TokenCacheFeatures)  # stays memory-mapped: rows built on access
+    if (options.packing or options.vocab_trim) and not on_disk:
         job = dataclasses.replace(job, train_features=list(job.train_features))  # tokenise a lazy sequence once
     if options.packing:
-        changes["train_features"] = pack_features(job.train_features, row_length)
+        changes["train_features"] = (job.train_features.packed(row_length) if on_disk
+                                     else pack_features(job.train_features, row_length))
         changes["collate"] = PackedCollator.for_model(objective, _transformers_model(model), tokenizer, row_length)
     trim = None
     if options.vocab_trim:
         vocab_size = _transformers_model(model).get_output_embeddings().out_features
-        trim = vocabulary_trim_for(job.train_features, vocab_size, always_keep=tokenizer.all_special_ids)
+        trim = (VocabularyTrim.from_token_ids([job.train_features.unique_ids().tolist()], vocab_size,
+                                              always_keep=tokenizer.all_special_ids) if on_disk
+                else vocabulary_trim_for(job.train_features, vocab_size, always_keep=tokenizer.all_special_ids))
         if job.eval_features:  # validation may use ids the training text never does
             extra = vocabulary_trim_for(job.eval_features, vocab_size).kept_ids.tolist()
             trim = VocabularyTrim.from_token_ids([trim.kept_ids.tolist(), extra], vocab_size)

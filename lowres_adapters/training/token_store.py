@@ -1,0 +1,212 @@
+"""Corpora bigger than memory: one streaming tokenising pass into a memory-mapped token cache.
+
+:func:`stream_token_cache` reads a text file (``.txt``/``.jsonl``, ``.gz`` or not) or any
+iterable of texts (a ``datasets`` streaming split, say) once, tokenises it in batches and appends
+the ids to ``ids.bin`` (uint32) and each example's length to ``lengths.bin`` under
+``<cache>/tokens/<key>/``; ``meta.json`` is written last, so an interrupted pass leaves no entry.
+The key hashes the file's bytes (or the caller's ``source_key``), the tokenizer, the tokenising
+function and ``max_length``. A damaged entry (sizes that disagree with ``meta.json``) is rebuilt
+with a note on stderr.
+
+:class:`TokenCacheFeatures` is the training loop's ``train_features`` over such an entry: a
+sequence whose rows are built on access, so nothing but the example offsets lives in memory.
+:meth:`TokenCacheFeatures.packed` gives the packed rows (:mod:`~lowres_adapters.training.packing`'s
+best-fit plan over the lengths alone); both are row-for-row equal to the eager lists, so the loop's
+index-based order, and a resumed run, see exactly the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from lowres_adapters.data.files import normalize_text
+from lowres_adapters.data.text import iter_raw_texts
+from lowres_adapters.data.token_cache import tokenizer_fingerprint
+from lowres_adapters.io import atomic_directory
+from lowres_adapters.paths import cache_dir
+from lowres_adapters.training.packing import packing_plan
+
+FORMAT_VERSION = 1
+BATCH_TEXTS = 1024
+Feature = dict[str, list[int]]
+TokenizeFn = Callable[[Any, Sequence[str], int], list[Feature]]
+
+
+def file_digest(path: str | Path, chunk_bytes: int = 1 << 22) -> str:
+    """Return the SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_texts(path: str | Path, text_field: str = "text") -> Iterator[str]:
+    """Yield the NFC-normalised, non-blank texts of one file, streaming (as ``read_text_file`` reads them)."""
+    for _, raw in iter_raw_texts(Path(path), text_field):
+        text = normalize_text(raw)
+        if text:
+            yield text
+
+
+class TokenCacheFeatures(Sequence):
+    """``{"input_ids": [...]}`` features of a token-cache entry, built on access.
+
+    Args:
+        ids: ``(tokens,)`` uint32 ids, memory-mapped.
+        offsets: ``(examples + 1,)`` int64 start of each example in ``ids``.
+    """
+
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray) -> None:
+        self.ids, self.offsets = ids, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int) -> Feature:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        return {"input_ids": self.ids[self.offsets[index]:self.offsets[index + 1]].tolist()}
+
+    @property
+    def example_count(self) -> int:
+        """Examples held (one per feature)."""
+        return len(self)
+
+    def lengths(self) -> np.ndarray:
+        """Return ``(examples,)`` token counts."""
+        return np.diff(self.offsets)
+
+    def unique_ids(self, chunk_tokens: int = 1 << 24) -> np.ndarray:
+        """Return every distinct token id, reading the ids in chunks."""
+        seen = np.zeros(int(self.ids.max()) + 1 if len(self.ids) else 0, dtype=bool)
+        for start in range(0, len(self.ids), chunk_tokens):
+            seen[np.asarray(self.ids[start:start + chunk_tokens])] = True
+        return np.flatnonzero(seen)
+
+    def packed(self, row_length: int) -> "PackedCacheFeatures":
+        """Return the features packed into rows of ``row_length`` tokens, as ``pack_features`` packs them."""
+        return PackedCacheFeatures(self, row_length)
+
+
+class PackedCacheFeatures(Sequence):
+    """Packed rows over :class:`TokenCacheFeatures`, equal row by row to ``pack_features(list(features))``."""
+
+    def __init__(self, features: TokenCacheFeatures, row_length: int) -> None:
+        lengths = features.lengths()
+        pieces = np.maximum(1, -(-lengths // row_length))  # row-sized pieces per feature
+        self._feature = np.repeat(np.arange(len(lengths)), pieces)  # (pieces,)
+        first = np.repeat(np.cumsum(pieces) - pieces, pieces)
+        self._start = (np.arange(len(self._feature)) - first) * row_length  # (pieces,)
+        piece_lengths = np.minimum(row_length, lengths[self._feature] - self._start)
+        rows = packing_plan(piece_lengths, row_length)
+        self._row_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(row) for row in rows], out=self._row_offsets[1:])
+        self._pieces = np.fromiter((piece for row in rows for piece in row), dtype=np.int64,
+                                   count=int(self._row_offsets[-1]))
+        self.features, self.row_length = features, row_length
+
+    def __len__(self) -> int:
+        return len(self._row_offsets) - 1
+
+    @property
+    def example_count(self) -> int:
+        """Pieces packed (what ``examples_in`` counts)."""
+        return len(self._pieces)
+
+    def __getitem__(self, index: int) -> Feature:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        packed: Feature = {"input_ids": [], "segment_lengths": []}
+        for piece in self._pieces[self._row_offsets[index]:self._row_offsets[index + 1]]:
+            ids = self.features[int(self._feature[piece])]["input_ids"]
+            start = int(self._start[piece])
+            ids = ids[start:start + self.row_length]
+            packed["input_ids"].extend(ids)
+            packed["segment_lengths"].append(len(ids))
+        return packed
+
+
+def stream_token_cache(
+    source: str | Path | Iterable[str], tokenizer: Any, tokenize_function: TokenizeFn, max_length: int, *,
+    source_key: str = "", root: Path | None = None, progress: Callable[[int, int], None] | None = None,
+) -> tuple[TokenCacheFeatures, bool]:
+    """Return ``(features, from_cache)`` of a corpus tokenised in one streaming pass.
+
+    Args:
+        source: A text file (hashed by content), or an iterable of texts with ``source_key``
+            naming its content (a dataset's name, revision and split, say).
+        tokenizer: The tokenizer (part of the key).
+        tokenize_function: ``(tokenizer, texts, max_length) -> features`` (the objective's
+            tokeniser; blank texts are skipped, as it skips them).
+        max_length: Truncation length (part of the key).
+        source_key: Required when ``source`` is not a path.
+        root: Cache folder (default ``<cache>/tokens``).
+        progress: Called as ``progress(examples, tokens)`` after every batch.
+    """
+    is_file = isinstance(source, (str, Path))
+    if not is_file and not source_key:
+        raise ValueError("an iterable source needs source_key naming its content")
+    content = f"file:{file_digest(source)}" if is_file else f"source:{source_key}"
+    variant = f"{getattr(tokenize_function, '__module__', '')}.{tokenize_function.__qualname__}:{max_length}"
+    key_text = f"stream-v{FORMAT_VERSION}\0{content}\0{variant}\0{tokenizer_fingerprint(tokenizer)}"
+    entry = (Path(root) if root is not None else cache_dir() / "tokens") / hashlib.sha256(key_text.encode()).hexdigest()[:32]
+    if (entry / "meta.json").exists():
+        features = _read(entry)
+        if features is not None:
+            return features, True
+        print(f"note: token cache entry {entry} is damaged; tokenising again", file=sys.stderr)
+        shutil.rmtree(entry, ignore_errors=True)
+    texts = file_texts(source) if is_file else iter(source)
+    with atomic_directory(entry) as staging:
+        examples, tokens = _write(staging, texts, tokenizer, tokenize_function, max_length, progress)
+        meta = {"format_version": FORMAT_VERSION, "variant": variant, "content": content,
+                "examples": examples, "tokens": tokens}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    features = _read(entry)
+    assert features is not None
+    return features, False
+
+
+def _write(staging: Path, texts: Iterator[str], tokenizer: Any, tokenize_function: TokenizeFn, max_length: int,
+           progress: Callable[[int, int], None] | None) -> tuple[int, int]:
+    examples = tokens = 0
+    with open(staging / "ids.bin", "wb") as ids_out, open(staging / "lengths.bin", "wb") as lengths_out:
+        while batch := [text for _, text in zip(range(BATCH_TEXTS), texts)]:
+            features = tokenize_function(tokenizer, batch, max_length)
+            lengths = np.fromiter((len(f["input_ids"]) for f in features), dtype=np.int64, count=len(features))
+            flat = np.fromiter((token for f in features for token in f["input_ids"]), dtype=np.uint32,
+                               count=int(lengths.sum()))
+            ids_out.write(flat.tobytes())
+            lengths_out.write(lengths.tobytes())
+            examples, tokens = examples + len(features), tokens + len(flat)
+            if progress is not None:
+                progress(examples, tokens)
+    return examples, tokens
+
+
+def _read(entry: Path) -> TokenCacheFeatures | None:
+    """Return the entry's features, or None when its files disagree with ``meta.json``."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        examples, tokens = int(meta["examples"]), int(meta["tokens"])
+        if (entry / "ids.bin").stat().st_size != 4 * tokens or (entry / "lengths.bin").stat().st_size != 8 * examples:
+            return None
+        lengths = np.fromfile(entry / "lengths.bin", dtype=np.int64)
+        if int(lengths.sum()) != tokens or (lengths < 0).any():
+            return None
+        ids = np.memmap(entry / "ids.bin", dtype=np.uint32, mode="r", shape=(tokens,)) if tokens else np.zeros(0, np.uint32)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    offsets = np.zeros(examples + 1, dtype=np.int64)  # (examples + 1,)
+    np.cumsum(lengths, out=offsets[1:])
+    return TokenCacheFeatures(ids, offsets)
