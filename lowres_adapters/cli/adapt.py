@@ -57,6 +57,12 @@ def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
 @click.option("--train-also", multiple=True, help="Also train base parameters matching this glob (repeatable).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Any setting, e.g. loop.warmup_ratio=0.1, adapter_config.r=16, recipe_options.mix_share=0.2.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+              help="Where to compute; auto (default) takes CUDA, then MPS, then the CPU (docs/gpus.md).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="Compute precision; auto (default): bf16 on GPUs with it, else fp16; CPU: bf16 where native.")
+@click.option("--gradient-checkpointing", is_flag=True, default=None,
+              help="Recompute activations in the backward pass (less memory, slower).")
 @click.option("--publish", help="Publish the run folder to this Hub repo (OWNER/NAME) when done.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout at the end.")
@@ -74,6 +80,10 @@ def adapt(language: str, config_file: str | None, seeds: str | None, assignments
     if quiet:
         overrides["progress"] = False
     extra: dict = {}
+    hardware = {key: overrides.pop(key) for key in ("device", "precision", "gradient_checkpointing")
+                if key in overrides}
+    if hardware:
+        extra = merge_settings(extra, {"loop": hardware})
     for assignment in assignments:
         extra = merge_settings(extra, parse_assignment(assignment))
     if lang_adapter:

@@ -25,10 +25,12 @@ class ProcessInfo:
     Attributes:
         rank: Index of this process (0 in a single-process run).
         world_size: Number of processes.
+        local_rank: Index of this process on its machine (which GPU it takes).
     """
 
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -46,9 +48,15 @@ class ProcessInfo:
             torch.distributed.barrier()
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Sum ``tensor`` over all processes in place and return it."""
-        if self.distributed:
-            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+        """Sum ``tensor`` over all processes in place and return it (through the GPU under NCCL,
+        which reduces only CUDA tensors)."""
+        if not self.distributed:
+            return tensor
+        if torch.distributed.get_backend() == "nccl" and tensor.device.type != "cuda":
+            moved = tensor.to(torch.device("cuda", self.local_rank))
+            torch.distributed.all_reduce(moved, op=torch.distributed.ReduceOp.SUM)
+            return tensor.copy_(moved)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
         return tensor
 
     def sum_gradients_(self, parameters: Iterable[torch.nn.Parameter]) -> None:
@@ -78,4 +86,5 @@ def current_process() -> ProcessInfo:
         return ProcessInfo()
 
     state = PartialState(cpu=not torch.cuda.is_available())
-    return ProcessInfo(rank=state.process_index, world_size=state.num_processes)
+    return ProcessInfo(rank=state.process_index, world_size=state.num_processes,
+                       local_rank=state.local_process_index)

@@ -15,6 +15,7 @@ as ``1 x accumulation 2`` vs ``2 x accumulation 1``, sees the same batches and m
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import random
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lowres_adapters.devices import choose_device, choose_precision, model_device, to_device, under_autocast
 from lowres_adapters.errors import LowresError
 from lowres_adapters.training.checkpoint import (
     LoopState,
@@ -133,9 +135,10 @@ def evaluate_loss(job: TrainingJob, settings: LoopSettings, process: ProcessInfo
     totals = torch.zeros(2, dtype=torch.float64)  # (loss sum, predicted tokens)
     was_training = job.model.training
     job.model.eval()
+    device = model_device(job.model)
     with torch.no_grad():
         for index in range(process.rank, len(chunks), process.world_size):
-            batch = job.collate(chunks[index], micro_batch_generator(settings.seed, -1, index))
+            batch = to_device(job.collate(chunks[index], micro_batch_generator(settings.seed, -1, index)), device)
             loss, count = job.loss_fn(job.model, batch)
             totals += torch.tensor([float(loss) * int(count), int(count)], dtype=torch.float64)
     job.model.train(was_training)
@@ -179,6 +182,7 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
     names = sorted(job.parameters)
     parameters = [job.parameters[name] for name in names]
     _freeze_all_but(job.model, job.parameters)
+    job, scaler = _place(job, settings, process)
     seed_everything(settings.seed)
 
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2),
@@ -215,8 +219,8 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
     last_saved = time.perf_counter()
     while state.step < total_steps and not state.stopped_early:
         global_indices = order.next_batch(state, settings.batch_size)
-        totals = _accumulate_gradients(job, settings, process, state.step, global_indices, micro)
-        _apply_update(parameters, optimizer, settings, process, totals)
+        totals = _accumulate_gradients(job, settings, process, state.step, global_indices, micro, scaler)
+        _apply_update(parameters, optimizer, settings, process, totals, scaler)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         state.step += 1
@@ -275,43 +279,67 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
     )
 
 
+def _place(job: TrainingJob, settings: LoopSettings, process: ProcessInfo) -> tuple[TrainingJob, Any]:
+    """Move the model to the run's device and compute the loss in the run's precision.
+
+    Returns:
+        The job (its loss under autocast unless fp32) and the fp16 loss scaler (None otherwise).
+    """
+    device = choose_device(settings.device, local_index=process.local_rank)
+    precision = choose_precision(settings.precision, device, cpu_bf16=settings.bf16)
+    job.model.to(device)  # in place: the trained Parameter objects stay the same
+    if device.type != "cpu" or settings.precision != "auto":  # the CPU's auto bf16 is the speed switch's own
+        job = dataclasses.replace(job, loss_fn=under_autocast(job.loss_fn, device, precision))
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return job, scaler
+
+
 def _accumulate_gradients(job: TrainingJob, settings: LoopSettings, process: ProcessInfo, step: int,
-                          global_indices: Sequence[int], micro: int) -> torch.Tensor:
+                          global_indices: Sequence[int], micro: int, scaler: Any = None) -> torch.Tensor:
     """Backpropagate this process's micro-batches of one step (summed losses, not means).
 
     Returns:
         This process's ``(loss sum, predicted tokens, input tokens)``, float64.
     """
     totals = torch.zeros(3, dtype=torch.float64)  # (loss sum, predicted tokens, input tokens)
+    device = model_device(job.model)
     for accum in range(settings.grad_accum_steps):
         micro_index = process.rank * settings.grad_accum_steps + accum
         chunk = global_indices[micro_index * micro: (micro_index + 1) * micro]
-        batch = job.collate([job.train_features[i] for i in chunk],
-                            micro_batch_generator(settings.seed, step, micro_index))
+        batch = to_device(job.collate([job.train_features[i] for i in chunk],
+                                      micro_batch_generator(settings.seed, step, micro_index)), device)
         loss, count = job.loss_fn(job.model, batch)
         count = int(count)
         if count > 0:
-            (loss * count).backward()
+            (loss * count if scaler is None else scaler.scale(loss * count)).backward()
         totals += torch.tensor([float(loss.detach()) * count, count, job.count_tokens(batch)], dtype=torch.float64)
     return totals
 
 
 def _apply_update(parameters: Sequence[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
-                  settings: LoopSettings, process: ProcessInfo, totals: torch.Tensor) -> None:
+                  settings: LoopSettings, process: ProcessInfo, totals: torch.Tensor, scaler: Any = None) -> None:
     """Sum gradients and counts over processes, turn the sum into the token-weighted mean, clip, step.
 
-    ``totals`` is summed over processes in place, so the caller logs the global figures.
+    ``totals`` is summed over processes in place, so the caller logs the global figures. With an
+    fp16 ``scaler`` the summed gradients are unscaled first, and a step whose gradients overflowed
+    is skipped (the same decision in every process: they hold the same summed gradients).
     """
     process.sum_gradients_(parameters)
     process.sum_(totals)
     predicted = float(totals[1])
     if predicted > 0:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         for parameter in parameters:
             if parameter.grad is not None:
                 parameter.grad.div_(predicted)
         if settings.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
-        optimizer.step()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
     optimizer.zero_grad(set_to_none=True)
 
 

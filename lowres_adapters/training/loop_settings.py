@@ -222,9 +222,32 @@ class BatchSettings:
         _check(self.log_every >= 1, "log_every must be >= 1")
 
 
+@dataclass(frozen=True)
+class DeviceSettings:
+    """Where the loop computes and in which precision (:mod:`lowres_adapters.devices`).
+
+    Attributes:
+        device: ``auto`` (CUDA, then MPS, then the CPU), ``cpu``, ``cuda`` or ``mps``. Under
+            ``accelerate launch`` each process takes its own GPU.
+        precision: ``auto`` (bf16 on GPUs that compute it, else fp16 with loss scaling; on the CPU
+            the ``bf16`` speed switch decides), ``fp32``, ``bf16`` or ``fp16`` (GPUs only).
+            ``fp32`` and ``bf16`` also set the ``bf16`` speed switch.
+    """
+
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.device in ("auto", "cpu", "cuda", "mps"),
+               f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        _check(self.precision in ("auto", "fp32", "bf16", "fp16"),
+               f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+
+
 CONCERNS: dict[str, type] = {
     "optimizer": OptimizerSettings, "schedule_settings": ScheduleSettings, "evaluation": EvaluationSettings,
     "checkpoints": CheckpointSettings, "speed": SpeedSettings, "batching": BatchSettings,
+    "devices": DeviceSettings,
 }
 """The concerns :class:`LoopSettings` is made of, by the attribute that returns each."""
 
@@ -270,6 +293,11 @@ class _LoopSettingsBase:
         """Return the batch, length, seed and reporting settings."""
         return self._part("batching")
 
+    @property
+    def devices(self) -> DeviceSettings:
+        """Return the device and precision settings."""
+        return self._part("devices")
+
     def total_steps(self, train_examples: int) -> int:
         """Return the optimiser steps to run for ``train_examples`` examples."""
         if self.max_steps:
@@ -294,4 +322,4 @@ LoopSettings.__doc__ = """How the one training loop runs: the fields of every co
 
 ``LoopSettings(lr=1e-2, max_steps=40)`` sets fields by their names; ``loop.optimizer``,
 ``loop.schedule_settings``, ``loop.evaluation``, ``loop.checkpoints``, ``loop.speed`` and
-``loop.batching`` return the concerns (whose docstrings document each field)."""
+``loop.batching``, ``loop.devices`` return the concerns (whose docstrings document each field)."""

@@ -42,7 +42,8 @@ RUN_ENTRIES = (METADATA_FILE, WEIGHTS_FILE, METRICS_FILE, RUN_CONFIG_FILE, CARD_
                TOKENIZER_DIR, NATIVE_DIR, "stages", "checkpoints")
 """What ``lowres adapt`` writes into a run folder (and ``--overwrite`` removes; other files stay)."""
 UNCOMPARED_SETTINGS = ("resume", "overwrite", "publish", "output", "loop.progress", "loop.save_every",
-                       "loop.save_every_seconds", "loop.keep_checkpoints", "loop.keep_checkpoints_at_end")
+                       "loop.save_every_seconds", "loop.keep_checkpoints", "loop.keep_checkpoints_at_end",
+                       "loop.device")
 """Settings a resume may change: they do not change what is trained."""
 
 

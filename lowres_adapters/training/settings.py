@@ -161,6 +161,8 @@ def resolve_loop_settings(recipe_defaults: Mapping[str, Any], overrides: Mapping
         SettingsError: On an unknown key or an invalid value (one line naming ``where``).
     """
     values = {**dict(recipe_defaults), **dict(overrides)}
+    if values.get("precision") in ("fp32", "bf16"):  # an explicit precision sets the CPU speed switch too
+        values["bf16"] = values["precision"] == "bf16"
     try:
         return config_from_dict(LoopSettings, typed_values(LoopSettings, values, where, prefix="loop."), where=where)
     except LowresError as error:

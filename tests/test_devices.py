@@ -1,0 +1,108 @@
+"""Device and precision choice (lowres_adapters.devices) and their use in the loop, on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lowres_adapters.devices import autocast, choose_device, choose_precision, to_device, under_autocast
+from lowres_adapters.errors import LowresError
+from lowres_adapters.training import loop as loop_module
+from lowres_adapters.training.settings import SettingsError, resolve_loop_settings
+
+
+@pytest.mark.parametrize("available, expected", [
+    (["cuda", "mps", "cpu"], "cuda"), (["mps", "cpu"], "mps"), (["cpu"], "cpu")])
+def test_auto_takes_the_best_available_device(available, expected):
+    assert choose_device("auto", available).type == expected
+
+
+def test_cuda_process_takes_its_own_gpu():
+    assert choose_device("cuda", ["cuda", "cpu"], local_index=1) == torch.device("cuda", 1)
+    assert choose_device("cpu", ["cuda", "cpu"], local_index=1) == torch.device("cpu")
+
+
+def test_missing_device_is_one_clear_line():
+    with pytest.raises(LowresError) as error:
+        choose_device("cuda", ["cpu"])
+    message = str(error.value)
+    assert "\n" not in message and "--device cuda" in message and "not available" in message
+    with pytest.raises(LowresError, match="expected one of"):
+        choose_device("tpu", ["cpu"])
+
+
+def test_cuda_is_refused_here_without_a_fake_list_when_torch_has_none(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LowresError, match="CUDA"):
+        choose_device("cuda")
+    assert choose_device("auto").type in ("cpu", "mps")
+
+
+def test_precision_choices():
+    cpu, gpu, mps = torch.device("cpu"), torch.device("cuda", 0), torch.device("mps")
+    assert choose_precision("auto", cpu, cpu_bf16=False) == "fp32"
+    assert choose_precision("auto", cpu, cpu_bf16=True) == "bf16"
+    assert choose_precision("fp32", cpu, cpu_bf16=True) == "fp32"
+    assert choose_precision("auto", gpu, gpu_bf16=lambda: True) == "bf16"
+    assert choose_precision("auto", gpu, gpu_bf16=lambda: False) == "fp16"
+    assert choose_precision("fp32", gpu, gpu_bf16=lambda: True) == "fp32"
+    assert choose_precision("auto", mps) == "fp32"
+    with pytest.raises(LowresError, match="fp16 is for GPUs"):
+        choose_precision("fp16", cpu)
+    with pytest.raises(LowresError, match="does not compute bf16"):
+        choose_precision("bf16", gpu, gpu_bf16=lambda: False)
+
+
+def test_explicit_precision_sets_the_cpu_bf16_switch():
+    assert resolve_loop_settings({"bf16": True}, {"precision": "fp32"}).bf16 is False
+    assert resolve_loop_settings({"bf16": False}, {"precision": "bf16"}).bf16 is True
+    assert resolve_loop_settings({"bf16": True}, {}).bf16 is True
+    with pytest.raises(SettingsError, match="device"):
+        resolve_loop_settings({}, {"device": "gpu"})
+
+
+def test_autocast_follows_precision_and_batches_move():
+    linear = torch.nn.Linear(4, 4)
+    with autocast(torch.device("cpu"), "bf16"):
+        assert linear(torch.ones(1, 4)).dtype == torch.bfloat16
+    with autocast(torch.device("cpu"), "fp32"):
+        assert linear(torch.ones(1, 4)).dtype == torch.float32
+    loss_fn = under_autocast(lambda model, batch: (model(batch["x"]).sum(), 1), torch.device("cpu"), "bf16")
+    loss, _ = loss_fn(linear, to_device({"x": torch.ones(1, 4), "n": 3}, torch.device("cpu")))
+    assert loss.dtype == torch.float32  # back in float32 for the loop's sums
+
+
+def _train_tiny(monkeypatch, **loop) -> dict[str, torch.Tensor]:
+    from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
+    from lowres_adapters.training.lm_objectives import objective_named
+    from lowres_adapters.training.loop import TrainingJob, select_parameters, train
+    from lowres_adapters.training.settings import LoopSettings
+
+    moved = []
+    original_to_device = loop_module.to_device
+    monkeypatch.setattr(loop_module, "to_device", lambda batch, device: moved.append(device) or
+                        original_to_device(batch, device))
+    torch.manual_seed(0)
+    model, tokenizer = tiny_model("llama")
+    objective = objective_named("clm")
+    features = objective.tokenize(tokenizer, list(TINY_CORPUS) * 2, 32)
+    parameters = select_parameters(model, ["*q_proj*"])
+    job = TrainingJob(model=model, parameters=parameters, train_features=features,
+                      collate=objective.collator(tokenizer), loss_fn=objective.loss, eval_features=features[:4])
+    train(job, LoopSettings(max_steps=3, lr=1e-2, batch_size=4, progress=False, **loop))
+    assert moved and all(device == torch.device("cpu") for device in moved)  # every batch placed
+    return {name: p.detach().clone() for name, p in parameters.items()}
+
+
+def test_cpu_fp32_trains_as_the_default_and_bf16_autocasts(monkeypatch):
+    default = _train_tiny(monkeypatch)
+    explicit = _train_tiny(monkeypatch, device="cpu", precision="fp32")
+    bf16 = _train_tiny(monkeypatch, device="cpu", precision="bf16")
+    assert all(torch.equal(default[name], explicit[name]) for name in default)
+    assert not all(torch.equal(default[name], bf16[name]) for name in default)  # autocast took effect
+
+
+def test_train_refuses_a_missing_device_in_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LowresError, match="--device cuda"):
+        _train_tiny(monkeypatch, device="cuda")
