@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LANGS ?= nya dzo bod
 
-.PHONY: install data demo test test-fast layers bench clean
+.PHONY: install data demo test test-fast layers bench clean gpu-check
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,9 @@ layers: install
 
 bench: install
 	$(BIN)/lowres bench --quick
+
+gpu-check: install
+	$(VENV)/bin/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
