@@ -202,7 +202,7 @@ def _folder_files(run_dir: Path, folder: str, suffixes: tuple[str, ...] | None) 
 
 
 def load(repo_or_path: str | Path, *, revision: str | None = None, model: str | None = None,
-         token: str | None = None, allow_pickle: bool = False) -> tuple[Any, Any]:
+         token: str | None = None, allow_pickle: bool = False, device: str | None = None) -> tuple[Any, Any]:
     """Load a published adapter onto its base model: ``model, tokenizer = load("owner/name")``.
 
     Args:
@@ -211,6 +211,7 @@ def load(repo_or_path: str | Path, *, revision: str | None = None, model: str | 
         model: Base model id or folder to use instead of the one recorded in the artifact.
         token: Hub token for private repos; defaults to ``HF_TOKEN`` or the saved token.
         allow_pickle: Allow a base model stored as pickled ``.bin`` files. Off by default.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` to put the model on; None keeps the CPU.
 
     Returns:
         ``(model, tokenizer)``: the model with the adapter attached, active and in eval mode.
@@ -219,12 +220,13 @@ def load(repo_or_path: str | Path, *, revision: str | None = None, model: str | 
         LowresError: Unknown repo or revision, a private repo without a valid token, not cached while
             offline, an adapter type that is not installed, corrupt weights or a mismatched base model.
     """
-    loaded = load_adapter(repo_or_path, revision=revision, model=model, token=token, allow_pickle=allow_pickle)
+    loaded = load_adapter(repo_or_path, revision=revision, model=model, token=token, allow_pickle=allow_pickle,
+                          device=device)
     return loaded.model, loaded.tokenizer
 
 
 def load_adapter(repo_or_path: str | Path, *, revision: str | None = None, model: str | None = None,
-                 token: str | None = None, allow_pickle: bool = False) -> Any:
+                 token: str | None = None, allow_pickle: bool = False, device: str | None = None) -> Any:
     """Do what :func:`load` does but return the :class:`~lowres_adapters.loading.LoadedAdapter`.
 
     It also carries the adapter handle and the artifact metadata (type, language, metrics).
@@ -232,10 +234,10 @@ def load_adapter(repo_or_path: str | Path, *, revision: str | None = None, model
     folder = Path(repo_or_path).expanduser()
     if not folder.is_dir():
         folder = download(str(repo_or_path), revision=revision, token=token)
-        return load_folder(folder, model=model, allow_pickle=allow_pickle, trusted=False)
+        return load_folder(folder, model=model, allow_pickle=allow_pickle, trusted=False, device=device)
     if revision is not None:
         raise LowresError(f"{repo_or_path}: revision= applies to Hub repos, not to a local folder")
-    return load_folder(folder, model=model, allow_pickle=allow_pickle)
+    return load_folder(folder, model=model, allow_pickle=allow_pickle, device=device)
 
 
 def hub_timeout() -> float:

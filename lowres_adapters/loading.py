@@ -63,7 +63,8 @@ class LoadedAdapter:
 
 def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle: bool = False,
                 registry: Registry | None = None, trusted: bool = True,
-                say: Callable[[str], None] | None = None, task_head: bool = True) -> LoadedAdapter:
+                say: Callable[[str], None] | None = None, task_head: bool = True,
+                device: str | None = None) -> LoadedAdapter:
     """Load the base model named in an artifact folder, restore its vocabulary and attach the adapter.
 
     A task run (``task_head.json``) comes back whole: base + language adapter(s) + task adapter +
@@ -83,6 +84,8 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
         say: Where the one-line warning goes when the base model's fingerprint differs from the
             recorded one (stderr by default); the load goes on (e.g. a deliberate ``model=``).
         task_head: For a task run, return the task model (True) or the language model under it.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps`` to put the model on
+            (:func:`~lowres_adapters.devices.choose_device`); None leaves it on the CPU.
 
     Returns:
         A :class:`LoadedAdapter`.
@@ -103,14 +106,23 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
                                       safetensors_only=not allow_pickle)
     check_base_fingerprint(base, metadata, str(directory), say)
     if is_task_folder(directory):
-        return _load_task(directory, base, tokenizer, metadata, trusted, task_head)
+        return _placed(_load_task(directory, base, tokenizer, metadata, trusted, task_head), device)
     if metadata.vocabulary:
         check_vocabulary_shapes(base, metadata, tensors, str(directory))
         tokenizer = _restore_vocabulary(base, directory)
     handle = _attach_checked(base, metadata, tensors, str(directory / WEIGHTS_FILE), registry)
     if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedAdapter(model=handle.model, tokenizer=tokenizer, handle=handle, metadata=metadata)
+    return _placed(LoadedAdapter(model=handle.model, tokenizer=tokenizer, handle=handle, metadata=metadata), device)
+
+
+def _placed(loaded: Any, device: str | None) -> Any:
+    """Return ``loaded`` with its model moved to ``device`` (unchanged for None)."""
+    if device is not None:
+        from lowres_adapters.devices import choose_device
+
+        loaded.model.to(choose_device(device))
+    return loaded
 
 
 def _load_task(directory: Path, base: Any, tokenizer: Any, metadata: ArtifactMetadata, trusted: bool,

@@ -178,7 +178,7 @@ def load_tokenizer(model_id: str, revision: str | None = None) -> Any:
 
 
 def load_base_model(model_id: str, objective: str | None = None, *, revision: str | None = None,
-                    safetensors_only: bool = False) -> tuple[Any, Any]:
+                    safetensors_only: bool = False, dtype: Any = None) -> tuple[Any, Any]:
     """Load a base model with its LM head, and its tokenizer.
 
     Args:
@@ -187,6 +187,8 @@ def load_base_model(model_id: str, objective: str | None = None, *, revision: st
             (:func:`objective_name_for_config`).
         revision: Hub revision of ``model_id`` (ignored for the embedded default and folders).
         safetensors_only: Refuse pickled (``.bin``) weights instead of unpickling them.
+        dtype: Torch dtype to load the weights in (e.g. ``torch.bfloat16`` for a frozen base on a
+            GPU); None keeps float32. Weights are read with ``low_cpu_mem_usage`` (no second copy).
 
     Returns:
         ``(model, tokenizer)`` with the model in eval mode.
@@ -202,7 +204,10 @@ def load_base_model(model_id: str, objective: str | None = None, *, revision: st
         raise LowresError(f"cannot load model {model_id!r}: {_first_line(error)}") from None
     masked = objective_facts(str(objective or objective_name_for_config(config, model_id))).masked
     auto = AutoModelForMaskedLM if masked else AutoModelForCausalLM
-    extra = {"use_safetensors": True} if safetensors_only else {}
+    extra: dict[str, Any] = {"use_safetensors": True} if safetensors_only else {}
+    extra["low_cpu_mem_usage"] = True
+    if dtype is not None:
+        extra["torch_dtype"] = dtype
     try:
         model = auto.from_pretrained(path, trust_remote_code=False, **hub_revision, **extra)
     except (OSError, ValueError) as error:

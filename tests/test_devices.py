@@ -106,3 +106,15 @@ def test_train_refuses_a_missing_device_in_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(LowresError, match="--device cuda"):
         _train_tiny(monkeypatch, device="cuda")
+
+
+def test_loaded_model_goes_to_the_requested_device(monkeypatch):
+    from types import SimpleNamespace
+
+    from lowres_adapters.loading import _placed
+
+    loaded = SimpleNamespace(model=torch.nn.Linear(2, 2))
+    assert _placed(loaded, "cpu").model.weight.device == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LowresError, match="--device cuda"):
+        _placed(loaded, "cuda")
