@@ -154,12 +154,8 @@ def stream_token_cache(
         progress: Called as ``progress(examples, tokens)`` after every batch.
     """
     is_file = isinstance(source, (str, Path))
-    if not is_file and not source_key:
-        raise ValueError("an iterable source needs source_key naming its content")
-    content = f"file:{file_digest(source)}" if is_file else f"source:{source_key}"
-    variant = f"{getattr(tokenize_function, '__module__', '')}.{tokenize_function.__qualname__}:{max_length}"
-    key_text = f"stream-v{FORMAT_VERSION}\0{content}\0{variant}\0{tokenizer_fingerprint(tokenizer)}"
-    entry = (Path(root) if root is not None else cache_dir() / "tokens") / hashlib.sha256(key_text.encode()).hexdigest()[:32]
+    entry, content, variant = cache_entry(source, tokenizer, tokenize_function, max_length,
+                                          source_key=source_key, root=root)
     if (entry / "meta.json").exists():
         features = _read(entry)
         if features is not None:
@@ -175,6 +171,18 @@ def stream_token_cache(
     features = _read(entry)
     assert features is not None
     return features, False
+
+
+def cache_entry(source: str | Path | Iterable[str], tokenizer: Any, tokenize_function: TokenizeFn, max_length: int,
+                *, source_key: str = "", root: Path | None = None) -> tuple[Path, str, str]:
+    """Return ``(entry folder, content key, variant)`` of a corpus (arguments as :func:`stream_token_cache`)."""
+    if not isinstance(source, (str, Path)) and not source_key:
+        raise ValueError("an iterable source needs source_key naming its content")
+    content = f"file:{file_digest(source)}" if isinstance(source, (str, Path)) else f"source:{source_key}"
+    variant = f"{getattr(tokenize_function, '__module__', '')}.{tokenize_function.__qualname__}:{max_length}"
+    key_text = f"stream-v{FORMAT_VERSION}\0{content}\0{variant}\0{tokenizer_fingerprint(tokenizer)}"
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:32]
+    return (Path(root) if root is not None else cache_dir() / "tokens") / key, content, variant
 
 
 def _write(staging: Path, texts: Iterator[str], tokenizer: Any, tokenize_function: TokenizeFn, max_length: int,
