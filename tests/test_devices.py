@@ -118,3 +118,15 @@ def test_loaded_model_goes_to_the_requested_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(LowresError, match="--device cuda"):
         _placed(loaded, "cuda")
+
+
+def test_cli_refuses_a_missing_device_before_loading_anything(monkeypatch, capsys, tmp_path):
+    from cli_support import run_cli
+
+    import lowres_adapters.cli.adapt as adapt_cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(adapt_cli, "run_adapt", lambda *a, **k: pytest.fail("the run started"))
+    code, err = run_cli(["adapt", "nya", "--device", "cuda", "-o", str(tmp_path / "run")], capsys)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and "--device cuda" in lines[0] and "Traceback" not in err

@@ -82,6 +82,11 @@ def adapt(language: str, config_file: str | None, seeds: str | None, assignments
     extra: dict = {}
     hardware = {key: overrides.pop(key) for key in ("device", "precision", "gradient_checkpointing")
                 if key in overrides}
+    if hardware.get("device", "auto") != "auto":
+        # lazy: devices imports torch; refuse a missing device before any data or model loads
+        from lowres_adapters.devices import choose_device
+
+        choose_device(str(hardware["device"]))
     if hardware:
         extra = merge_settings(extra, {"loop": hardware})
     for assignment in assignments:
