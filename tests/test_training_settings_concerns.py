@@ -39,7 +39,7 @@ def test_every_field_belongs_to_one_concern_and_takes_its_default_from_there():
 def test_defaults_are_unchanged_by_the_split():
     assert {key: value for key, value in config_to_dict(LoopSettings()).items() if key in DEFAULTS_BEFORE} == \
         DEFAULTS_BEFORE
-    assert set(config_to_dict(LoopSettings())) - set(DEFAULTS_BEFORE) == {"chunk_size", "save_every_seconds"}  # added since
+    assert set(config_to_dict(LoopSettings())) - set(DEFAULTS_BEFORE) == {"chunk_size", "save_every_seconds", "device", "precision"}  # added since
     assert LoopSettings().speed == SpeedOptions() == SpeedSettings.plain()  # one set of speed defaults
     fast = fast_text_defaults()
     assert set(fast) == {field.name for field in dataclasses.fields(SpeedSettings)}
