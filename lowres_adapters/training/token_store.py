@@ -86,11 +86,27 @@ class TokenCacheFeatures(Sequence):
         return np.diff(self.offsets)
 
     def unique_ids(self, chunk_tokens: int = 1 << 24) -> np.ndarray:
-        """Return every distinct token id, reading the ids in chunks."""
-        seen = np.zeros(int(self.ids.max()) + 1 if len(self.ids) else 0, dtype=bool)
-        for start in range(0, len(self.ids), chunk_tokens):
-            seen[np.asarray(self.ids[start:start + chunk_tokens])] = True
+        """Return every distinct token id, reading the ids in chunks.
+
+        A memory-mapped file is read with plain reads, so the scan does not leave the whole file
+        resident in the process (a memory map's touched pages count towards its RSS).
+        """
+        seen = np.zeros(1 << 16, dtype=bool)
+        for chunk in self._id_chunks(chunk_tokens):
+            if len(chunk) and int(chunk.max()) >= len(seen):
+                seen = np.concatenate([seen, np.zeros(int(chunk.max()) + 1 - len(seen), dtype=bool)])
+            seen[chunk] = True
         return np.flatnonzero(seen)
+
+    def _id_chunks(self, chunk_tokens: int) -> Iterator[np.ndarray]:
+        filename = getattr(self.ids, "filename", None)
+        if filename is None:
+            for start in range(0, len(self.ids), chunk_tokens):
+                yield np.asarray(self.ids[start:start + chunk_tokens])
+            return
+        with open(filename, "rb") as handle:
+            while len(chunk := np.fromfile(handle, dtype=np.uint32, count=chunk_tokens)):
+                yield chunk
 
     def packed(self, row_length: int) -> "PackedCacheFeatures":
         """Return the features packed into rows of ``row_length`` tokens, as ``pack_features`` packs them."""
