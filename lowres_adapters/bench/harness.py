@@ -149,6 +149,11 @@ def aggregate(workload: str, runs: dict[str, list[dict[str, Any]]], plan: BenchP
             "tokens_per_s_range": [round(min(r["tokens_per_s"] for r in good), 1),
                                    round(max(r["tokens_per_s"] for r in good), 1)],
             "ms_per_step": round(statistics.median(r["ms_per_step"] for r in good), 1),
+            "tokens_per_s_mean": round(statistics.fmean(r["tokens_per_s"] for r in good), 1),
+            "tokens_per_s_std": _std([r["tokens_per_s"] for r in good], 1),
+            "ms_per_real_token": round(statistics.fmean(r["ms_per_step"] / r["tokens_per_step"] for r in good), 2),
+            "ms_per_real_token_std": _std([r["ms_per_step"] / r["tokens_per_step"] for r in good], 2),
+            "bf16": bool(first.get("options", {}).get("bf16", False)),
             "tokens_per_cpu_s": round(statistics.median(r["tokens_per_cpu_s"] for r in good), 1),
             "peak_rss_mb": round(max(r["peak_rss_mb"] for r in good), 1),
             "heldout_loss": round(statistics.fmean(r["heldout_loss"] for r in good), 4),
@@ -168,3 +173,8 @@ def aggregate(workload: str, runs: dict[str, list[dict[str, Any]]], plan: BenchP
             row["speedup_vs_baseline"] = round(row["tokens_per_s"] / baseline_rate, 2)
             row["cpu_speedup_vs_baseline"] = round(row["tokens_per_cpu_s"] / baseline_cpu_rate, 2)
     return rows
+
+
+def _std(values: list[float], digits: int) -> float | None:
+    """Return the sample standard deviation (None for fewer than two values)."""
+    return round(statistics.stdev(values), digits) if len(values) > 1 else None

@@ -11,7 +11,7 @@ from lowres_adapters.errors import LowresError
 
 
 @click.command("bench")
-@click.option("--quick", is_flag=True, help="A few minutes on 2 cores: 4 steps of 8 rows, one repeat.")
+@click.option("--quick", is_flag=True, help="A few minutes on 2 cores: 4 steps of 8 rows, one repeat (ttq: budgets 30, 60, 90 s, 100 verses).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows (and the machine) as JSON.")
 @click.option("--workload", "workloads", multiple=True, type=click.Choice(["mlm", "clm", "ttq"]),
               help="Workload to run (repeatable; default mlm and clm). ttq: time to quality, held-out "
@@ -51,7 +51,7 @@ def bench(quick: bool, as_json: bool, workloads: tuple[str, ...], language: str,
         _time_to_quality(quick, as_json, language, budgets, plot_path, threads, output)
         return
     from lowres_adapters.bench.harness import MAIN_SETUPS, BenchPlan, run_bench
-    from lowres_adapters.bench.report import machine_info, machine_line, markdown_table
+    from lowres_adapters.bench.report import add_peak_fraction, equal_work_table, machine_info, machine_line, markdown_table
     from lowres_adapters.bench.setups import LOWRES_VARIANTS
 
     chosen = tuple(setups) or MAIN_SETUPS
@@ -69,12 +69,16 @@ def bench(quick: bool, as_json: bool, workloads: tuple[str, ...], language: str,
     before = machine_info(plan.threads)
     rows = run_bench(plan, log=lambda line: click.echo(line, err=True))
     after = machine_info(plan.threads)
+    add_peak_fraction(rows, before)
     result = {"plan": {**plan.__dict__}, "machine_before": before, "machine_after": after, "rows": rows}
     _write(result, output)
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return
     click.echo(markdown_table(rows))
+    click.echo("")
+    click.echo("Equal work (every setup's real tokens per step; cost per real token, mean ± std over repeats):")
+    click.echo(equal_work_table(rows))
     click.echo("")
     click.echo(f"before: {machine_line(before)}")
     click.echo(f"after:  {machine_line(after)}")
