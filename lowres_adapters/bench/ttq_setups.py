@@ -145,10 +145,13 @@ def _peft_loop(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, An
             return f"lora r={options['r']} q,v (peft)", clock.points
 
 
-def _lowres(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, Any]]]:
+def default_job(config: TtqConfig, data: TtqData) -> tuple[Any, Any, str]:
+    """Return ``(job, loop settings, adapter type)`` of this library's default path: the ``language``
+    recipe's decoder loop defaults and its default adapter (or ``config.adapter``), sped up as the
+    recipe does."""
     from lowres_adapters.registry import get_registry
     from lowres_adapters.training.batching import collator_for_objective
-    from lowres_adapters.training.loop import TrainingJob, train
+    from lowres_adapters.training.loop import TrainingJob
     from lowres_adapters.training.objectives import loss_for_objective
     from lowres_adapters.training.recipes.language import LanguageRecipe
     from lowres_adapters.training.settings import LoopSettings
@@ -164,8 +167,14 @@ def _lowres(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, Any]]
                       train_features=[{"input_ids": ids} for ids in data.train_ids],
                       collate=collator_for_objective("clm", data.tokenizer), loss_fn=loss_for_objective("clm"),
                       name="ttq", freezing=f"adapter {kind} only")
-    job = speed_up_for_loop(job, settings, objective="clm", tokenizer=data.tokenizer)
-    clock = BudgetClock(config.budgets, config.token_marks, data.scorer(handle.model))
+    return speed_up_for_loop(job, settings, objective="clm", tokenizer=data.tokenizer), settings, kind
+
+
+def _lowres(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, Any]]]:
+    from lowres_adapters.training.loop import train
+
+    job, settings, kind = default_job(config, data)
+    clock = BudgetClock(config.budgets, config.token_marks, data.scorer(job.model))
     last = {"tokens": 0, "steps": 0}
 
     def on_step(report: Any) -> None:
