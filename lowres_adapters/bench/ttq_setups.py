@@ -160,7 +160,8 @@ def default_job(config: TtqConfig, data: TtqData) -> tuple[Any, Any, str]:
     recipe = LanguageRecipe()
     kind = config.adapter or recipe.default_adapter
     spec = get_registry().adapter_type(kind)
-    handle = spec.attach(data.model, config.language, spec.config_class(**config.adapter_config))
+    fields = {key: tuple(value) if isinstance(value, list) else value for key, value in config.adapter_config.items()}
+    handle = spec.attach(data.model, config.language, spec.config_class(**fields))  # JSON lists -> tuples
     handle.activate()
     settings = LoopSettings(**{**recipe.loop_defaults("clm"), "seed": config.seed, "progress": False})
     job = TrainingJob(model=handle.model, parameters=dict(handle.trainable_parameters()),
