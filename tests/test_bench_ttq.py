@@ -128,6 +128,7 @@ def test_plot_writes_a_png(tmp_path):
 def test_every_setup_runs_in_a_child_on_a_tiny_model():
     plan = TtqPlan(budgets=(0.0,), heldout_examples=3, threads=1)
     rows = run_ttq(plan, model="tiny")
+    assert not [row for row in rows if "error" in row]
     assert [row["setup"] for row in rows if row["view"] == "time"] == ["adapters+trainer", "peft+loop", "lowres"]
     for row in rows:
         assert "error" not in row, row

@@ -9,8 +9,8 @@ budgets (the equal-tokens view). Scoring time is taken off the training clock. T
 - ``adapters+trainer`` (the baseline) and ``peft+loop``: LoRA r=16, alpha 32 on q/v, AdamW at a
   constant 1e-3, batches of 8 verses padded to the longest (as in the step-speed bench);
 - ``lowres``: this library's default path, i.e. what ``make demo`` runs: the ``language`` recipe's
-  decoder loop defaults (schedule, learning rate, packed batch, row length, fast-path switches)
-  with the recipe's default adapter, or the adapter the plan names. Its learning-rate schedule
+  decoder loop defaults (schedule, packed batch, row length, fast-path switches) with the demo's
+  adapter and learning rate (:data:`DEMO_ADAPTER_CONFIG`, :data:`DEMO_LOOP`), or what the plan names. Its learning-rate schedule
   spans the recipe's ``max_steps``; when that ends before the last budget the adapter is done and
   keeps its figure, as a user's run would.
 
@@ -36,6 +36,11 @@ from lowres_adapters.errors import LowresError
 
 TTQ_SETUPS = ("adapters+trainer", "peft+loop", "lowres")
 BASELINE_LR = 1e-3
+DEMO_ADAPTER = "lora"
+DEMO_ADAPTER_CONFIG = {"r": 16, "alpha": 32, "attn_matrices": ["q", "k", "v"], "intermediate_lora": True,
+                       "output_lora": True}
+DEMO_LOOP = {"lr": 5e-3}
+"""What ``make demo`` adds to the recipe's defaults (the Makefile's demo line; docs/training.md)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class TtqConfig:
         seed: Adapter initialisation and data order.
         adapter: Adapter type of the ``lowres`` setup ("" = the recipe's default).
         adapter_config: Fields of that adapter's config ({} = its defaults).
+        loop: Loop settings over the recipe's defaults (e.g. ``{"lr": 5e-3}``).
         score_base: Also score the base model (the 0-second point).
         model: A model id for tests ("" = the embedded default).
     """
@@ -63,6 +69,7 @@ class TtqConfig:
     seed: int = 0
     adapter: str = ""
     adapter_config: dict[str, Any] = field(default_factory=dict)
+    loop: dict[str, Any] = field(default_factory=dict)
     score_base: bool = False
     model: str = ""
 
@@ -231,8 +238,9 @@ class TtqPlan:
         heldout_examples: Held-out verses scored at each point.
         threads: Torch threads of each child.
         seed: Adapter initialisation and data order.
-        adapter: Adapter type of the ``lowres`` setup ("" = the recipe's default).
+        adapter: Adapter type of the ``lowres`` setup (default: the demo's; "" = the recipe's default).
         adapter_config: Its config fields.
+        loop: Loop settings over the recipe's defaults.
     """
 
     budgets: tuple[float, ...] = (30.0, 60.0, 120.0, 180.0)
@@ -241,8 +249,9 @@ class TtqPlan:
     heldout_examples: int = 300
     threads: int = 2
     seed: int = 0
-    adapter: str = ""
-    adapter_config: dict[str, Any] = field(default_factory=dict)
+    adapter: str = DEMO_ADAPTER
+    adapter_config: dict[str, Any] = field(default_factory=lambda: dict(DEMO_ADAPTER_CONFIG))
+    loop: dict[str, Any] = field(default_factory=lambda: dict(DEMO_LOOP))
 
     @classmethod
     def quick(cls, **overrides: Any) -> "TtqPlan":
@@ -259,7 +268,7 @@ def run_ttq(plan: TtqPlan, log: Callable[[str], None] = lambda line: None, model
     for setup in ("adapters+trainer", *[name for name in plan.setups if name != "adapters+trainer"]):
         config = TtqConfig(setup=setup, budgets=plan.budgets, token_marks=marks, language=plan.language,
                            heldout_examples=plan.heldout_examples, seed=plan.seed, adapter=plan.adapter,
-                           adapter_config=dict(plan.adapter_config), score_base=setup == "adapters+trainer",
+                           adapter_config=dict(plan.adapter_config), loop=dict(plan.loop), score_base=setup == "adapters+trainer",
                            model=model)
         log(f"ttq {setup} (budgets {', '.join(f'{b:g}' for b in plan.budgets)} s) ...")
         result = run_child(config, plan.threads, module="lowres_adapters.bench.ttq")

@@ -147,8 +147,8 @@ def _peft_loop(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, An
 
 def default_job(config: TtqConfig, data: TtqData) -> tuple[Any, Any, str]:
     """Return ``(job, loop settings, adapter type)`` of this library's default path: the ``language``
-    recipe's decoder loop defaults and its default adapter (or ``config.adapter``), sped up as the
-    recipe does."""
+    recipe's decoder loop defaults (with ``config.loop`` over them) and its default adapter (or
+    ``config.adapter``), sped up as the recipe does."""
     from lowres_adapters.registry import get_registry
     from lowres_adapters.training.batching import collator_for_objective
     from lowres_adapters.training.loop import TrainingJob
@@ -163,7 +163,7 @@ def default_job(config: TtqConfig, data: TtqData) -> tuple[Any, Any, str]:
     fields = {key: tuple(value) if isinstance(value, list) else value for key, value in config.adapter_config.items()}
     handle = spec.attach(data.model, config.language, spec.config_class(**fields))  # JSON lists -> tuples
     handle.activate()
-    settings = LoopSettings(**{**recipe.loop_defaults("clm"), "seed": config.seed, "progress": False})
+    settings = LoopSettings(**{**recipe.loop_defaults("clm"), **config.loop, "seed": config.seed, "progress": False})
     job = TrainingJob(model=handle.model, parameters=dict(handle.trainable_parameters()),
                       train_features=[{"input_ids": ids} for ids in data.train_ids],
                       collate=collator_for_objective("clm", data.tokenizer), loss_fn=loss_for_objective("clm"),
