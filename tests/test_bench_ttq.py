@@ -15,6 +15,7 @@ from lowres_adapters.bench.ttq import (
     summarise,
     time_to_reach,
 )
+from lowres_adapters.bench.ttq_setups import describe_adapter
 from lowres_adapters.errors import LowresError
 
 
@@ -111,6 +112,9 @@ def test_summary_gives_each_setup_its_time_to_the_baselines_last_figure():
     table = markdown(rows)
     assert "| lowres | c | 3.000 (3 st, 3,000 tok) | 2.600 (6 st, 6,000 tok) | 24 s | 0.40 |" in table
     assert "not reached" in table
+    # Equal tokens: the baseline's own points sit at its token counts; the others were scored there.
+    tokens_view = markdown(rows, "tokens")
+    assert "| adapters+trainer | a | 3.600 (3 st, 30 s) | 3.200 (6 st, 60 s) |" in tokens_view
 
 
 def test_summary_refuses_a_baseline_without_points():
@@ -133,6 +137,10 @@ def test_every_setup_runs_in_a_child_on_a_tiny_model():
     for row in rows:
         assert "error" not in row, row
         assert row["bits_per_char"] > 0 and row["steps"] >= 1 and row["tokens"] > 0
+    first = {row["setup"]: row for row in rows if row["view"] == "time"}
+    # One step each, the same seeded verse order: the Trainer's count must not include the batch
+    # its loader collated ahead.
+    assert first["adapters+trainer"]["tokens"] == first["peft+loop"]["tokens"]
     lowres = next(row for row in rows if row["setup"] == "lowres" and row["view"] == "time")
     assert lowres["adapter"].endswith("(lowres)")
     # The baseline's real-token count is the others' token mark: scored once they had seen as many.
@@ -141,3 +149,9 @@ def test_every_setup_runs_in_a_child_on_a_tiny_model():
         if row["view"] == "tokens":
             assert row["setup"] != "adapters+trainer" and row["tokens"] >= baseline_tokens == row["mark"]
     json.dumps(rows)
+
+
+def test_adapter_labels_are_short():
+    label = describe_adapter("lora", {"r": 16, "attn_matrices": ["q", "k", "v"], "output_lora": True,
+                                      "intermediate_lora": False})
+    assert label == "lora r=16 attn_matrices=qkv +output_lora"

@@ -167,11 +167,14 @@ def summarise(results: dict[str, dict[str, Any]], baseline: str = "adapters+trai
         reached = time_to_reach(curve, target)
         extra = {"time_to_baseline_s": None if reached is None else round(reached, 1),
                  "time_to_baseline_ratio": None if reached is None else round(reached / budget, 3),
-                 "baseline_bits_per_char": target, "baseline_budget_s": budget}
+                 "baseline_bits_per_char": target, "baseline_budget_s": budget, "base_bits_per_char": start}
         if "error" in result:
             rows.append({"workload": "ttq", "setup": setup, "error": result["error"], **extra})
             continue
-        for point in result["points"]:
+        points = list(result["points"])
+        if setup == baseline:  # the token marks are the baseline's own counts at its budgets
+            points += [{**p, "view": "tokens", "mark": p["tokens"]} for p in points if p["view"] == "time"]
+        for point in points:
             rows.append({"workload": "ttq", "setup": setup, **point, "adapter": result.get("adapter"),
                          "threads": result.get("threads"), **extra})
     return rows

@@ -86,12 +86,12 @@ def _adapters_trainer(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[
     model.add_adapter("nya", config=adapters.LoRAConfig(r=options["r"], alpha=options["alpha"]))
     model.train_adapter("nya")
     clock = BudgetClock(config.budgets, config.token_marks, data.scorer(model))
-    seen = {"tokens": 0}
+    collated: list[int] = []  # real tokens of every batch collated, in order
     collate = _padding_collator(data.tokenizer)
 
     def counting(features: list[Any]) -> dict[str, torch.Tensor]:
         batch = collate(features)
-        seen["tokens"] += int(count_real_tokens(batch))
+        collated.append(int(count_real_tokens(batch)))
         return batch
 
     class _Budget(TrainerCallback):
@@ -99,7 +99,8 @@ def _adapters_trainer(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[
             clock.start()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if clock.after_step(seen["tokens"], state.global_step):
+            # Accelerate's loader collates one batch ahead: count only the batches already trained on.
+            if clock.after_step(sum(collated[:state.global_step]), state.global_step):
                 control.should_training_stop = True
 
     with tempfile.TemporaryDirectory(prefix="lowres-ttq-") as output_dir:
@@ -188,8 +189,18 @@ def _lowres(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, Any]]
         train(job, settings, callbacks=[on_step])
     except BudgetSpent:
         pass
-    shown = ", ".join(f"{k}={v}" for k, v in config.adapter_config.items())
-    return f"{kind}{' ' + shown if shown else ''} (lowres)", clock.finish(last["tokens"], last["steps"])
+    return f"{describe_adapter(kind, config.adapter_config)} (lowres)", clock.finish(last["tokens"], last["steps"])
+
+
+def describe_adapter(kind: str, fields: dict[str, Any]) -> str:
+    """Return a short label: ``lora r=16 alpha=32 attn_matrices=qkv +intermediate_lora +output_lora``."""
+    parts = [kind]
+    for key, value in fields.items():
+        if isinstance(value, bool):
+            parts += [f"+{key}"] if value else []
+        else:
+            parts.append(f"{key}={''.join(map(str, value)) if isinstance(value, (list, tuple)) else value}")
+    return " ".join(parts)
 
 
 def _padding_collator(tokenizer: Any) -> Any:
