@@ -16,7 +16,7 @@ data: install
 
 # Main job: adapt SmolLM2-135M to Chichewa on the Old Testament, evaluate on the New Testament.
 demo: data
-	$(BIN)/lowres adapt nya --adapter lora --max-steps 40 --output runs/demo-nya --overwrite
+	$(BIN)/lowres adapt nya --adapter lora --set adapter_config.r=16 --set adapter_config.alpha=32 --set 'adapter_config.attn_matrices=["q","k","v"]' --set adapter_config.intermediate_lora=true --set adapter_config.output_lora=true --lr 5e-3 --max-steps 30 --output runs/demo-nya --overwrite
 
 test: data layers
 	$(BIN)/python -m pytest

@@ -28,7 +28,7 @@ def run_child(config_json: str, output: Path) -> int:
         torch.set_num_threads(threads)
     try:
         data = load_workload(config.workload, heldout_examples=config.heldout_examples,
-                             max_length=config.row_length)
+                             max_length=config.row_length, language=config.language)
         result: dict[str, Any] = run_setup(config, data)
         model_config = result.pop("model_config")
         result["step_gflop"] = step_flops(model_config, int(result["slots_per_step"]), result["attended_per_slot"],

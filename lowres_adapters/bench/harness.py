@@ -42,6 +42,7 @@ class BenchPlan:
         heldout_examples: Held-out verses scored after training.
         row_length: Longest example / packed row.
         lr: Constant learning rate.
+        language: The pack whose verses train and are held out (the workload's data).
     """
 
     workloads: tuple[str, ...] = WORKLOADS
@@ -53,6 +54,7 @@ class BenchPlan:
     heldout_examples: int = 128
     row_length: int = 128
     lr: float = 1e-3
+    language: str = "nya"
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.workloads if name not in WORKLOADS + TINY_WORKLOADS]
@@ -73,13 +75,14 @@ class BenchPlan:
         return cls(**values)
 
 
-def run_child(config: RunConfig, threads: int) -> dict[str, Any]:
-    """Run one setup in a child process; return its measurements with ``peak_rss_mb``."""
+def run_child(config: Any, threads: int, module: str = "lowres_adapters.bench.child") -> dict[str, Any]:
+    """Run one setup (a config dataclass) in a child process running ``module``; return its
+    measurements with ``peak_rss_mb``."""
     with tempfile.TemporaryDirectory(prefix="lowres-bench-") as folder:
         output = Path(folder) / "result.json"
         environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                        "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
-        command = [sys.executable, "-m", "lowres_adapters.bench.child", json.dumps(asdict(config)), str(output)]
+        command = [sys.executable, "-m", module, json.dumps(asdict(config)), str(output)]
         started = time.perf_counter()
         process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         stderr = process.stderr.read() if process.stderr else b""
@@ -106,7 +109,7 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = lambda line: None) -
             for setup in setups:
                 config = RunConfig(workload=workload, setup=setup, steps=plan.steps,
                                    batch_size=plan.batch_size[workload], row_length=plan.row_length, lr=plan.lr,
-                                   seed=repeat, heldout_examples=plan.heldout_examples)
+                                   seed=repeat, heldout_examples=plan.heldout_examples, language=plan.language)
                 log(f"{workload} {setup} (run {repeat + 1}/{plan.repeats}) ...")
                 result = run_child(config, plan.threads)
                 runs[setup].append(result)
@@ -146,6 +149,11 @@ def aggregate(workload: str, runs: dict[str, list[dict[str, Any]]], plan: BenchP
             "tokens_per_s_range": [round(min(r["tokens_per_s"] for r in good), 1),
                                    round(max(r["tokens_per_s"] for r in good), 1)],
             "ms_per_step": round(statistics.median(r["ms_per_step"] for r in good), 1),
+            "tokens_per_s_mean": round(statistics.fmean(r["tokens_per_s"] for r in good), 1),
+            "tokens_per_s_std": _std([r["tokens_per_s"] for r in good], 1),
+            "ms_per_real_token": round(statistics.fmean(r["ms_per_step"] / r["tokens_per_step"] for r in good), 2),
+            "ms_per_real_token_std": _std([r["ms_per_step"] / r["tokens_per_step"] for r in good], 2),
+            "bf16": bool(first.get("options", {}).get("bf16", False)),
             "tokens_per_cpu_s": round(statistics.median(r["tokens_per_cpu_s"] for r in good), 1),
             "peak_rss_mb": round(max(r["peak_rss_mb"] for r in good), 1),
             "heldout_loss": round(statistics.fmean(r["heldout_loss"] for r in good), 4),
@@ -165,3 +173,8 @@ def aggregate(workload: str, runs: dict[str, list[dict[str, Any]]], plan: BenchP
             row["speedup_vs_baseline"] = round(row["tokens_per_s"] / baseline_rate, 2)
             row["cpu_speedup_vs_baseline"] = round(row["tokens_per_cpu_s"] / baseline_cpu_rate, 2)
     return rows
+
+
+def _std(values: list[float], digits: int) -> float | None:
+    """Return the sample standard deviation (None for fewer than two values)."""
+    return round(statistics.stdev(values), digits) if len(values) > 1 else None

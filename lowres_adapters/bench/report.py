@@ -13,8 +13,28 @@ COLUMNS = (
     ("ms_per_step", "ms/step"), ("peak_rss_mb", "peak RSS MB"), ("heldout_loss", "held-out loss"), ("heldout_loss_std", "± (seeds)"),
     ("speedup_vs_baseline", "speedup"), ("tokens_per_cpu_s", "tokens/CPU-s"),
     ("cpu_speedup_vs_baseline", "CPU speedup"), ("adapter_bytes_ratio", "adapter bytes / trainable bytes"),
-    ("step_gflop", "GFLOP/step"), ("achieved_gflops", "GFLOP/s"),
+    ("step_gflop", "GFLOP/step"), ("achieved_gflops", "GFLOP/s"), ("peak_fraction", "of matmul peak"),
 )
+EQUAL_WORK_COLUMNS = (
+    ("workload", "workload"), ("setup", "setup"), ("tokens_per_step", "real tokens/step"),
+    ("tokens_per_s_mean", "tokens/s mean"), ("tokens_per_s_std", "± std"),
+    ("ms_per_real_token", "ms / real token"), ("ms_per_real_token_std", "± std"),
+    ("speedup_vs_baseline", "speedup"), ("peak_fraction", "of matmul peak"), ("repeats", "repeats"),
+)
+
+
+def add_peak_fraction(rows: Sequence[dict[str, Any]], machine: dict[str, Any]) -> None:
+    """Set each row's ``peak_fraction``: its GFLOP/s over the machine's measured 1024^3 matmul
+    GFLOP/s in the precision it computed in (bf16 when the setup ran bf16 autocast, else fp32)."""
+    for row in rows:
+        if "achieved_gflops" in row:
+            peak = machine["matmul_bf16_gflops"] if row.get("bf16") else machine["matmul_fp32_gflops"]
+            row["peak_fraction"] = round(row["achieved_gflops"] / peak, 3) if peak else None
+
+
+def equal_work_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Return the equal-work table: real tokens per step, mean ± std of the rates, cost per real token."""
+    return markdown_table(rows, EQUAL_WORK_COLUMNS)
 
 
 def machine_info(threads: int) -> dict[str, Any]:
@@ -45,21 +65,23 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]] = COLUMNS) -> str:
     """Return the rows as a Markdown table (errors get a row of their own)."""
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |",
-             "|" + "|".join("---" if key in ("workload", "setup", "adapter") else "---:" for key, _ in COLUMNS) + "|"]
+    lines = ["| " + " | ".join(title for _, title in columns) + " |",
+             "|" + "|".join("---" if key in ("workload", "setup", "adapter") else "---:" for key, _ in columns) + "|"]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['workload']} | {row['setup']} | error: {row['error']} |" + " |" * (len(COLUMNS) - 3))
+            lines.append(f"| {row['workload']} | {row['setup']} | error: {row['error']} |" + " |" * (len(columns) - 3))
             continue
         cells = []
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             value = row.get(key)
             if key in ("speedup_vs_baseline", "cpu_speedup_vs_baseline") and value is not None:
                 cells.append(f"{value:.2f}x")
-            elif key == "real_token_share" and value is not None:
+            elif key in ("real_token_share", "peak_fraction") and value is not None:
                 cells.append(f"{value:.0%}")
+            elif key in ("tokens_per_s_std", "tokens_per_s_mean", "ms_per_real_token", "ms_per_real_token_std"):
+                cells.append("–" if value is None else f"{value:,.1f}" if "tokens" in key else f"{value:,.2f}")
             elif key in ("heldout_loss", "heldout_loss_std", "adapter_bytes_ratio") and value is not None:
                 cells.append(f"{value:.3f}" if key == "adapter_bytes_ratio" else f"{value:.4f}")
             elif key in ("tokens_per_s", "tokens_per_cpu_s", "ms_per_step", "peak_rss_mb", "tokens_per_step", "achieved_gflops",

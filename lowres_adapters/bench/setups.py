@@ -56,6 +56,7 @@ class RunConfig:
         lr: Constant learning rate.
         seed: Seed of the base weights, adapter initialisation and data order.
         heldout_examples: Held-out verses scored after training.
+        language: The pack whose verses train and are held out.
     """
 
     workload: str
@@ -66,6 +67,7 @@ class RunConfig:
     lr: float = 1e-3
     seed: int = 0
     heldout_examples: int = 64
+    language: str = "nya"
 
 
 @dataclass

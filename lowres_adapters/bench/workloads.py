@@ -108,10 +108,10 @@ def xlmr_tokenizer() -> tuple[Any, str]:
     return tokenizer, f"XLM-R tokenizer.json from {requirement}"
 
 
-def _verses(split: str) -> list[str]:
+def _verses(split: str, language: str = "nya") -> list[str]:
     from lowres_adapters.data.packs import load_pack_data
 
-    data = load_pack_data("nya")
+    data = load_pack_data(language)
     return [example.text for example in data.text[split] if example.text.strip()]
 
 
@@ -128,11 +128,13 @@ def _tokenise(tokenizer: Any, texts: list[str], objective: str, max_length: int)
     return [ids for ids in (corpus[i].tolist() for i in range(len(corpus))) if ids]
 
 
-def load_workload(name: str, *, heldout_examples: int, max_length: int, heldout_batch: int = 8) -> WorkloadData:
+def load_workload(name: str, *, heldout_examples: int, max_length: int, heldout_batch: int = 8,
+                  language: str = "nya") -> WorkloadData:
     """Return the tokenised data of workload ``name``.
 
     Args:
         name: ``"mlm"`` or ``"clm"``.
+        language: The pack whose ``train`` verses train and whose first ``test`` verses are held out.
         heldout_examples: How many New Testament verses the held-out loss uses.
         max_length: Longest example in tokens (longer verses are truncated).
         heldout_batch: Verses per held-out batch.
@@ -147,8 +149,8 @@ def load_workload(name: str, *, heldout_examples: int, max_length: int, heldout_
         tokenizer, note = load_tokenizer(DEFAULT_MODEL), "SmolLM2-135M tokenizer"
     else:
         raise LowresError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
-    train_ids = _tokenise(tokenizer, _verses("train"), name, max_length)
-    heldout_ids = _tokenise(tokenizer, _verses("test")[:heldout_examples], name, max_length)
+    train_ids = _tokenise(tokenizer, _verses("train", language), name, max_length)
+    heldout_ids = _tokenise(tokenizer, _verses("test", language)[:heldout_examples], name, max_length)
     batches = heldout_batches(heldout_ids, name, tokenizer, heldout_batch)
     return WorkloadData(name=name, objective=name, tokenizer=tokenizer, train_ids=train_ids,
                         heldout_batches=batches, pad_token_id=tokenizer.pad_token_id, tokenizer_note=note)
