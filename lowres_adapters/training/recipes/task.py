@@ -23,7 +23,15 @@ from typing import Any
 
 from lowres_adapters.data.examples import TaskData
 from lowres_adapters.errors import LowresError
-from lowres_adapters.training.heads import HEAD_PREFIX, POOLINGS, HeadConfig, TaskHead, build_head, hidden_size_of
+from lowres_adapters.training.heads import (
+    HEAD_PREFIX,
+    POOLINGS,
+    HeadConfig,
+    TaskHead,
+    build_head,
+    hidden_size_of,
+    keep_layers,
+)
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, attach_adapter, score_held_out
 from lowres_adapters.training.task_features import TaskCollator, encode_examples
@@ -49,6 +57,8 @@ class TaskOptions:
         fuse_with: More language-adapter run folders, fused with ``lang_adapter`` (AdapterFusion).
         fusion: AdapterFusion kind, ``dynamic`` or ``static``.
         pooling: Sequence pooling of the classification head: mean, first or last.
+        feature_layer: Keep only the model's first N layers; the head reads layer N's output
+            (``heads.keep_layers``). 0 keeps them all.
         head_layers: 2 (dense + tanh + output, as AdapterHub) or 1 (linear).
         head_dropout: Dropout before the head.
         eval_split: Split scored before and after: ``test`` (or ``validation`` while tuning).
@@ -69,6 +79,7 @@ class TaskOptions:
     fuse_with: tuple[str, ...] = ()
     fusion: str = "dynamic"
     pooling: str = "mean"
+    feature_layer: int = 0
     head_layers: int = 2
     head_dropout: float = 0.1
     eval_split: str = "test"
@@ -86,6 +97,8 @@ class TaskOptions:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
         if self.head_layers not in (1, 2):
             raise ValueError("head_layers must be 1 or 2")
+        if self.feature_layer < 0:
+            raise ValueError("feature_layer must be >= 0 (0 keeps every layer)")
         if not 0 <= self.head_dropout < 1:
             raise ValueError("head_dropout must be in [0, 1)")
         if self.eval_split not in ("test", "validation"):
@@ -163,6 +176,16 @@ def attach_language_adapters(model: Any, options: TaskOptions) -> tuple[Any, Any
     return fuse(handles, options.fusion), tokenizer
 
 
+def cut_layers(model: Any, options: TaskOptions) -> None:
+    """Keep the first ``feature_layer`` layers (after the language adapters were attached, before
+    the task adapter is); a one-line error when the model has fewer."""
+    if options.feature_layer:
+        try:
+            keep_layers(model, options.feature_layer)
+        except ValueError as error:
+            raise LowresError(f"recipe_options.feature_layer: {error}") from None
+
+
 def attach_artifact_adapter(model: Any, directory: Path, rename_to: str | None = None) -> tuple[Any, dict[str, Any]]:
     """Attach (not load) the adapter of an artifact folder; return ``(handle, its saved tensors)``.
 
@@ -216,6 +239,7 @@ class TaskRecipe(Recipe):
             lower, tokenizer = attach_language_adapters(context.model, options)
             if tokenizer is not None:
                 context.tokenizer = tokenizer
+        cut_layers(context.model, options)
         task_name, task = chosen_task(context)
         if not context.settings.adapter_name:
             from dataclasses import replace
@@ -351,6 +375,11 @@ def load_task_model(run_dir: Path, model: Any = None) -> tuple[Any, TaskHead, An
     if options.lang_adapter:
         lower, extended = attach_language_adapters(model, options)
         tokenizer = extended or tokenizer
+    else:  # the task run's own --extend-vocab
+        from lowres_adapters.training.vocabulary import restore_extended_vocabulary
+
+        tokenizer = restore_extended_vocabulary(model, run_dir) or tokenizer
+    cut_layers(model, options)
     upper, tensors = attach_artifact_adapter(model, run_dir)
     handle = stack(lower, upper, train_lower=bool(options.fuse_with)) if lower is not None else upper
     handle.load_adapter_state_dict(tensors)
