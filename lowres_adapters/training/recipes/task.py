@@ -23,19 +23,12 @@ from typing import Any
 
 from lowres_adapters.data.examples import TaskData
 from lowres_adapters.errors import LowresError
-from lowres_adapters.training.heads import (
-    HEAD_PREFIX,
-    POOLINGS,
-    HeadConfig,
-    TaskHead,
-    build_head,
-    hidden_size_of,
-    keep_layers,
-)
+from lowres_adapters.training.heads import HEAD_PREFIX, POOLINGS, HeadConfig, TaskHead, build_head, hidden_size_of
+from lowres_adapters.training.heads import keep_layers
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, attach_adapter, score_held_out
 from lowres_adapters.training.task_features import TaskCollator, encode_examples
-from lowres_adapters.training.task_scoring import calibrate_head, evaluate_task
+from lowres_adapters.training.task_scoring import calibrate_head, evaluate_task, refit_head
 
 DECODER_DEFAULTS = {"lr": 1e-3, "batch_size": 16, "max_length": 64, "max_steps": 150, "schedule": "linear",
                     "warmup_ratio": 0.05}
@@ -69,6 +62,10 @@ class TaskOptions:
         balance_classes: Weigh each class's cross-entropy by ``n / (classes * count)`` over the
             training examples (classification and tagging), so rare classes count as much as
             frequent ones: what macro-F1 rewards. Off: plain cross-entropy.
+        refit_examples: Sequence classification: after training, refit the head full batch on the
+            pooled features of this many training examples through the trained model
+            (``task_scoring.refit_head``); 0 = keep the head as trained.
+        refit_steps: Full-batch steps of that refit.
         score_text: Also score held-out bits per character before and after training (a forward
             pass over the held-out texts at up to 512 tokens each, twice); off by default, as the
             task's own figures are what a task adapter is for.
@@ -86,6 +83,8 @@ class TaskOptions:
     max_eval_examples: int | None = None
     selection_seed: int = 0
     balance_classes: bool = True
+    refit_examples: int = 1600
+    refit_steps: int = 150
     score_text: bool = False
 
     def __post_init__(self) -> None:
@@ -97,6 +96,8 @@ class TaskOptions:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
         if self.head_layers not in (1, 2):
             raise ValueError("head_layers must be 1 or 2")
+        if self.refit_examples < 0 or self.refit_steps < 1:
+            raise ValueError("refit_examples must be >= 0 and refit_steps >= 1")
         if self.feature_layer < 0:
             raise ValueError("feature_layer must be >= 0 (0 keeps every layer)")
         if not 0 <= self.head_dropout < 1:
@@ -274,7 +275,10 @@ class TaskRecipe(Recipe):
             encoded = [item for item in encoded if item.targets["end_positions"] > 0]
         features = [item.feature() for item in encoded]
         draw = random.Random(context.options.selection_seed)  # the split is ordered by page, so by class
-        context.state["calibration_features"] = draw.sample(features, min(CALIBRATION_EXAMPLES, len(features)))
+        drawn = CALIBRATION_EXAMPLES
+        if task.kind == "sequence_classification":
+            drawn = max(drawn, context.options.refit_examples)
+        context.state["calibration_features"] = draw.sample(features, min(drawn, len(features)))
         eval_features = None
         if context.loop.eval_every and task.splits.get("validation"):
             validation = list(task.splits["validation"])[: context.loop.eval_examples]
@@ -286,6 +290,7 @@ class TaskRecipe(Recipe):
             targets = [item.targets["labels"] for item in encoded]
             label_ids = [label for target in targets for label in (target if isinstance(target, list) else [target])]
             class_weights = balanced_class_weights(label_ids, len(task.labels))
+        context.state["class_weights"] = class_weights
 
         def loss_fn(model: Any, batch: Any) -> tuple[Any, int]:
             hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
@@ -315,7 +320,11 @@ class TaskRecipe(Recipe):
         task_name, task = context.state["task"]
         calibration = context.state.pop("calibration_features", None)
         if calibration:  # once, right after training
-            calibrate_head(model, context.state["head"], calibration, context.tokenizer.pad_token_id)
+            head = context.state["head"]
+            rows = calibrate_head(model, head, calibration, context.tokenizer.pad_token_id)
+            if rows is not None and task.kind == "sequence_classification" and context.options.refit_examples:
+                refit_head(head, rows, [feature["labels"] for feature in calibration],
+                           context.state.get("class_weights"), context.options.refit_steps)
         examples = evaluation_examples(task, context.options)
         scores = evaluate_task(model, context.state["head"], context.tokenizer, task, examples,
                                max_length=context.loop.max_length)
