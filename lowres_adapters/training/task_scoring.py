@@ -130,7 +130,7 @@ def refit_head(head: TaskHead, rows: torch.Tensor, labels: Sequence[int], class_
             loss.backward()
             optimizer.step()
     head.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def score_predictions(task: TaskData, examples: Sequence[LabeledExample], predictions: Sequence[Any]) -> dict[str, Any]:
