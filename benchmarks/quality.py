@@ -163,14 +163,13 @@ def probe_row(context: TaskContext, seed: int) -> dict[str, Any]:
     import torch
 
     from lowres_adapters.training.heads import HeadConfig, TaskHead, balanced_class_weights
-    from lowres_adapters.training.recipes.task import DECODER_DEFAULTS
 
     loop = _loop(context.budget)
     pooled = _probe_features(context)
     (train_x, train_y), (test_x, _) = pooled["train"], pooled["test"]
     torch.manual_seed(seed)
     head = TaskHead(HeadConfig(num_labels=len(context.labels), hidden_size=train_x.shape[1]))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=DECODER_DEFAULTS["lr"])
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3)  # the recipe's lr when this row was measured
     weights = balanced_class_weights(train_y.tolist(), len(context.labels))
     order = torch.Generator().manual_seed(seed)
     one = torch.ones(loop["batch_size"], 1, dtype=torch.long)

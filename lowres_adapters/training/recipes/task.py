@@ -30,7 +30,7 @@ from lowres_adapters.training.recipes.base import Recipe, RecipeContext, attach_
 from lowres_adapters.training.task_features import TaskCollator, encode_examples
 from lowres_adapters.training.task_scoring import calibrate_head, evaluate_task, refit_head
 
-DECODER_DEFAULTS = {"lr": 1e-3, "batch_size": 16, "max_length": 64, "max_steps": 150, "schedule": "linear",
+DECODER_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "max_length": 64, "max_steps": 10, "schedule": "linear",
                     "warmup_ratio": 0.05}
 CALIBRATION_EXAMPLES = 256
 """Training examples whose features, through the trained model, set the head's statistics."""
