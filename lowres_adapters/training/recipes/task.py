@@ -178,8 +178,7 @@ def attach_language_adapters(model: Any, options: TaskOptions) -> tuple[Any, Any
 
 
 def cut_layers(model: Any, options: TaskOptions) -> None:
-    """Keep the first ``feature_layer`` layers (after the language adapters were attached, before
-    the task adapter is); a one-line error when the model has fewer."""
+    """Keep the first ``feature_layer`` layers: after the language adapters, before the task adapter."""
     if options.feature_layer:
         try:
             keep_layers(model, options.feature_layer)
@@ -275,9 +274,8 @@ class TaskRecipe(Recipe):
             encoded = [item for item in encoded if item.targets["end_positions"] > 0]
         features = [item.feature() for item in encoded]
         draw = random.Random(context.options.selection_seed)  # the split is ordered by page, so by class
-        drawn = CALIBRATION_EXAMPLES
-        if task.kind == "sequence_classification":
-            drawn = max(drawn, context.options.refit_examples)
+        refit = context.options.refit_examples if task.kind == "sequence_classification" else 0
+        drawn = max(CALIBRATION_EXAMPLES, refit)
         context.state["calibration_features"] = draw.sample(features, min(drawn, len(features)))
         eval_features = None
         if context.loop.eval_every and task.splits.get("validation"):
