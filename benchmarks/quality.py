@@ -126,15 +126,14 @@ def ngram_all_row(context: TaskContext, seed: int) -> dict[str, Any]:
     return _ngram_scores(context, list(context.task.splits["train"]))
 
 
-def probe_row(context: TaskContext, seed: int) -> dict[str, Any]:
-    """Head only on frozen features: the recipe's head (mean pooling, standardised, balanced loss)
-    trained on mean-pooled last hidden states computed once (a fixed draw of training examples);
-    the seed sets the head's initialisation and batch order."""
+def _probe_features(context: TaskContext) -> dict[str, Any]:
+    """Return ``{"train": (rows, labels), "test": (rows, labels)}``: mean-pooled last hidden states
+    of the frozen base for the budget's draw of training examples and the scored test examples,
+    computed once and cached in the work folder."""
     import torch
 
     from lowres_adapters.models import DEFAULT_MODEL, load_base_model
-    from lowres_adapters.training.heads import HeadConfig, TaskHead, balanced_class_weights, last_hidden_states
-    from lowres_adapters.training.recipes.task import DECODER_DEFAULTS
+    from lowres_adapters.training.heads import last_hidden_states
     from lowres_adapters.training.task_features import collate, encode_examples
 
     loop = _loop(context.budget)
@@ -154,11 +153,23 @@ def probe_row(context: TaskContext, seed: int) -> dict[str, Any]:
                 states.append((hidden * mask).sum(1) / mask.sum(1))  # (batch, hidden): mean over real tokens
             pooled[split] = (torch.cat(states), torch.tensor([e.targets["labels"] for e in encoded]))
         torch.save(pooled, cache)
-    pooled = torch.load(cache)
+    return torch.load(cache)
+
+
+def probe_row(context: TaskContext, seed: int) -> dict[str, Any]:
+    """Head only on frozen features: the recipe's head (mean pooling, standardised, balanced loss)
+    trained on mean-pooled last hidden states computed once (a fixed draw of training examples);
+    the seed sets the head's initialisation and batch order."""
+    import torch
+
+    from lowres_adapters.training.heads import HeadConfig, TaskHead, balanced_class_weights
+
+    loop = _loop(context.budget)
+    pooled = _probe_features(context)
     (train_x, train_y), (test_x, _) = pooled["train"], pooled["test"]
     torch.manual_seed(seed)
     head = TaskHead(HeadConfig(num_labels=len(context.labels), hidden_size=train_x.shape[1]))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=DECODER_DEFAULTS["lr"])
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3)  # the recipe's lr when this row was measured
     weights = balanced_class_weights(train_y.tolist(), len(context.labels))
     order = torch.Generator().manual_seed(seed)
     one = torch.ones(loop["batch_size"], 1, dtype=torch.long)
@@ -173,6 +184,28 @@ def probe_row(context: TaskContext, seed: int) -> dict[str, Any]:
         predicted = head(test_x.unsqueeze(1), torch.ones(len(test_x), 1, dtype=torch.long)).argmax(-1)
     return {**_scores(context, [context.labels[index] for index in predicted.tolist()]),
             "trainable": sum(parameter.numel() for parameter in head.parameters())}
+
+
+def probe_refit_row(context: TaskContext, seed: int) -> dict[str, Any]:
+    """Head only on the same frozen features, fitted the way the recipe refits its head after
+    training (``task_scoring.refit_head``: full batch, ``refit_steps`` steps); the seed sets the
+    head's initialisation."""
+    import torch
+
+    from lowres_adapters.training.heads import HeadConfig, TaskHead, balanced_class_weights
+    from lowres_adapters.training.recipes.task import TaskOptions
+    from lowres_adapters.training.task_scoring import refit_head
+
+    (train_x, train_y), (test_x, _) = _probe_features(context)["train"], _probe_features(context)["test"]
+    torch.manual_seed(seed)
+    head = TaskHead(HeadConfig(num_labels=len(context.labels), hidden_size=train_x.shape[1]))
+    head.normalizer.set_statistics(train_x)
+    weights = balanced_class_weights(train_y.tolist(), len(context.labels))
+    refit_head(head, train_x, train_y.tolist(), weights, TaskOptions().refit_steps)
+    with torch.no_grad():
+        predicted = head(test_x.unsqueeze(1), torch.ones(len(test_x), 1, dtype=torch.long)).argmax(-1)
+    return {**_scores(context, [context.labels[index] for index in predicted.tolist()]),
+            "trainable": sum(parameter.numel() for parameter in head.parameters()), "train_examples": len(train_y)}
 
 
 def language_adapter(context: TaskContext) -> Path:
@@ -213,6 +246,7 @@ TASK_ROWS: dict[str, tuple[str, Callable[[TaskContext, int], dict[str, Any]]]] =
     "ngram": ("character 1-3-gram logistic regression, same number of paragraphs (reference)", ngram_row),
     "ngram_all": ("character 1-3-gram logistic regression, all 11,960 paragraphs (reference)", ngram_all_row),
     "probe": ("head only on the frozen base (probe)", probe_row),
+    "probe_refit": ("head only on the frozen base, refitted full batch (the recipe's refit)", probe_refit_row),
     "seq_bn": ("task adapter `seq_bn` on the bare base", recipe_row("seq_bn")),
     "lora": ("task adapter `lora` on the bare base", recipe_row("lora")),
     "madx_seq_bn": ("MAD-X: `seq_bn` task adapter on a frozen `dzo` `seq_bn` language adapter",

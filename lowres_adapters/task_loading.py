@@ -30,7 +30,7 @@ from lowres_adapters.configs import config_from_dict
 from lowres_adapters.data.examples import TaskData
 from lowres_adapters.errors import LowresError
 from lowres_adapters.models import load_base_model, load_tokenizer
-from lowres_adapters.training.heads import HeadConfig, TaskHead, last_hidden_states
+from lowres_adapters.training.heads import HeadConfig, TaskHead, keep_layers, last_hidden_states
 from lowres_adapters.training.task_scoring import predict
 from lowres_adapters.training.vocabulary import restore_extended_vocabulary
 
@@ -169,6 +169,9 @@ def load_task_stack(run_dir: Path, model: Any = None, *, trusted: bool = True) -
         tokenizer = extended or tokenizer
     elif metadata.vocabulary:  # a task adapter on the bare base that extended the vocabulary itself
         tokenizer = restore_extended_vocabulary(model, run_dir) or tokenizer
+    feature_layer = (metadata.recipe_settings or {}).get("options", {}).get("feature_layer")
+    if feature_layer:  # the run cut the body after this many layers before attaching its task adapter
+        keep_layers(model, int(feature_layer))
     upper, tensors = attach_artifact_adapter(model, run_dir, check=False)
     handle = stack(lower, upper, train_lower=len(folders) > 1) if lower is not None else upper
     check_shapes(handle.adapter_state_dict(), tensors, str(run_dir / WEIGHTS_FILE))

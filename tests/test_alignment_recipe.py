@@ -219,3 +219,16 @@ def test_held_out_pairs_are_a_seeded_draw_across_the_split():
     assert drawn == held_out_pairs(pairs, PromptAlignOptions(eval_pairs=10))
     assert drawn != held_out_pairs(pairs, PromptAlignOptions(eval_pairs=10, selection_seed=1))
     assert held_out_pairs(pairs[:5], PromptAlignOptions(eval_pairs=10)) == pairs[:5]
+
+
+def test_an_adapters_adapter_trains_after_the_base_was_scored_with_hidden_states(pair_files):
+    """The base scoring's forward with hidden states left transformers' recorded ``forward`` on
+    every decoder layer: a ``seq_bn`` adapter attached afterwards was never called, and step 1
+    failed with "element 0 of tensors does not require grad"."""
+    from lowres_adapters.artifact import read_tensors
+
+    tmp_path, model_dir = pair_files
+    result = run(tmp_path, model_dir, "run", adapter="seq_bn", max_train_examples=10)
+    up = [value for key, value in read_tensors(result.run_dir).items() if key.endswith("adapter_up.weight")]
+    assert up and any(float(tensor.abs().sum()) > 0 for tensor in up)  # zero-initialised, so it trained
+    assert result.metrics["adapted"]["align_cosine"] != pytest.approx(result.metrics["base"]["align_cosine"])

@@ -228,3 +228,30 @@ def test_standardizer_starts_from_the_first_batch_and_can_be_recalibrated():
     standardizer.eval()
     standardized = standardizer(final[200:])
     assert standardized.mean(0).abs().max() < 0.3 and (standardized.std(0) - 1).abs().max() < 0.3
+
+
+def test_refit_head_fits_pooled_rows_full_batch_and_keeps_the_statistics():
+    """After training, the task recipe refits the head on pooled rows of the trained model
+    (``refit_examples``): afresh, full batch, standardised with the rows' own statistics."""
+    from lowres_adapters.training.task_scoring import refit_head
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(8, 64, generator=generator)
+
+    def rows_of(labels: torch.Tensor) -> torch.Tensor:  # a small class signal on a large shared offset
+        return 40.0 + 0.1 * centres[labels] + 0.05 * torch.randn(len(labels), 64, generator=generator)
+
+    labels = torch.arange(8).repeat(40)
+    rows = rows_of(labels)
+    head = TaskHead(HeadConfig(num_labels=8, hidden_size=64))
+    head.normalizer.set_statistics(rows)
+    mean, variance = head.normalizer.running_mean.clone(), head.normalizer.running_var.clone()
+    refit_head(head, rows, labels.tolist(), None, steps=100)
+    assert not head.training
+    torch.testing.assert_close(head.normalizer.running_mean, mean)
+    torch.testing.assert_close(head.normalizer.running_var, variance)
+    fresh = torch.arange(8).repeat(10)
+    with torch.no_grad():
+        predicted = head(rows_of(fresh).unsqueeze(1), torch.ones(80, 1, dtype=torch.long)).argmax(-1)
+    assert (predicted == fresh).float().mean() > 0.9

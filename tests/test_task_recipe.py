@@ -230,3 +230,51 @@ def test_head_statistics_come_from_the_trained_model(setup, tmp_path):
                                  batch["attention_mask"])
     torch.testing.assert_close(head.normalizer.running_mean, rows.mean(0), rtol=0, atol=5e-3)
     torch.testing.assert_close(head.normalizer.running_var, rows.var(0), rtol=2e-2, atol=5e-3)
+
+
+def test_feature_layer_cuts_the_model_and_the_head_reads_that_layer(setup, tmp_path):
+    """``feature_layer = 1`` keeps layer 0 only: the head reads the final norm of its output, the
+    task adapter exists only there, and the reloaded run folder (MAD-X) scores the same."""
+    from lowres_adapters.training.heads import keep_layers, last_hidden_states
+
+    model_dir, _ = setup
+    full, cut = (AutoModelForCausalLM.from_pretrained(str(model_dir)) for _ in range(2))
+    assert keep_layers(cut, 1) == 2 and len(cut.model.layers) == 1
+    ids = torch.tensor([[5, 6, 7, 8]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        expected = full.model.norm(full(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1])
+        torch.testing.assert_close(last_hidden_states(cut, ids, mask), expected)
+    with pytest.raises(ValueError, match="between 1 and 1"):
+        keep_layers(cut, 2)
+
+    lang = run(model_dir, tmp_path / "lang", adapter="seq_bn", max_steps=2)
+    result = run(model_dir, tmp_path / "task", recipe="task", lr=5e-3,
+                 recipe_options={"lang_adapter": str(lang.run_dir), "feature_layer": 1})
+    adapter_keys = [key for key in read_tensors(result.run_dir) if not key.startswith("lowres.")]
+    assert adapter_keys and all(".layers.0." in key for key in adapter_keys)
+    model, head, tokenizer, task = load_task_model(result.run_dir,
+                                                   model=AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    assert len(model.model.layers) == 1
+    rescored = evaluate_task(model, head, tokenizer, task, SENTENCES)
+    assert rescored["macro_f1"] == pytest.approx(result.metrics["adapted"]["task_macro_f1"])
+    with pytest.raises(LowresError, match="feature_layer"):
+        run(model_dir, tmp_path / "bad", recipe="task", recipe_options={"feature_layer": 9})
+
+
+def test_a_task_run_with_its_own_extended_vocabulary_reloads(setup, tmp_path):
+    """``--extend-vocab`` on the bare base: the new rows train with the task adapter, and
+    ``load_task_model`` restores them and the extended tokenizer (it used the base ones before)."""
+    from lowres_adapters.artifact import read_metadata
+
+    model_dir, _ = setup
+    result = run(model_dir, tmp_path / "task", recipe="task", lr=5e-3, extend_vocab=20)
+    assert "lowres.new_embedding_rows" in read_tensors(result.run_dir)
+    model, head, tokenizer, task = load_task_model(result.run_dir,
+                                                   model=AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    vocabulary = read_metadata(result.run_dir).vocabulary
+    assert vocabulary["added_tokens"] > 0
+    extended_size = vocabulary["original_size"] + vocabulary["added_tokens"]
+    assert len(tokenizer) == model.get_input_embeddings().weight.shape[0] == extended_size
+    rescored = evaluate_task(model, head, tokenizer, task, SENTENCES)
+    assert rescored["macro_f1"] == pytest.approx(result.metrics["adapted"]["task_macro_f1"])

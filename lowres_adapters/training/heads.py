@@ -269,6 +269,29 @@ def last_hidden_states(module: nn.Module, input_ids: torch.Tensor, attention_mas
     return hidden
 
 
+def keep_layers(model: nn.Module, count: int) -> int:
+    """Cut the transformer body of ``model`` after its first ``count`` layers (in place); return
+    how many it had. The head then reads the output of layer ``count`` (through the body's final
+    norm): cheaper per token, and a decoder's middle layers carry more of a text's topic than its
+    last ones, which are shaped for predicting the next token.
+
+    Call before attaching adapters, so they are only built for the kept layers.
+    """
+    body = backbone_of(model)
+    layers = getattr(body, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"cannot cut {type(body).__name__}: its layers are not a `layers` list")
+    total = len(layers)
+    if not 1 <= count <= total:
+        raise ValueError(f"feature_layer must be between 1 and {total} (the model's layers), got {count}")
+    body.layers = nn.ModuleList(list(layers)[:count])
+    for config in {id(c): c for c in (getattr(model, "config", None), getattr(body, "config", None)) if c}.values():
+        config.num_hidden_layers = count
+        if isinstance(getattr(config, "layer_types", None), list):
+            config.layer_types = config.layer_types[:count]
+    return total
+
+
 def build_head(config: HeadConfig, reference: Any = None) -> TaskHead:
     """Return a new head, on the device of ``reference`` (a module) when given."""
     head = TaskHead(config)
@@ -290,5 +313,5 @@ def hidden_size_of(model: nn.Module) -> int:
 
 __all__ = [
     "HEAD_PREFIX", "HeadConfig", "TaskHead", "backbone_of", "balanced_class_weights", "build_head",
-    "hidden_size_of", "last_hidden_states", "pool_sequence", "qa_logits",
+    "hidden_size_of", "keep_layers", "last_hidden_states", "pool_sequence", "qa_logits",
 ]

@@ -55,13 +55,28 @@ def predict(model: torch.nn.Module, head: TaskHead, tokenizer: Any, task: TaskDa
 
 
 @torch.no_grad()
+def head_feature_rows(model: torch.nn.Module, head: TaskHead, features: Sequence[Any], pad_token_id: int,
+                      batch_size: int = 16) -> torch.Tensor:
+    """Return the ``(n, hidden)`` rows the head reads (pooled vectors, or real tokens) for loop
+    ``features`` run through ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    rows = []
+    for start in range(0, len(features), batch_size):
+        batch = collate(features[start: start + batch_size], pad_token_id)
+        hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
+        rows.append(head.feature_rows(hidden, batch["attention_mask"]))
+    model.train(was_training)
+    return torch.cat(rows)
+
+
 def calibrate_head(model: torch.nn.Module, head: TaskHead, features: Sequence[Any], pad_token_id: int,
-                   batch_size: int = 16) -> int:
+                   batch_size: int = 16) -> torch.Tensor | None:
     """Set the head's feature statistics from ``features`` run through the trained ``model``.
 
     While training, the head standardises with batch statistics and keeps a running average that
     lags behind a task adapter moving the features; after training, the statistics of the final
-    model on some training examples replace it. Returns the number of rows used (0: nothing done).
+    model on some training examples replace it. Returns the rows used (None: nothing done).
 
     Args:
         model: The trained backbone with its adapters.
@@ -71,18 +86,48 @@ def calibrate_head(model: torch.nn.Module, head: TaskHead, features: Sequence[An
         batch_size: Examples per forward pass.
     """
     if not head.config.normalize or not features:
-        return 0
-    was_training = model.training
-    model.eval()
-    rows = []
-    for start in range(0, len(features), batch_size):
-        batch = collate(features[start: start + batch_size], pad_token_id)
-        hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
-        rows.append(head.feature_rows(hidden, batch["attention_mask"]))
-    model.train(was_training)
-    stacked = torch.cat(rows)
-    head.normalizer.set_statistics(stacked)
-    return int(stacked.shape[0])
+        return None
+    rows = head_feature_rows(model, head, features, pad_token_id, batch_size)
+    head.normalizer.set_statistics(rows)
+    return rows
+
+
+def refit_head(head: TaskHead, rows: torch.Tensor, labels: Sequence[int], class_weights: torch.Tensor | None,
+               steps: int, lr: float = 3e-3, weight_decay: float = 0.01) -> float:
+    """Train a sequence head afresh, full batch, on pooled ``(n, hidden)`` rows of the trained model.
+
+    Training steps see each example about once, too few for the head to converge; the pooled
+    rows of many training examples cost one forward pass each and can be revisited for free, so
+    the head is refitted on them for ``steps`` AdamW steps (dense and output layers re-initialised,
+    the statistics kept). Returns the final training loss.
+
+    Args:
+        head: A sequence-classification head whose statistics come from ``rows``.
+        rows: Pooled features of training examples.
+        labels: One label id per row.
+        class_weights: Per-class loss weights (or None).
+        steps: Full-batch optimiser steps.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
+    for module in head.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.reset_parameters()
+    trained = [parameter for parameter in head.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=weight_decay)
+    targets = {"labels": torch.tensor(list(labels), dtype=torch.long, device=rows.device)}
+    mask = torch.ones(rows.shape[0], 1, dtype=torch.long, device=rows.device)  # one pooled "token" per row
+    head.train()
+    head.normalizer.eval()  # standardise with the rows' statistics, not per batch
+    loss = torch.zeros(())
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = head.loss(head(rows.unsqueeze(1), mask), targets, class_weights)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    head.eval()
+    return float(loss.detach())
 
 
 def score_predictions(task: TaskData, examples: Sequence[LabeledExample], predictions: Sequence[Any]) -> dict[str, Any]:

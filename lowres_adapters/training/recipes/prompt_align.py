@@ -240,6 +240,7 @@ class PromptAlignRecipe(Recipe):
 
     def attach(self, context: RecipeContext) -> Any:
         """Attach the adapter, then refuse adapter types that would train the teacher's weights."""
+        drop_stale_forwards(context.model)  # the base scoring asked for hidden states
         base_ids = {id(parameter) for parameter in context.model.parameters()}
         handle = attach_adapter(context)
         context.handle = handle
@@ -303,6 +304,25 @@ class PromptAlignRecipe(Recipe):
         names = context.state.get("prompt_align_datasets") or [
             pair.provenance.source for pair in context.data.pairs.get("train", [])]
         return sorted({name for name in names if name and name != "unknown"})
+
+
+def drop_stale_forwards(model: torch.nn.Module) -> int:
+    """Remove per-instance ``forward`` attributes that only repeat the module's own class method.
+
+    transformers' ``check_model_inputs`` (4.5x) records hidden states by wrapping each decoder
+    layer's ``forward`` and afterwards assigns the original bound method back to the instance. An
+    ``adapters`` adapter attached later swaps the layer's class for one whose ``forward`` calls the
+    adapter, but the stale instance attribute still wins: the adapter is never called and nothing
+    gets a gradient. Call before attaching; returns how many attributes were removed.
+    """
+    removed = 0
+    for module in model.modules():
+        forward = module.__dict__.get("forward")
+        if getattr(forward, "__self__", None) is module and \
+                getattr(forward, "__func__", None) is getattr(type(module), "forward", None):
+            del module.forward
+            removed += 1
+    return removed
 
 
 @torch.no_grad()

@@ -41,14 +41,15 @@ from lowres_adapters.training.heads import (
     balanced_class_weights,
     build_head,
     hidden_size_of,
+    keep_layers,
     last_hidden_states,
 )
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, attach_adapter, score_held_out
 from lowres_adapters.training.task_features import TaskCollator, encode_examples
-from lowres_adapters.training.task_scoring import calibrate_head, evaluate_task, score_predictions
+from lowres_adapters.training.task_scoring import calibrate_head, evaluate_task, refit_head, score_predictions
 
-DECODER_DEFAULTS = {"lr": 1e-3, "batch_size": 16, "max_length": 64, "max_steps": 150, "schedule": "linear",
+DECODER_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "max_length": 64, "max_steps": 10, "schedule": "linear",
                     "warmup_ratio": 0.05}
 CALIBRATION_EXAMPLES = 256
 """Training examples whose features, through the trained model, set the head's statistics."""
@@ -66,6 +67,8 @@ class TaskOptions:
         fuse_with: More language-adapter run folders, fused with ``lang_adapter`` (AdapterFusion).
         fusion: AdapterFusion kind, ``dynamic`` or ``static``.
         pooling: Sequence pooling of the classification head: mean, first or last.
+        feature_layer: Keep only the model's first N layers; the head reads layer N's output
+            (``heads.keep_layers``). 0 keeps them all.
         head_layers: 2 (dense + tanh + output, as AdapterHub) or 1 (linear).
         head_dropout: Dropout before the head.
         eval_split: Split scored before and after: ``test`` (or ``validation`` while tuning).
@@ -76,6 +79,10 @@ class TaskOptions:
         balance_classes: Weigh each class's cross-entropy by ``n / (classes * count)`` over the
             training examples (classification and tagging), so rare classes count as much as
             frequent ones: what macro-F1 rewards. Off: plain cross-entropy.
+        refit_examples: Sequence classification: after training, refit the head full batch on the
+            pooled features of this many training examples through the trained model
+            (``task_scoring.refit_head``); 0 = keep the head as trained.
+        refit_steps: Full-batch steps of that refit.
         score_text: Also score held-out bits per character before and after training (a forward
             pass over the held-out texts at up to 512 tokens each, twice); off by default, as the
             task's own figures are what a task adapter is for.
@@ -86,12 +93,15 @@ class TaskOptions:
     fuse_with: tuple[str, ...] = ()
     fusion: str = "dynamic"
     pooling: str = "mean"
+    feature_layer: int = 0
     head_layers: int = 2
     head_dropout: float = 0.1
     eval_split: str = "test"
     max_eval_examples: int | None = None
     selection_seed: int = 0
     balance_classes: bool = True
+    refit_examples: int = 1600
+    refit_steps: int = 150
     score_text: bool = False
 
     def __post_init__(self) -> None:
@@ -103,6 +113,10 @@ class TaskOptions:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}")
         if self.head_layers not in (1, 2):
             raise ValueError("head_layers must be 1 or 2")
+        if self.refit_examples < 0 or self.refit_steps < 1:
+            raise ValueError("refit_examples must be >= 0 and refit_steps >= 1")
+        if self.feature_layer < 0:
+            raise ValueError("feature_layer must be >= 0 (0 keeps every layer)")
         if not 0 <= self.head_dropout < 1:
             raise ValueError("head_dropout must be in [0, 1)")
         if self.eval_split not in ("test", "validation"):
@@ -156,6 +170,16 @@ def attach_language_adapters(model: Any, options: TaskOptions) -> tuple[Any, Any
     return attach_language_stack(model, folders, options.fusion)
 
 
+def cut_layers(model: Any, options: TaskOptions) -> None:
+    """Keep the first ``feature_layer`` layers: after the language adapters, before the task adapter."""
+    if options.feature_layer:
+        try:
+            keep_layers(model, options.feature_layer)
+        except ValueError as error:
+            raise LowresError(f"recipe_options.feature_layer: {error}") from None
+
+
+
 class TaskRecipe(Recipe):
     """A task adapter + head on a frozen language adapter (MAD-X), or on fused language adapters."""
 
@@ -185,6 +209,7 @@ class TaskRecipe(Recipe):
             lower, tokenizer = attach_language_adapters(context.model, options)
             if tokenizer is not None:
                 context.tokenizer = tokenizer
+        cut_layers(context.model, options)
         task_name, task = chosen_task(context)
         if not context.settings.adapter_name:
             context.settings = replace(context.settings, adapter_name=f"task_{task_name}")
@@ -215,7 +240,9 @@ class TaskRecipe(Recipe):
             encoded = [item for item in encoded if item.targets["end_positions"] > 0]
         features = [item.feature() for item in encoded]
         draw = random.Random(context.options.selection_seed)  # the split is ordered by page, so by class
-        context.state["calibration_features"] = draw.sample(features, min(CALIBRATION_EXAMPLES, len(features)))
+        refit = context.options.refit_examples if task.kind == "sequence_classification" else 0
+        drawn = max(CALIBRATION_EXAMPLES, refit)
+        context.state["calibration_features"] = draw.sample(features, min(drawn, len(features)))
         eval_features = None
         if context.loop.eval_every and task.splits.get("validation"):
             validation = list(task.splits["validation"])[: context.loop.eval_examples]
@@ -227,6 +254,7 @@ class TaskRecipe(Recipe):
             targets = [item.targets["labels"] for item in encoded]
             label_ids = [label for target in targets for label in (target if isinstance(target, list) else [target])]
             class_weights = balanced_class_weights(label_ids, len(task.labels))
+        context.state["class_weights"] = class_weights
 
         def loss_fn(model: Any, batch: Any) -> tuple[Any, int]:
             hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
@@ -256,7 +284,11 @@ class TaskRecipe(Recipe):
         task_name, task = context.state["task"]
         calibration = context.state.pop("calibration_features", None)
         if calibration:  # once, right after training
-            calibrate_head(model, context.state["head"], calibration, context.tokenizer.pad_token_id)
+            head = context.state["head"]
+            rows = calibrate_head(model, head, calibration, context.tokenizer.pad_token_id)
+            if rows is not None and task.kind == "sequence_classification" and context.options.refit_examples:
+                refit_head(head, rows, [feature["labels"] for feature in calibration],
+                           context.state.get("class_weights"), context.options.refit_steps)
         examples = evaluation_examples(task, context.options)
         scores = evaluate_task(model, context.state["head"], context.tokenizer, task, examples,
                                max_length=context.loop.max_length)
