@@ -25,8 +25,8 @@ def _dzo_fetched() -> bool:
 def test_task_adapter_beats_the_majority_class_on_help_modules(tmp_path, capsys):
     run_dir = tmp_path / "task"
     try:
-        main(["adapt", "dzo", "--recipe", "task", "--adapter", "seq_bn", "--max-steps", "40", "--max-length", "64",
-              "--set", "recipe_options.max_eval_examples=200", "--output", str(run_dir), "--quiet"])
+        main(["adapt", "dzo", "--recipe", "task", "--adapter", "seq_bn", "--max-length", "64",
+              "--set", "recipe_options.max_eval_examples=200", "--set", "recipe_options.refit_examples=400", "--output", str(run_dir), "--quiet"])
     except SystemExit as done:
         assert done.code == 0, capsys.readouterr().err
     adapted = json.loads((run_dir / "metrics.json").read_text())["adapted"]
