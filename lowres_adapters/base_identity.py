@@ -81,7 +81,7 @@ def base_folder(model_id: str, revision: str | None = None) -> tuple[Path | None
     path = Path(resolve_model_path(model_id))
     if is_embedded(model_id) or path.is_dir():
         return (path if path.is_dir() else None), None
-    try:
+    try:  # lazy: the download stack only when a base is fetched
         from huggingface_hub import snapshot_download
 
         folder = Path(snapshot_download(model_id, revision=revision, local_files_only=True,

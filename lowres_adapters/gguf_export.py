@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lowres_adapters.errors import LowresError
-from lowres_adapters.merge import merged_model
+from lowres_adapters.merge import merged_model, usual_permissions
 
 GGUF_TYPES = ("f16", "f32")
 SUPPORTED_MODEL_TYPES = ("llama",)
@@ -94,9 +94,7 @@ def add_tokenizer(writer: Any, tokenizer: Any) -> None:
 def write_gguf(model: Any, tokenizer: Any, output: Path, dtype: str = "f16", name: str = "") -> Path:
     """Write ``model`` (a plain llama-layout transformers model) and ``tokenizer`` to ``output``, atomically."""
     # lazy: gguf imports numpy and is needed by one command
-    import gguf
-
-    from lowres_adapters.merge import usual_permissions
+    import gguf  # lazy: gguf only when exporting
 
     config = model.config
     if dtype not in GGUF_TYPES:

@@ -319,7 +319,7 @@ def _check_repo_id(repo_id: str) -> None:
 def _known_tokens(token: str | None) -> list[str]:
     """Return the tokens that must never be uploaded or printed (given, from HF_TOKEN, saved)."""
     found = [token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # lazy: older huggingface_hub has no get_token
         from huggingface_hub import get_token
 
         found.append(get_token())

@@ -31,6 +31,7 @@ from lowres_adapters.artifact import (
     read_tensors,
 )
 from lowres_adapters.base_identity import check_base_fingerprint
+from lowres_adapters.devices import choose_device
 from lowres_adapters.errors import LowresError
 from lowres_adapters.models import is_embedded, load_base_model
 from lowres_adapters.registry import Registry
@@ -119,8 +120,6 @@ def load_folder(directory: str | Path, *, model: str | None = None, allow_pickle
 def _placed(loaded: Any, device: str | None) -> Any:
     """Return ``loaded`` with its model moved to ``device`` (unchanged for None)."""
     if device is not None:
-        from lowres_adapters.devices import choose_device
-
         loaded.model.to(choose_device(device))
     return loaded
 

@@ -19,14 +19,16 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from lowres_adapters.artifact import METRICS_FILE, NATIVE_DIR, ArtifactMetadata
 from lowres_adapters.base_identity import weights_description
+from lowres_adapters.evaluation.card_metrics import METRIC_NAMES, metrics_for_card
 from lowres_adapters.models import is_embedded, objective_facts
+from lowres_adapters.native import native_library
+from lowres_adapters.registry import get_registry
 
 LIBRARY_NAME = "lowres-adapters"
 GENERATED_MARKER = "<!-- lowres-adapters:generated-card -->"
 """Present in generated cards: ``publish`` regenerates such a card and keeps a hand-written one."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_FALLBACK_LABELS = {"bits_per_char": "Bits per character", "perplexity": "Perplexity"}
 _LOWER_IS_BETTER = {"bits_per_char", "bits_per_byte", "perplexity", "pseudo_perplexity", "loss", "loss_per_token"}
 _HIGHLIGHTS = ("max_steps", "epochs", "batch_size", "grad_accum_steps", "lr", "schedule", "max_length", "seed")
 """Recipe settings shown in the settings table; the rest go into a collapsed block."""
@@ -34,21 +36,11 @@ _HIGHLIGHTS = ("max_steps", "epochs", "batch_size", "grad_accum_steps", "lr", "s
 
 def metric_labels() -> dict[str, str]:
     """Return ``{metric key: display name}`` for the figures a card reports (evaluation's list)."""
-    try:
-        from lowres_adapters.evaluation.card_metrics import METRIC_NAMES
-    except ImportError:  # pragma: no cover - evaluation ships with the library
-        return dict(_FALLBACK_LABELS)
     return dict(METRIC_NAMES)
 
 
 def card_metrics(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Return the adapted figures for ``model-index`` as ``[{"name", "type", "value"}]``."""
-    try:
-        from lowres_adapters.evaluation.card_metrics import metrics_for_card
-    except ImportError:  # pragma: no cover
-        adapted = numeric_metrics(metrics.get("adapted"))
-        return [{"name": label, "type": key, "value": round(adapted[key], 4)}
-                for key, label in _FALLBACK_LABELS.items() if key in adapted]
     return metrics_for_card(metrics)
 
 
@@ -65,7 +57,7 @@ def language_codes(code: str) -> list[str]:
     if not code:
         return []
     codes = [code]
-    try:
+    try:  # lazy: pycountry costs ~60 ms, only for a language's name
         import pycountry
 
         found = pycountry.languages.get(alpha_3=code)
@@ -79,7 +71,7 @@ def language_codes(code: str) -> list[str]:
 
 def language_name(code: str) -> str:
     """Return the English name of an ISO 639-3 language, or the code itself."""
-    try:
+    try:  # lazy: pycountry costs ~60 ms, only for a language's name
         import pycountry
 
         found = pycountry.languages.get(alpha_3=code)
@@ -171,8 +163,6 @@ def render_model_card(metadata: ArtifactMetadata, *, repo_id: str | None = None,
             metrics = json.loads((Path(directory) / METRICS_FILE).read_text("utf-8"))
     metrics = metrics if isinstance(metrics, Mapping) else metadata.metrics
     if library is None and has_native:
-        from lowres_adapters.native import native_library
-
         library = {"peft": "peft", "adapters": "adapter-transformers"}.get(native_library(directory)) \
             if directory is not None else "adapter-transformers"
     data = card_data(metadata, repo_id=repo_id, has_native=has_native, metrics=metrics, library=library)
@@ -348,8 +338,6 @@ def _pack_sources(code: str) -> Iterable[Any]:
     if not code:
         return ()
     try:
-        from lowres_adapters.registry import get_registry
-
         registry = get_registry()
         if code not in registry.names("language_packs"):
             return ()

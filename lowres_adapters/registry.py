@@ -366,7 +366,7 @@ def _is_iso639_3(code: str) -> bool:
     """Return True for a known ISO 639-3 code (only those get a ``lowres-lang-CODE`` pip hint)."""
     if not LANGUAGE_CODE_PATTERN.match(code):
         return False
-    try:
+    try:  # lazy: pycountry costs ~60 ms at every CLI start
         import pycountry
     except ImportError:  # pragma: no cover - pycountry is a dependency
         return True

@@ -18,6 +18,7 @@ import torch
 
 def run_child(config_json: str, output: Path) -> int:
     """Run the setup described by ``config_json``; write the result (or the error) to ``output``."""
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.bench.flops import step_flops
     from lowres_adapters.bench.setups import RunConfig, run_setup
     from lowres_adapters.bench.workloads import load_workload

@@ -24,8 +24,10 @@ HEAD_TRANSFORM = ("lm_head.dense.", "lm_head.layer_norm.")
 
 def run_lowres(config: RunConfig, data: WorkloadData, switches: Mapping[str, Any]) -> dict[str, Any]:
     """Train the workload's adapter through the one loop with the speed options in ``switches``."""
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from safetensors.torch import save_file
 
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.registry import get_registry
     from lowres_adapters.training.lm_objectives import objective_named
     from lowres_adapters.training.loop import TrainingJob, train

@@ -39,8 +39,10 @@ def equal_work_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def machine_info(threads: int) -> dict[str, Any]:
     """Return the load average and this machine's matmul GFLOP/s at ``threads`` threads."""
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     import torch
 
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.bench.flops import bf16_matmul_gflops, matmul_gflops
 
     previous = torch.get_num_threads()

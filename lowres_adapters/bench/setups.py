@@ -90,6 +90,7 @@ class StepClock:
 
     def add_batch(self, batch: dict[str, torch.Tensor]) -> None:
         """Count a batch collated for the coming step."""
+        # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
         from lowres_adapters.training.speed import count_real_tokens
 
         slots = batch["input_ids"].numel()
@@ -150,6 +151,7 @@ def run_setup(config: RunConfig, data: WorkloadData) -> dict[str, Any]:
     if config.setup == "peft+loop":
         return _peft_loop(config, data)
     if config.setup in LOWRES_VARIANTS:
+        # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
         from lowres_adapters.bench.lowres_setup import run_lowres
 
         return run_lowres(config, data, LOWRES_VARIANTS[config.setup])
@@ -169,12 +171,14 @@ class _CountingCollator:
 
 
 def _hf_collator(data: WorkloadData) -> Any:
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from transformers import DataCollatorForLanguageModeling
 
     return DataCollatorForLanguageModeling(data.tokenizer, mlm=data.objective == "mlm", mlm_probability=0.15)
 
 
 def _adapters_trainer(config: RunConfig, data: WorkloadData) -> dict[str, Any]:
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     import adapters
     from transformers import TrainerCallback, TrainingArguments
 
@@ -216,6 +220,7 @@ def _adapters_trainer(config: RunConfig, data: WorkloadData) -> dict[str, Any]:
 
 
 def _peft_loop(config: RunConfig, data: WorkloadData) -> dict[str, Any]:
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     import peft
 
     model = build_model(config.workload, config.seed)

@@ -206,9 +206,11 @@ def markdown(rows: Sequence[dict[str, Any]], view: str = "time") -> str:
 
 def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
     """Draw bits/char against training seconds, one line per setup; return the PNG's path."""
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4))
@@ -264,6 +266,7 @@ class TtqPlan:
 
 def run_ttq(plan: TtqPlan, log: Callable[[str], None] = lambda line: None, model: str = "") -> list[dict[str, Any]]:
     """Run the baseline, then the other setups at its token marks; return the summarised rows."""
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.bench.harness import run_child
 
     results: dict[str, dict[str, Any]] = {}
@@ -289,10 +292,13 @@ def run_ttq(plan: TtqPlan, log: Callable[[str], None] = lambda line: None, model
 
 def run_ttq_child(config_json: str, output: Path) -> int:
     """Child entry point: run one setup and write its points (or its error) as JSON to ``output``."""
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     import traceback
 
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     import torch
 
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.bench.ttq_setups import run_ttq_setup
 
     config = TtqConfig(**{**json.loads(config_json)})

@@ -26,9 +26,11 @@ class TtqData:
     """Model, tokenizer, tokenised training verses and held-out texts of one run."""
 
     def __init__(self, config: TtqConfig) -> None:
+        # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
         from lowres_adapters.bench.workloads import _tokenise, build_model
 
         if config.model == "tiny":  # tests: a tiny random Llama and the tiny corpus
+            # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
             from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model, tiny_tokenizer
 
             self.model, _ = tiny_model("llama", seed=0)
@@ -38,6 +40,7 @@ class TtqData:
                               for text in train]
             torch.manual_seed(config.seed)
             return
+        # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
         from lowres_adapters.data.packs import load_pack_data
         from lowres_adapters.models import DEFAULT_MODEL, load_tokenizer
 
@@ -50,6 +53,7 @@ class TtqData:
 
     def scorer(self, model: Any) -> Callable[[], float]:
         """Return a function scoring ``model`` on the held-out texts in bits/char (as ``lowres adapt``)."""
+        # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
         from lowres_adapters.evaluation.language_modeling import score_texts
 
         def score() -> float:
@@ -75,9 +79,11 @@ def run_ttq_setup(config: TtqConfig) -> dict[str, Any]:
 
 
 def _adapters_trainer(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, Any]]]:
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     import adapters
     from transformers import TrainerCallback, TrainingArguments
 
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.training.speed import count_real_tokens
 
     model = data.model
@@ -116,8 +122,10 @@ def _adapters_trainer(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[
 
 
 def _peft_loop(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, Any]]]:
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     import peft
 
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.training.speed import count_real_tokens
 
     _, options = adapter_for("clm", config.setup)
@@ -150,6 +158,7 @@ def default_job(config: TtqConfig, data: TtqData) -> tuple[Any, Any, str]:
     """Return ``(job, loop settings, adapter type)`` of this library's default path: the ``language``
     recipe's decoder loop defaults (with ``config.loop`` over them) and its default adapter (or
     ``config.adapter``), sped up as the recipe does."""
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.registry import get_registry
     from lowres_adapters.training.lm_objectives import CAUSAL_LM
     from lowres_adapters.training.loop import TrainingJob
@@ -172,6 +181,7 @@ def default_job(config: TtqConfig, data: TtqData) -> tuple[Any, Any, str]:
 
 
 def _lowres(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, Any]]]:
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.training.loop import train
 
     job, settings, kind = default_job(config, data)
@@ -204,6 +214,7 @@ def describe_adapter(kind: str, fields: dict[str, Any]) -> str:
 
 def _padding_collator(tokenizer: Any) -> Any:
     """Return the baselines' collator: pad to the longest verse, labels = inputs (the model shifts)."""
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from transformers import DataCollatorForLanguageModeling
 
     return DataCollatorForLanguageModeling(tokenizer, mlm=False)

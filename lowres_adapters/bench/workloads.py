@@ -55,6 +55,7 @@ class WorkloadData:
 
 def xlmr_base_config(vocab_size: int = 250_002) -> Any:
     """Return xlm-roberta-base's config (12 layers, hidden 768, 250,002 tokens)."""
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from transformers import XLMRobertaConfig
 
     return XLMRobertaConfig(vocab_size=vocab_size, hidden_size=768, num_hidden_layers=12,
@@ -70,15 +71,18 @@ def build_model(workload: str, seed: int = 0) -> Any:
     decides what comes after: adapter initialisation, dropout, data order.
     """
     if workload == "mlm":
+        # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
         from transformers import XLMRobertaForMaskedLM
 
         torch.manual_seed(0)
         model = XLMRobertaForMaskedLM(xlmr_base_config())
     elif workload in TINY_WORKLOADS:
+        # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
         from lowres_adapters.testing.tiny import tiny_model
 
         model, _ = tiny_model("xlmr" if workload == "tiny-mlm" else "llama", seed=0)
     elif workload == "clm":
+        # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
         from lowres_adapters.models import DEFAULT_MODEL, load_base_model
 
         model, _ = load_base_model(DEFAULT_MODEL, objective="clm")
@@ -94,6 +98,7 @@ def xlmr_tokenizer() -> tuple[Any, str]:
     Raises:
         LowresError: The package is not installed.
     """
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from transformers import PreTrainedTokenizerFast
 
     module, relative, requirement = XLMR_TOKENIZER_PACKAGE
@@ -109,6 +114,7 @@ def xlmr_tokenizer() -> tuple[Any, str]:
 
 
 def _verses(split: str, language: str = "nya") -> list[str]:
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.data.packs import load_pack_data
 
     data = load_pack_data(language)
@@ -116,6 +122,7 @@ def _verses(split: str, language: str = "nya") -> list[str]:
 
 
 def _tokenise(tokenizer: Any, texts: list[str], objective: str, max_length: int) -> list[list[int]]:
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.data.token_cache import cached_token_ids
 
     def tokenize(batch: Any) -> list[list[int]]:
@@ -144,6 +151,7 @@ def load_workload(name: str, *, heldout_examples: int, max_length: int, heldout_
     if name == "mlm":
         tokenizer, note = xlmr_tokenizer()
     elif name == "clm":
+        # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
         from lowres_adapters.models import DEFAULT_MODEL, load_tokenizer
 
         tokenizer, note = load_tokenizer(DEFAULT_MODEL), "SmolLM2-135M tokenizer"
@@ -157,6 +165,7 @@ def load_workload(name: str, *, heldout_examples: int, max_length: int, heldout_
 
 
 def _tiny_workload(name: str, heldout_examples: int, max_length: int, heldout_batch: int) -> WorkloadData:
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
@@ -173,6 +182,7 @@ def _tiny_workload(name: str, heldout_examples: int, max_length: int, heldout_ba
 
 def heldout_batches(ids: list[list[int]], objective: str, tokenizer: Any, batch_size: int) -> list[dict[str, Any]]:
     """Return padded held-out batches; masked-LM masks are drawn once with a fixed seed."""
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.training.batching import pad_features
     from lowres_adapters.training.objectives import mask_tokens
 
@@ -196,6 +206,7 @@ def heldout_loss(model: Any, data: WorkloadData) -> float:
     Computed at labelled positions only, which equals the plain forward's loss (tests pin this)
     without holding ``(tokens, 250k)`` logits, so the peak memory reflects training.
     """
+    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.training.fast_lm import causal_lm_loss, masked_lm_loss
 
     loss_fn = masked_lm_loss if data.objective == "mlm" else causal_lm_loss

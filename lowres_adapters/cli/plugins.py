@@ -44,7 +44,7 @@ def plugins(as_json: bool) -> None:
 def _describe(spec: object) -> str:
     description = getattr(spec, "description", "")
     if isinstance(spec, CommandSpec) and not description:
-        from lowres_adapters.cli import LazyGroup
+        from lowres_adapters.cli import LazyGroup  # lazy: lowres_adapters.cli imports this module
 
         command = LazyGroup._load(spec.name)
         return command.get_short_help_str(80) if command is not None else ""
