@@ -33,6 +33,30 @@ def test_a_plugin_kind_gets_the_head_of_what_it_labels() -> None:
     assert loss.dim() == 0 and bool(torch.isfinite(loss))
 
 
+def test_the_task_path_encodes_and_scores_a_plugin_kind_by_what_it_labels() -> None:
+    from lowres_adapters.data.examples import LabeledExample, TaskData
+    from lowres_adapters.testing.tiny import tiny_model
+    from lowres_adapters.training.task_features import encode_examples
+    from lowres_adapters.training.task_scoring import score_predictions
+
+    class Plugin:
+        @hookimpl
+        def register_task_kinds(self, register):
+            register(TaskKind(name="dialect_id", labels_per_example="one", description="which dialect a text is in"))
+
+    registry = Registry(strict=True)
+    registry.add_plugin(Plugin(), name="dialects")
+    reset_registry(registry)
+    _, tokenizer = tiny_model("llama")
+    labels = ("north", "south")
+    examples = [LabeledExample(text="Mulungu ndiye kuwala", label="north"), LabeledExample(text="God", label="south")]
+    as_plugin = encode_examples("dialect_id", examples, tokenizer, labels, max_length=16)
+    as_builtin = encode_examples("sequence_classification", examples, tokenizer, labels, max_length=16)
+    assert [(e.input_ids, e.targets) for e in as_plugin] == [(e.input_ids, e.targets) for e in as_builtin]
+    scores = score_predictions(TaskData(kind="dialect_id", labels=labels, splits={}), examples, ["north", "north"])
+    assert scores["accuracy"] == 50.0 and "macro_f1" in scores
+
+
 def test_an_unknown_kind_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match="head kind must be one of .*extractive_qa.*got 'nope'"):
         HeadConfig(kind="nope")

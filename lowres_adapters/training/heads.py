@@ -36,6 +36,12 @@ through ``register_task_kinds``; a head serves any kind by what it labels: one l
 (pooled), a tag per token, or a start and an end position."""
 
 
+def labelling(kind: str) -> str:
+    """Return what a task of ``kind`` labels: ``"one"`` label per text, ``"per_token"`` tags or a
+    ``"span"`` (built-in and registered kinds alike)."""
+    return labels_per_example(kind)[0]
+
+
 def labels_per_example(kind: str) -> tuple[str, int | None]:
     """Return ``(labels_per_example, fixed_labels)`` of a built-in or registered task kind.
 

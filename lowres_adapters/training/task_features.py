@@ -14,7 +14,7 @@ import torch
 
 from lowres_adapters.data.examples import LabeledExample
 from lowres_adapters.errors import LowresError
-from lowres_adapters.training.heads import IGNORE_INDEX
+from lowres_adapters.training.heads import IGNORE_INDEX, labelling
 
 QA_SEPARATOR = "\n"
 """Between question and context: the input is ``question + QA_SEPARATOR + context``."""
@@ -116,13 +116,15 @@ def encode_qa_example(example: LabeledExample, tokenizer: Any, max_length: int) 
 def encode_examples(kind: str, examples: Sequence[LabeledExample], tokenizer: Any, labels: Sequence[str],
                     max_length: int = 256) -> list[EncodedExample]:
     """Encode ``examples`` for a head of ``kind``."""
-    if kind == "sequence_classification":
+    try:
+        what = labelling(kind)
+    except ValueError as error:
+        raise LowresError(f"unknown task kind {kind!r}: {error}") from None
+    if what == "one":
         return [encode_sequence_example(e, tokenizer, labels, max_length) for e in examples]
-    if kind == "token_classification":
+    if what == "per_token":
         return [encode_token_example(e, tokenizer, labels, max_length) for e in examples]
-    if kind == "extractive_qa":
-        return [encode_qa_example(e, tokenizer, max_length) for e in examples]
-    raise LowresError(f"unknown task kind {kind!r}")
+    return [encode_qa_example(e, tokenizer, max_length) for e in examples]
 
 
 def collate(features: Sequence[Mapping[str, Any] | EncodedExample], pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ import torch
 from lowres_adapters.data.examples import LabeledExample, TaskData
 from lowres_adapters.evaluation.classification import classification_scores, entity_scores
 from lowres_adapters.evaluation.qa import qa_scores
-from lowres_adapters.training.heads import TaskHead, last_hidden_states, qa_logits
+from lowres_adapters.training.heads import TaskHead, labelling, last_hidden_states, qa_logits
 from lowres_adapters.training.task_features import collate, decode_qa_answer, decode_token_tags, encode_examples
 
 
@@ -41,9 +41,9 @@ def predict(model: torch.nn.Module, head: TaskHead, tokenizer: Any, task: TaskDa
         batch = collate(chunk, tokenizer.pad_token_id)
         hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
         logits = head(hidden, batch["attention_mask"])
-        if task.kind == "sequence_classification":
+        if labelling(task.kind) == "one":
             predictions += [task.labels[index] for index in logits.argmax(dim=-1).tolist()]
-        elif task.kind == "token_classification":
+        elif labelling(task.kind) == "per_token":
             predictions += [decode_token_tags(logits[row], item, task.labels) for row, item in enumerate(chunk)]
         else:
             start_logits, end_logits = qa_logits(logits, batch["attention_mask"])
@@ -132,9 +132,9 @@ def refit_head(head: TaskHead, rows: torch.Tensor, labels: Sequence[int], class_
 
 def score_predictions(task: TaskData, examples: Sequence[LabeledExample], predictions: Sequence[Any]) -> dict[str, Any]:
     """Return the task's metrics (percent) for ``predictions`` against the gold of ``examples``."""
-    if task.kind == "sequence_classification":
+    if labelling(task.kind) == "one":
         return classification_scores(list(predictions), [example.label for example in examples], list(task.labels))
-    if task.kind == "token_classification":
+    if labelling(task.kind) == "per_token":
         return entity_scores([list(tags) for tags in predictions], [list(example.tags) for example in examples])
     return qa_scores(list(predictions), [list(example.answers) for example in examples])
 

@@ -42,6 +42,8 @@ from lowres_adapters.training.heads import (
     build_head,
     hidden_size_of,
     keep_layers,
+    labelling,
+    labels_per_example,
     last_hidden_states,
 )
 from lowres_adapters.training.loop import TrainingJob
@@ -156,7 +158,7 @@ def evaluation_examples(task: TaskData, options: TaskOptions) -> list[Any]:
 def majority_figures(task: TaskData, examples: list[Any]) -> dict[str, Any]:
     """Return the scores of always predicting the training split's most frequent label on
     ``examples`` (``task_majority_*``), the floor a classifier must clear; empty for other kinds."""
-    if task.kind != "sequence_classification" or not task.splits.get("train"):
+    if labelling(task.kind) != "one" or not task.splits.get("train"):
         return {}
     label = Counter(example.label for example in task.splits["train"]).most_common(1)[0][0]
     scores = score_predictions(task, examples, [label] * len(examples))
@@ -214,7 +216,7 @@ class TaskRecipe(Recipe):
         if not context.settings.adapter_name:
             context.settings = replace(context.settings, adapter_name=f"task_{task_name}")
         upper = attach_adapter(context)
-        num_labels = 2 if task.kind == "extractive_qa" else len(task.labels)
+        num_labels = labels_per_example(task.kind)[1] or len(task.labels)
         head = build_head(HeadConfig(kind=task.kind, num_labels=num_labels, hidden_size=hidden_size_of(context.model),
                                      pooling=options.pooling, dropout=options.head_dropout,
                                      layers=options.head_layers), context.model)
@@ -236,11 +238,11 @@ class TaskRecipe(Recipe):
             train = random.Random(context.options.selection_seed).sample(train, limit)
         max_length = context.loop.max_length
         encoded = encode_examples(task.kind, train, context.tokenizer, task.labels, max_length)
-        if task.kind == "extractive_qa":  # answers cut off by truncation teach nothing
+        if labelling(task.kind) == "span":  # answers cut off by truncation teach nothing
             encoded = [item for item in encoded if item.targets["end_positions"] > 0]
         features = [item.feature() for item in encoded]
         draw = random.Random(context.options.selection_seed)  # the split is ordered by page, so by class
-        refit = context.options.refit_examples if task.kind == "sequence_classification" else 0
+        refit = context.options.refit_examples if labelling(task.kind) == "one" else 0
         drawn = max(CALIBRATION_EXAMPLES, refit)
         context.state["calibration_features"] = draw.sample(features, min(drawn, len(features)))
         eval_features = None
@@ -250,7 +252,7 @@ class TaskRecipe(Recipe):
                              encode_examples(task.kind, validation, context.tokenizer, task.labels, max_length)]
 
         class_weights = None
-        if context.options.balance_classes and task.kind != "extractive_qa":
+        if context.options.balance_classes and labelling(task.kind) != "span":
             targets = [item.targets["labels"] for item in encoded]
             label_ids = [label for target in targets for label in (target if isinstance(target, list) else [target])]
             class_weights = balanced_class_weights(label_ids, len(task.labels))
@@ -259,7 +261,7 @@ class TaskRecipe(Recipe):
         def loss_fn(model: Any, batch: Any) -> tuple[Any, int]:
             hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
             loss = head.loss(head(hidden, batch["attention_mask"]), batch, class_weights)
-            if task.kind == "token_classification":
+            if labelling(task.kind) == "per_token":
                 return loss, max(int((batch["labels"] != -100).sum()), 1)
             return loss, int(batch["input_ids"].shape[0])
 
@@ -286,7 +288,7 @@ class TaskRecipe(Recipe):
         if calibration:  # once, right after training
             head = context.state["head"]
             rows = calibrate_head(model, head, calibration, context.tokenizer.pad_token_id)
-            if rows is not None and task.kind == "sequence_classification" and context.options.refit_examples:
+            if rows is not None and labelling(task.kind) == "one" and context.options.refit_examples:
                 refit_head(head, rows, [feature["labels"] for feature in calibration],
                            context.state.get("class_weights"), context.options.refit_steps)
         examples = evaluation_examples(task, context.options)
