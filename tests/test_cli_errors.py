@@ -29,7 +29,7 @@ def assert_one_line(err: str, expected: str) -> None:
     (("adapt",), "error: Missing argument 'LANGUAGE'. (see 'lowres adapt --help')"),
     (("adapt", "nya", "--no-such-option"), "--no-such-option"),
     (("no-such-command",), "error: No such command 'no-such-command'. (see 'lowres --help')"),
-    (("bench", "--workload", "xyz"), "'xyz' is not one of 'mlm', 'clm'. (see 'lowres bench --help')"),
+    (("bench", "--workload", "xyz"), "'xyz' is not one of 'mlm', 'clm', 'ttq'. (see 'lowres bench --help')"),
     (("evaluate", "somewhere", "--num-beams", "0"), "(see 'lowres evaluate --help')"),
     (("data", "fetch", "--bogus"), "(see 'lowres data fetch --help')"),
 ])
