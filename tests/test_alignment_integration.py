@@ -32,7 +32,7 @@ def test_soft_prompt_alignment_on_smollm2():
     handle = spec.attach(model, "nya", spec.config_class())
     handle.activate()
     loss_fn, needs = build_alignment_loss("cosine", {})
-    objective = AlignmentObjective(loss_fn, needs, model, student_wrapper=handle.model, cache_limit=0)
+    objective = AlignmentObjective(loss_fn, needs, handle, cache_limit=0)  # teacher: the base, adapter off
     teacher = objective.teacher_side(english["input_ids"], english["attention_mask"])
     mask = english["attention_mask"].unsqueeze(-1).float()
     torch.testing.assert_close(teacher.pooled, (reference * mask).sum(1) / mask.sum(1), rtol=1e-4, atol=1e-4)
