@@ -371,3 +371,27 @@ def _is_iso639_3(code: str) -> bool:
     except ImportError:  # pragma: no cover - pycountry is a dependency
         return True
     return pycountry.languages.get(alpha_3=code) is not None
+
+
+def registered_target(kind: str, name: str, builtins: dict[str, Any], attribute: str) -> Any | None:
+    """Return what the spec ``name`` of ``kind`` points at (its ``attribute``), imported when given as
+    ``"module:name"``; the ``builtins`` table answers when the registry was built without the
+    built-ins (tests, embedded use). None when nothing has that name or its module is not part of
+    this build."""
+    registry = get_registry()
+    if name in registry.names(kind):
+        target = getattr(registry.lookup(kind, name).spec, attribute)
+    elif name in builtins:
+        target = builtins[name]
+    else:
+        return None
+    if not isinstance(target, str):
+        return target
+    module_name, member = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name == module_name:
+            return None
+        raise
+    return getattr(module, member)

@@ -10,13 +10,8 @@ from lowres_adapters.registry import Registry, get_registry, reset_registry
 from lowres_adapters.training.heads import HeadConfig, TaskHead
 
 
-def test_builtin_kinds_are_registered_through_the_hook() -> None:
-    registry = get_registry()
-    assert {"sequence_classification", "token_classification", "extractive_qa"} <= set(registry.names("task_kinds"))
-    assert registry.provider("task_kinds", "extractive_qa").builtin
-
-
-def test_a_plugin_kind_gets_the_head_of_what_it_labels() -> None:
+def install_dialect_kind() -> None:
+    """Make the registry hold a plugin's ``dialect_id`` kind (one label per text)."""
     class Plugin:
         @hookimpl
         def register_task_kinds(self, register):
@@ -25,6 +20,16 @@ def test_a_plugin_kind_gets_the_head_of_what_it_labels() -> None:
     registry = Registry(strict=True)
     registry.add_plugin(Plugin(), name="dialects")
     reset_registry(registry)
+
+
+def test_builtin_kinds_are_registered_through_the_hook() -> None:
+    registry = get_registry()
+    assert {"sequence_classification", "token_classification", "extractive_qa"} <= set(registry.names("task_kinds"))
+    assert registry.provider("task_kinds", "extractive_qa").builtin
+
+
+def test_a_plugin_kind_gets_the_head_of_what_it_labels() -> None:
+    install_dialect_kind()
     head = TaskHead(HeadConfig(kind="dialect_id", num_labels=3, hidden_size=8))
     hidden, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.long)
     logits = head(hidden, mask)
@@ -39,14 +44,7 @@ def test_the_task_path_encodes_and_scores_a_plugin_kind_by_what_it_labels() -> N
     from lowres_adapters.training.task_features import encode_examples
     from lowres_adapters.training.task_scoring import score_predictions
 
-    class Plugin:
-        @hookimpl
-        def register_task_kinds(self, register):
-            register(TaskKind(name="dialect_id", labels_per_example="one", description="which dialect a text is in"))
-
-    registry = Registry(strict=True)
-    registry.add_plugin(Plugin(), name="dialects")
-    reset_registry(registry)
+    install_dialect_kind()
     _, tokenizer = tiny_model("llama")
     labels = ("north", "south")
     examples = [LabeledExample(text="Mulungu ndiye kuwala", label="north"), LabeledExample(text="God", label="south")]

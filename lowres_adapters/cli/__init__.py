@@ -8,7 +8,6 @@ prints one warning line to stderr. User errors print one line; ``--debug`` shows
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from typing import Any
@@ -18,7 +17,7 @@ import click
 from lowres_adapters import __version__
 from lowres_adapters.errors import LowresError
 from lowres_adapters.hookspecs import hookimpl
-from lowres_adapters.registry import get_registry
+from lowres_adapters.registry import get_registry, registered_target
 
 # command name -> "module:attribute" (a click command or group)
 COMMANDS = {
@@ -57,23 +56,7 @@ class LazyGroup(click.Group):
 
     @staticmethod
     def _load(name: str) -> click.Command | None:
-        registry = get_registry()
-        if name in registry.names("commands"):
-            target = registry.lookup("commands", name).spec.command
-        elif name in COMMANDS:  # a registry built without the built-ins (tests, embedded use)
-            target = COMMANDS[name]
-        else:
-            return None
-        if not isinstance(target, str):
-            return target
-        module_name, attribute = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:  # that command is not part of this build
-                return None
-            raise
-        return getattr(module, attribute)
+        return registered_target("commands", name, COMMANDS, "command")
 
 
 def _warn_about_plugins() -> None:

@@ -7,12 +7,11 @@ subclass. CLI spellings with hyphens (``prompt-align``, ``cpt-sft``) map to the 
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 from lowres_adapters.errors import LowresError
 from lowres_adapters.hookspecs import hookimpl
-from lowres_adapters.registry import get_registry
+from lowres_adapters.registry import get_registry, registered_target
 from lowres_adapters.specs import RecipeType
 
 RECIPES = {
@@ -49,23 +48,7 @@ def canonical_recipe_name(name: str) -> str:
 
 
 def _load(name: str) -> type | None:
-    registry = get_registry()
-    if name in registry.names("recipes"):
-        target = registry.lookup("recipes", name).spec.recipe_class
-    elif name in RECIPES:  # a registry built without the built-ins (tests, embedded use)
-        target = RECIPES[name]
-    else:
-        return None
-    if not isinstance(target, str):
-        return target
-    module_name, class_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name == module_name:  # that recipe is not part of this build
-            return None
-        raise
-    return getattr(module, class_name)
+    return registered_target("recipes", name, RECIPES, "recipe_class")
 
 
 def recipe_names() -> list[str]:
