@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -292,31 +291,13 @@ def run_ttq(plan: TtqPlan, log: Callable[[str], None] = lambda line: None, model
 
 def run_ttq_child(config_json: str, output: Path) -> int:
     """Child entry point: run one setup and write its points (or its error) as JSON to ``output``."""
-    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
-    import traceback
-
-    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
-    import torch
-
-    # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
+    # lazy: the setups import torch, adapters, peft and transformers' Trainer
+    from lowres_adapters.bench.child import run_and_write
     from lowres_adapters.bench.ttq_setups import run_ttq_setup
 
     config = TtqConfig(**{**json.loads(config_json)})
     config = dataclasses.replace(config, budgets=tuple(config.budgets), token_marks=tuple(config.token_marks))
-    threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        result: dict[str, Any] = run_ttq_setup(config)
-        result["threads"] = torch.get_num_threads()
-        status = 0
-    except Exception as error:  # noqa: BLE001 - the parent reports it as the setup's error
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        result, status = {"error": f"{type(error).__name__}: {message}", "traceback": traceback.format_exc()}, 1
-    temporary = output.with_suffix(".tmp")
-    temporary.write_text(json.dumps(result, default=str), encoding="utf-8")
-    os.replace(temporary, output)
-    return status
+    return run_and_write(lambda: run_ttq_setup(config), output)
 
 
 if __name__ == "__main__":
