@@ -278,3 +278,17 @@ def test_a_task_run_with_its_own_extended_vocabulary_reloads(setup, tmp_path):
     assert len(tokenizer) == model.get_input_embeddings().weight.shape[0] == extended_size
     rescored = evaluate_task(model, head, tokenizer, task, SENTENCES)
     assert rescored["macro_f1"] == pytest.approx(result.metrics["adapted"]["task_macro_f1"])
+
+
+def test_progress_bar_counts_examples_and_changes_no_prediction(setup, tmp_path, capsys):
+    model_dir, _ = setup
+    result = run(model_dir, tmp_path / "task", recipe="task", max_steps=2)
+    model, head, tokenizer, task = load_task_model(result.run_dir,
+                                                   model=AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    capsys.readouterr()
+    quiet = predict(model, head, tokenizer, task, SENTENCES, batch_size=3)
+    assert "scoring" not in capsys.readouterr().err
+    shown = predict(model, head, tokenizer, task, SENTENCES, batch_size=3, progress="scoring test examples")
+    bar = capsys.readouterr().err
+    assert shown == quiet and len(shown) == len(SENTENCES)
+    assert "scoring test examples" in bar and f"0/{len(SENTENCES)}" in bar  # counts examples, not batches

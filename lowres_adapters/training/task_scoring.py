@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from lowres_adapters.data.examples import LabeledExample, TaskData
 from lowres_adapters.evaluation.classification import classification_scores, entity_scores
@@ -19,7 +20,8 @@ from lowres_adapters.training.task_features import collate, decode_qa_answer, de
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, head: TaskHead, tokenizer: Any, task: TaskData,
-            examples: Sequence[LabeledExample], *, max_length: int = 256, batch_size: int = 16) -> list[Any]:
+            examples: Sequence[LabeledExample], *, max_length: int = 256, batch_size: int = 16,
+            progress: str | None = None) -> list[Any]:
     """Return one prediction per example: a label, a list of tags, or an answer string.
 
     Args:
@@ -30,13 +32,14 @@ def predict(model: torch.nn.Module, head: TaskHead, tokenizer: Any, task: TaskDa
         examples: The examples to predict.
         max_length: Tokens per example.
         batch_size: Examples per forward pass.
+        progress: Label of a progress bar over the examples (None: no bar).
     """
     encoded = encode_examples(task.kind, examples, tokenizer, task.labels, max_length)
     was_training = (model.training, head.training)
     model.eval()
     head.eval()
     predictions: list[Any] = []
-    for start in range(0, len(encoded), batch_size):
+    for start in _batch_starts(len(encoded), batch_size, progress):
         chunk = encoded[start: start + batch_size]
         batch = collate(chunk, tokenizer.pad_token_id)
         hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
@@ -54,15 +57,31 @@ def predict(model: torch.nn.Module, head: TaskHead, tokenizer: Any, task: TaskDa
     return predictions
 
 
+def _batch_starts(count: int, batch_size: int, progress: str | None) -> Any:
+    """Return the batch start offsets, wrapped in a progress bar counting examples when labelled."""
+    starts = range(0, count, batch_size)
+    if progress is None:
+        return starts
+    bar = tqdm(total=count, desc=progress, unit="ex", leave=False)
+
+    def advancing() -> Any:
+        for start in starts:
+            yield start
+            bar.update(min(batch_size, count - start))
+        bar.close()
+
+    return advancing()
+
+
 @torch.no_grad()
 def head_feature_rows(model: torch.nn.Module, head: TaskHead, features: Sequence[Any], pad_token_id: int,
-                      batch_size: int = 16) -> torch.Tensor:
+                      batch_size: int = 16, progress: str | None = None) -> torch.Tensor:
     """Return the ``(n, hidden)`` rows the head reads (pooled vectors, or real tokens) for loop
     ``features`` run through ``model`` in eval mode."""
     was_training = model.training
     model.eval()
     rows = []
-    for start in range(0, len(features), batch_size):
+    for start in _batch_starts(len(features), batch_size, progress):
         batch = collate(features[start: start + batch_size], pad_token_id)
         hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
         rows.append(head.feature_rows(hidden, batch["attention_mask"]))
@@ -71,7 +90,7 @@ def head_feature_rows(model: torch.nn.Module, head: TaskHead, features: Sequence
 
 
 def calibrate_head(model: torch.nn.Module, head: TaskHead, features: Sequence[Any], pad_token_id: int,
-                   batch_size: int = 16) -> torch.Tensor | None:
+                   batch_size: int = 16, progress: str | None = None) -> torch.Tensor | None:
     """Set the head's feature statistics from ``features`` run through the trained ``model``.
 
     While training, the head standardises with batch statistics and keeps a running average that
@@ -84,10 +103,11 @@ def calibrate_head(model: torch.nn.Module, head: TaskHead, features: Sequence[An
         features: Loop features (``input_ids`` and targets) of training examples.
         pad_token_id: Padding id.
         batch_size: Examples per forward pass.
+        progress: Label of a progress bar (None: no bar).
     """
     if not head.config.normalize or not features:
         return None
-    rows = head_feature_rows(model, head, features, pad_token_id, batch_size)
+    rows = head_feature_rows(model, head, features, pad_token_id, batch_size, progress)
     head.normalizer.set_statistics(rows)
     return rows
 

@@ -284,16 +284,19 @@ class TaskRecipe(Recipe):
         if "task" not in context.state or context.handle is None:
             return figures  # the base model has no trained head: no task figures
         task_name, task = context.state["task"]
+        show = context.loop.progress and context.process.is_main
         calibration = context.state.pop("calibration_features", None)
         if calibration:  # once, right after training
             head = context.state["head"]
-            rows = calibrate_head(model, head, calibration, context.tokenizer.pad_token_id)
+            rows = calibrate_head(model, head, calibration, context.tokenizer.pad_token_id,
+                                  progress="features of training examples" if show else None)
             if rows is not None and labelling(task.kind) == "one" and context.options.refit_examples:
                 refit_head(head, rows, [feature["labels"] for feature in calibration],
                            context.state.get("class_weights"), context.options.refit_steps)
         examples = evaluation_examples(task, context.options)
         scores = evaluate_task(model, context.state["head"], context.tokenizer, task, examples,
-                               max_length=context.loop.max_length)
+                               max_length=context.loop.max_length,
+                               progress=f"scoring {context.options.eval_split} examples" if show else None)
         figures.update({f"task_{key}": value for key, value in scores.items()})
         figures.update(majority_figures(task, examples))
         figures.update({"task": task_name, "task_split": context.options.eval_split})
