@@ -2,11 +2,13 @@
 
 Importable (``run_training``) for the in-process reference runs, and a script for the subprocesses.
 Usage: python _training_script.py RUN_DIR [--steps N] [--save-every N] [--hang-at N] [--resume]
-[--accum N] [--objective clm|mlm] [--dropout P] [--crash-at N] [--hang-in-checkpoint N].
+[--accum N] [--objective clm|mlm] [--dropout P] [--crash-at N] [--hang-in-checkpoint N] [--gradients].
 Writes RUN_DIR/weights.safetensors (first process) when done. With --hang-at N it writes
 RUN_DIR/hanging after step N and sleeps, waiting to be killed; with --hang-in-checkpoint N it does
 so in the middle of writing step N's checkpoint (after the tensors, before ``state.json`` and the
-rename). With --crash-at N every process raises KeyboardInterrupt after step N.
+rename). With --crash-at N every process raises KeyboardInterrupt after step N. With --gradients
+it only computes the first step's gradients (:func:`first_step_gradients`) and writes them and the
+step's global figures to RUN_DIR/gradients.safetensors.
 
 Dropout (``--dropout``) draws from the global torch RNG, so only a run that restores the RNG state
 from its checkpoint resumes to the uninterrupted weights. 24 examples in global batches of 8 make
@@ -23,8 +25,9 @@ import torch
 from safetensors.torch import save_file
 
 from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
-from lowres_adapters.training.distributed import current_process
-from lowres_adapters.training.loop import TrainingJob, select_parameters, train
+from lowres_adapters.training.checkpoint import LoopState
+from lowres_adapters.training.distributed import DataParallel, current_process
+from lowres_adapters.training.loop import TrainingJob, _accumulate_gradients, _Order, select_parameters, train
 from lowres_adapters.training.lm_objectives import objective_named
 from lowres_adapters.training.settings import LoopSettings
 
@@ -64,6 +67,38 @@ def run_training(run_dir: Path, steps: int = 12, save_every: int = 0, hang_at: i
     return tensors
 
 
+def first_step_gradients(run_dir: Path, accum: int = 1) -> dict[str, torch.Tensor]:
+    """Return the trained parameters' gradients after the first step's micro-batches, turned into the
+    token-weighted mean of the global batch of 8, with ``totals`` (the step's global loss sum,
+    predicted and input tokens) and ``ddp`` (1.0 when the model was wrapped in DDP)."""
+    process = current_process()
+    model, tokenizer = tiny_model("llama")
+    objective = objective_named("clm")
+    features = objective.tokenize(tokenizer, list(TINY_CORPUS) * 4, 64)
+    parameters = select_parameters(model, ["*q_proj*", "*down_proj*"])
+    job = TrainingJob(model=model, parameters=parameters, train_features=features,
+                      collate=objective.collator(tokenizer), loss_fn=objective.loss)
+    settings = LoopSettings(max_steps=1, batch_size=8, grad_accum_steps=accum, progress=False)
+    names = sorted(parameters)
+    trained = {id(p) for p in parameters.values()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in trained)
+    optimizer = torch.optim.SGD([parameters[n] for n in names], lr=0.0)
+    replicas = DataParallel.build(model, job.loss_fn, optimizer, [parameters[n] for n in names], process,
+                                  torch.device("cpu"))
+    indices = _Order(len(features), settings.seed).next_batch(LoopState(), settings.batch_size)
+    micro = settings.batch_size // (accum * process.world_size)
+    totals = process.total(_accumulate_gradients(job, replicas, settings, process, 0, indices, micro))
+    replicas.mean_gradients_(float(totals[1]))
+    tensors = {name: parameters[name].grad.detach().clone() for name in names}
+    tensors["totals"] = totals
+    tensors["ddp"] = torch.tensor(float(isinstance(replicas.wrapped, torch.nn.parallel.DistributedDataParallel)))
+    if process.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(run_dir / "gradients.safetensors"))
+    return tensors
+
+
 def _hang_while_writing_checkpoint(run_dir: Path, step: int) -> None:
     """Make the checkpoint writer of step ``step`` stop for good just before ``state.json``."""
     from lowres_adapters.training import checkpoint
@@ -91,8 +126,12 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--crash-at", type=int, default=0)
     parser.add_argument("--hang-in-checkpoint", type=int, default=0)
+    parser.add_argument("--gradients", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.gradients:
+        first_step_gradients(args.run_dir, args.accum)
+        return
     run_training(args.run_dir, args.steps, args.save_every, args.hang_at, args.resume, args.accum, args.objective,
                  args.dropout, args.crash_at, args.hang_in_checkpoint)
 

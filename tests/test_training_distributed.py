@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from _training_script import first_step_gradients
 from training_support import reference_run
 
 from lowres_adapters.training.checkpoint import checkpoint_steps
@@ -57,3 +58,25 @@ def test_two_processes_interrupted_and_resumed_match_one_process_with_accumulati
     starts = [record for record in records if record["event"] == "start"]
     assert [(r["processes"], r["resumed_from"]) for r in starts] == [(2, None), (2, 4)]
     assert [r["step"] for r in records if r["event"] == "train"] == list(range(1, 9))
+
+
+def test_two_processes_hold_the_one_process_gradients_through_ddp(tmp_path):
+    """The gradients themselves, not only the trained weights (AdamW hides a gradient's scale): two DDP
+    processes of one micro-batch each hold the token-weighted mean gradient of one process's two
+    micro-batches, and the step's global loss sum and token counts are the one-process figures."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the subprocesses
+    try:
+        one = first_step_gradients(tmp_path / "one", accum=2)
+    finally:
+        torch.set_num_threads(threads)
+    launched = launch_two(tmp_path / "two", "--gradients")
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    two = load_file(str(tmp_path / "two" / "gradients.safetensors"))
+    assert float(one["ddp"]) == 0.0 and float(two["ddp"]) == 1.0  # one process: no wrapper; two: DDP
+    assert two["totals"][1] == one["totals"][1] and two["totals"][2] == one["totals"][2]  # exact token counts
+    torch.testing.assert_close(two["totals"], one["totals"], rtol=1e-12, atol=0)
+    assert set(one) == set(two)
+    for name in set(one) - {"totals", "ddp"}:
+        assert one[name].abs().sum() > 0
+        torch.testing.assert_close(two[name], one[name], rtol=1e-6, atol=1e-9)

@@ -37,7 +37,7 @@ from lowres_adapters.training.checkpoint import (
     remove_checkpoints,
     save_checkpoint,
 )
-from lowres_adapters.training.distributed import ProcessInfo, current_process
+from lowres_adapters.training.distributed import DataParallel, ProcessInfo, current_process
 from lowres_adapters.training.job import LoopResult, StepReport, TrainingJob
 from lowres_adapters.training.packing import examples_in
 
@@ -142,7 +142,7 @@ def evaluate_loss(job: TrainingJob, settings: LoopSettings, process: ProcessInfo
             loss, count = job.loss_fn(job.model, batch)
             totals += torch.tensor([float(loss) * int(count), int(count)], dtype=torch.float64)
     job.model.train(was_training)
-    process.sum_(totals)
+    totals = process.total(totals)
     return _token_weighted(totals[0], totals[1])
 
 
@@ -187,6 +187,7 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
 
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2),
                                   eps=settings.adam_eps, weight_decay=settings.weight_decay)
+    replicas = DataParallel.build(job.model, job.loss_fn, optimizer, parameters, process, model_device(job.model))
     scheduler = build_scheduler(optimizer, settings.schedule, total_steps, settings.warmup_for(total_steps),
                                 settings.min_lr_ratio)
     state, best, resumed_from = LoopState(), None, None
@@ -202,6 +203,8 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
     show = settings.progress and process.is_main
     if show:
         print(describe_trainable(trainable, total_parameters, job.freezing), file=sys.stderr)
+        for note in replicas.notes:
+            print(note, file=sys.stderr)
         if resumed_from is not None:
             print(f"resuming {job.name} from step {resumed_from} ({checkpoint})", file=sys.stderr)
     log.write({"event": "start", "stage": job.name, "total_steps": total_steps, "trainable_parameters": trainable,
@@ -219,8 +222,8 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
     last_saved = time.perf_counter()
     while state.step < total_steps and not state.stopped_early:
         global_indices = order.next_batch(state, settings.batch_size)
-        totals = _accumulate_gradients(job, settings, process, state.step, global_indices, micro, scaler)
-        _apply_update(parameters, optimizer, settings, process, totals, scaler)
+        totals = _accumulate_gradients(job, replicas, settings, process, state.step, global_indices, micro, scaler)
+        totals = _apply_update(replicas, settings, process, totals, scaler)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         state.step += 1
@@ -282,20 +285,28 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
 def _place(job: TrainingJob, settings: LoopSettings, process: ProcessInfo) -> tuple[TrainingJob, Any]:
     """Move the model to the run's device and compute the loss in the run's precision.
 
+    Trained parameters held in bf16/fp16 (a base loaded in the compute dtype for a GPU run, see
+    :func:`~lowres_adapters.devices.base_dtype`) become float32 master weights: autocast computes
+    in the low precision, the optimiser updates float32.
+
     Returns:
         The job (its loss under autocast unless fp32) and the fp16 loss scaler (None otherwise).
     """
     device = choose_device(settings.device, local_index=process.local_rank)
     precision = choose_precision(settings.precision, device, cpu_bf16=settings.bf16)
     job.model.to(device)  # in place: the trained Parameter objects stay the same
+    with torch.no_grad():
+        for parameter in job.parameters.values():
+            if parameter.is_floating_point() and parameter.dtype != torch.float32:
+                parameter.data = parameter.data.to(device=device, dtype=torch.float32)  # the same Parameter
     if device.type != "cpu" or settings.precision != "auto":  # the CPU's auto bf16 is the speed switch's own
         job = dataclasses.replace(job, loss_fn=under_autocast(job.loss_fn, device, precision))
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     return job, scaler
 
 
-def _accumulate_gradients(job: TrainingJob, settings: LoopSettings, process: ProcessInfo, step: int,
-                          global_indices: Sequence[int], micro: int, scaler: Any = None) -> torch.Tensor:
+def _accumulate_gradients(job: TrainingJob, replicas: DataParallel, settings: LoopSettings, process: ProcessInfo,
+                          step: int, global_indices: Sequence[int], micro: int, scaler: Any = None) -> torch.Tensor:
     """Backpropagate this process's micro-batches of one step (summed losses, not means).
 
     Returns:
@@ -308,39 +319,39 @@ def _accumulate_gradients(job: TrainingJob, settings: LoopSettings, process: Pro
         chunk = global_indices[micro_index * micro: (micro_index + 1) * micro]
         batch = to_device(job.collate([job.train_features[i] for i in chunk],
                                       micro_batch_generator(settings.seed, step, micro_index)), device)
-        loss, count = job.loss_fn(job.model, batch)
-        count = int(count)
-        if count > 0:
-            (loss * count if scaler is None else scaler.scale(loss * count)).backward()
+        with replicas.micro_batch(last=accum == settings.grad_accum_steps - 1):
+            loss, count = replicas.loss(batch)
+            count = int(count)
+            if replicas.needs_backward(count):
+                replicas.backward(loss * count if scaler is None else scaler.scale(loss * count))
         totals += torch.tensor([float(loss.detach()) * count, count, job.count_tokens(batch)], dtype=torch.float64)
     return totals
 
 
-def _apply_update(parameters: Sequence[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
-                  settings: LoopSettings, process: ProcessInfo, totals: torch.Tensor, scaler: Any = None) -> None:
-    """Sum gradients and counts over processes, turn the sum into the token-weighted mean, clip, step.
+def _apply_update(replicas: DataParallel, settings: LoopSettings, process: ProcessInfo, totals: torch.Tensor,
+                  scaler: Any = None) -> torch.Tensor:
+    """Turn the gradients into the token-weighted mean over the global batch, clip, step.
 
-    ``totals`` is summed over processes in place, so the caller logs the global figures. With an
-    fp16 ``scaler`` the summed gradients are unscaled first, and a step whose gradients overflowed
-    is skipped (the same decision in every process: they hold the same summed gradients).
+    Returns the step's ``totals`` summed over processes (the global figures the caller logs). With
+    an fp16 ``scaler`` the gradients are unscaled first, and a step whose gradients overflowed is
+    skipped (the same decision in every process: they hold the same all-reduced gradients).
     """
-    process.sum_gradients_(parameters)
-    process.sum_(totals)
+    totals = process.total(totals)
+    optimizer = replicas.optimizer
     predicted = float(totals[1])
     if predicted > 0:
         if scaler is not None:
             scaler.unscale_(optimizer)
-        for parameter in parameters:
-            if parameter.grad is not None:
-                parameter.grad.div_(predicted)
+        replicas.mean_gradients_(predicted)
         if settings.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(parameters, settings.max_grad_norm)
+            replicas.clip_(settings.max_grad_norm)
         if scaler is None:
             optimizer.step()
         else:
             scaler.step(optimizer)
             scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    return totals
 
 
 def _track_best(state: LoopState, eval_loss: float, settings: LoopSettings) -> None:
@@ -365,4 +376,4 @@ def _checkpoint_due(settings: Any, step: int, seconds_since_save: float, process
     if not settings.save_every_seconds:
         return False
     due = torch.tensor([float(process.is_main and seconds_since_save >= settings.save_every_seconds)])
-    return bool(process.sum_(due).item() > 0)
+    return bool(process.total(due).item() > 0)
