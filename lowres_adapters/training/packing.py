@@ -59,24 +59,107 @@ def pack_features(features: Sequence[Mapping[str, Any]], row_length: int) -> lis
 
 
 def packing_plan(lengths: Sequence[int], row_length: int) -> list[list[int]]:
-    """Return the piece indices of each row: best fit, longest first (ties by index), empty pieces dropped."""
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable").tolist()
-    rows: list[list[int]] = []  # piece indices per row
-    space: list[int] = []  # free tokens per row
-    rows_with_space: list[list[int]] = [[] for _ in range(row_length + 1)]  # free tokens -> rows
-    for index in order:
-        length = int(lengths[index])
-        if length == 0:
-            continue
-        row = _take_best_fit(rows_with_space, length)
-        if row is None:
-            row = len(rows)
-            rows.append([])
-            space.append(row_length)
-        rows[row].append(index)
-        space[row] -= length
-        rows_with_space[space[row]].append(row)
-    return rows
+    """Return the piece indices of each row: best fit, longest first (ties by index), empty pieces dropped
+    (:func:`packing_rows` as lists)."""
+    row_offsets, pieces = packing_rows(lengths, row_length)
+    flat = pieces.tolist()
+    return [flat[start:stop] for start, stop in zip(row_offsets[:-1].tolist(), row_offsets[1:].tolist())]
+
+
+def packing_rows(lengths: Sequence[int] | np.ndarray, row_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the best-fit, longest-first plan as arrays: ``(row_offsets, pieces)``.
+
+    Row ``r`` holds the pieces ``pieces[row_offsets[r]:row_offsets[r + 1]]`` in the order they were
+    placed. The plan is the one a per-piece best fit gives (each piece, longest first and ties by
+    index, goes into the row with the least free space that still fits it, the row placed into
+    most recently among equals; a new row when none fits; empty pieces dropped), computed per
+    (piece length, free space) pair instead of per piece: all pieces of one length that land in
+    rows of one free space are placed in one numpy step, so 10 M pieces take seconds, not minutes.
+
+    Args:
+        lengths: ``(pieces,)`` token counts, each at most ``row_length``.
+        row_length: Tokens per row.
+
+    Returns:
+        ``row_offsets`` ``(rows + 1,)`` int64 and ``pieces`` ``(placed pieces,)`` piece indices
+        (int32 below 2**31 pieces).
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)  # (pieces,)
+    if len(lengths) and (int(lengths.max()) > row_length or int(lengths.min()) < 0):
+        raise LowresError(f"packing needs piece lengths between 0 and the row length {row_length}")
+    key = (-lengths).astype(np.int16 if row_length < 2**15 else np.int64)  # int16: numpy's radix sort
+    order = np.argsort(key, kind="stable")  # (pieces,) longest first, ties by index: the placing order
+    del key
+    counts = np.bincount(lengths, minlength=row_length + 1)  # (row_length + 1,) pieces per length
+    first = len(lengths) - np.cumsum(counts)  # where each length starts in ``order``
+    plan = _Plan(len(lengths) - int(counts[0]), row_length)
+    for length in range(row_length, 0, -1):
+        start, stop = int(first[length]), int(first[length] + counts[length])
+        for free in range(length, row_length + 1):  # the least free space that fits first
+            while plan.stacks[free] and start < stop:
+                start = plan.fill(free, length, start, stop)
+            if start == stop:
+                break
+        if start < stop:
+            start = plan.open_rows(length, start, stop)
+    return plan.arrays(order)
+
+
+class _Plan:
+    """The rows of a best-fit plan being built: per placed piece (by its position in the placing
+    order) its row and its slot in the row, and per free space a stack of row chunks (top last)."""
+
+    def __init__(self, pieces: int, row_length: int) -> None:
+        self.row_length, self.rows = row_length, 0
+        self.dtype = np.int32 if pieces < 2**31 else np.int64  # half the memory for up to 2 G pieces
+        self.row_at = np.empty(pieces, dtype=self.dtype)  # (placed pieces,) row of each piece
+        self.slot_at = np.empty(pieces, dtype=self.dtype)  # (placed pieces,) its place in the row
+        self.filled = np.zeros(pieces, dtype=self.dtype)  # (rows at most,) pieces in each row so far
+        self.stacks: list[list[np.ndarray]] = [[] for _ in range(row_length + 1)]
+
+    def fill(self, free: int, length: int, start: int, stop: int) -> int:
+        """Place pieces ``start:stop`` (of ``length``) in rows popped from ``stacks[free]``; return the next."""
+        per_row = free // length  # a popped row stays the best fit until it has no room left
+        chunk = self.stacks[free][-1]
+        take = min(len(chunk), -(-(stop - start) // per_row))
+        rows = chunk[len(chunk) - take:][::-1]  # (take,) popped top first
+        if take == len(chunk):
+            self.stacks[free].pop()
+        else:
+            self.stacks[free][-1] = chunk[:len(chunk) - take]
+        return self._place(rows, per_row, free, length, start, stop)
+
+    def open_rows(self, length: int, start: int, stop: int) -> int:
+        """Place pieces ``start:stop`` in new rows, as many to a row as fit; return ``stop``."""
+        per_row = self.row_length // length
+        rows = np.arange(self.rows, self.rows + -(-(stop - start) // per_row), dtype=self.dtype)
+        self.rows += len(rows)
+        return self._place(rows, per_row, self.row_length, length, start, stop)
+
+    def _place(self, rows: np.ndarray, per_row: int, free: int, length: int, start: int, stop: int) -> int:
+        """Give each of ``rows`` (``free`` tokens free) ``per_row`` pieces in turn (the last one what is
+        left), push them onto their new free space's stack in that order and return the next piece."""
+        placed = min(stop - start, len(rows) * per_row)
+        owners = np.repeat(rows, per_row)[:placed]
+        self.row_at[start:start + placed] = owners
+        self.slot_at[start:start + placed] = self.filled[owners] + np.tile(np.arange(per_row), len(rows))[:placed]
+        self.filled[rows] += per_row
+        last = placed - (len(rows) - 1) * per_row  # pieces in the last row
+        self.filled[rows[-1]] -= per_row - last
+        full = rows if last == per_row else rows[:-1]
+        if len(full) and free - per_row * length:
+            self.stacks[free - per_row * length].append(full)
+        if last != per_row and free - last * length:
+            self.stacks[free - last * length].append(rows[-1:])
+        return start + placed
+
+    def arrays(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(row_offsets, pieces)``, the pieces of each row in placing order."""
+        row_offsets = np.zeros(self.rows + 1, dtype=np.int64)
+        np.cumsum(self.filled[:self.rows], out=row_offsets[1:])
+        pieces = np.empty(len(self.row_at), dtype=self.dtype)
+        pieces[row_offsets[self.row_at] + self.slot_at] = order[:len(self.row_at)]
+        return row_offsets, pieces
 
 
 def _split(feature: Mapping[str, Any], row_length: int) -> list[Mapping[str, Any]]:
@@ -91,14 +174,6 @@ def _split(feature: Mapping[str, Any], row_length: int) -> list[Mapping[str, Any
             piece["labels"] = list(labels[start:start + row_length])
         pieces.append(piece)
     return pieces
-
-
-def _take_best_fit(rows_with_space: list[list[int]], length: int) -> int | None:
-    """Pop the row with the least free space that still fits ``length`` tokens."""
-    for free in range(length, len(rows_with_space)):
-        if rows_with_space[free]:
-            return rows_with_space[free].pop()
-    return None
 
 
 def _join(pieces: Sequence[Mapping[str, Any]], with_labels: bool) -> Feature:

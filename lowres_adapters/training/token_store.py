@@ -3,16 +3,18 @@
 :func:`stream_token_cache` reads a text file (``.txt``/``.jsonl``, ``.gz`` or not) or any
 iterable of texts (a ``datasets`` streaming split, say) once, tokenises it in batches and appends
 the ids to ``ids.bin`` (uint32) and each example's length to ``lengths.bin`` under
-``<cache>/tokens/<key>/``; ``meta.json`` is written last, so an interrupted pass leaves no entry.
-The key hashes the file's bytes (or the caller's ``source_key``), the tokenizer, the tokenising
-function and ``max_length``. A damaged entry (sizes that disagree with ``meta.json``) is rebuilt
-with a note on stderr.
+``<cache>/tokens/<key>/``, with the distinct ids in ``vocabulary.npy`` (for vocabulary trimming);
+``meta.json`` is written last, so an interrupted pass leaves no entry (its staging folder is
+removed by a later pass). The key hashes the file's bytes (or the caller's ``source_key``), the
+tokenizer, the tokenising function and ``max_length``. A damaged entry (sizes that disagree with
+``meta.json``) is rebuilt with a note on stderr.
 
 :class:`TokenCacheFeatures` is the training loop's ``train_features`` over such an entry: a
 sequence whose rows are built on access, so nothing but the example offsets lives in memory.
-:meth:`TokenCacheFeatures.packed` gives the packed rows (:mod:`~lowres_adapters.training.packing`'s
-best-fit plan over the lengths alone); both are row-for-row equal to the eager lists, so the loop's
-index-based order, and a resumed run, see exactly the same data.
+:meth:`TokenCacheFeatures.packed` gives the packed rows (the vectorised best-fit plan of
+:func:`~lowres_adapters.training.packing.packing_rows` over the lengths alone); both are row-for-row
+equal to the eager lists, so the loop's index-based order, and a resumed run, see exactly the same
+data: the loop's checkpoint (epoch, position in the epoch's order) is a position in the store.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -31,7 +34,7 @@ from lowres_adapters.data.text import iter_raw_texts
 from lowres_adapters.data.token_cache import tokenizer_fingerprint
 from lowres_adapters.io import atomic_directory
 from lowres_adapters.paths import cache_dir
-from lowres_adapters.training.packing import packing_plan
+from lowres_adapters.training.packing import packing_rows
 
 FORMAT_VERSION = 1
 BATCH_TEXTS = 1024
@@ -64,8 +67,8 @@ class TokenCacheFeatures(Sequence):
         offsets: ``(examples + 1,)`` int64 start of each example in ``ids``.
     """
 
-    def __init__(self, ids: np.ndarray, offsets: np.ndarray) -> None:
-        self.ids, self.offsets = ids, offsets
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, vocabulary: np.ndarray | None = None) -> None:
+        self.ids, self.offsets, self._vocabulary = ids, offsets, vocabulary
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -85,18 +88,24 @@ class TokenCacheFeatures(Sequence):
         """Return ``(examples,)`` token counts."""
         return np.diff(self.offsets)
 
-    def unique_ids(self, chunk_tokens: int = 1 << 24) -> np.ndarray:
-        """Return every distinct token id, reading the ids in chunks.
+    def select(self, start: int, stop: int) -> "TokenCacheFeatures":
+        """Return examples ``start:stop`` (a view of the same memory map, e.g. a held-out tail)."""
+        start, stop, _ = slice(start, stop).indices(len(self))
+        return TokenCacheFeatures(self.ids, self.offsets[start:max(start, stop) + 1], self._vocabulary)
 
-        A memory-mapped file is read with plain reads, so the scan does not leave the whole file
-        resident in the process (a memory map's touched pages count towards its RSS).
+    def unique_ids(self, chunk_tokens: int = 1 << 24) -> np.ndarray:
+        """Return every distinct token id of the entry (a view answers for its whole entry: a superset).
+
+        Read from the entry when the tokenising pass recorded it, else by scanning the ids in
+        chunks with plain reads, so the scan does not leave the whole file resident in the
+        process (a memory map's touched pages count towards its RSS).
         """
-        seen = np.zeros(1 << 16, dtype=bool)
+        if self._vocabulary is not None:
+            return self._vocabulary
+        seen = _Vocabulary()
         for chunk in self._id_chunks(chunk_tokens):
-            if len(chunk) and int(chunk.max()) >= len(seen):
-                seen = np.concatenate([seen, np.zeros(int(chunk.max()) + 1 - len(seen), dtype=bool)])
-            seen[chunk] = True
-        return np.flatnonzero(seen)
+            seen.add(chunk)
+        return seen.ids()
 
     def _id_chunks(self, chunk_tokens: int) -> Iterator[np.ndarray]:
         filename = getattr(self.ids, "filename", None)
@@ -114,20 +123,24 @@ class TokenCacheFeatures(Sequence):
 
 
 class PackedCacheFeatures(Sequence):
-    """Packed rows over :class:`TokenCacheFeatures`, equal row by row to ``pack_features(list(features))``."""
+    """Packed rows over :class:`TokenCacheFeatures`, equal row by row to ``pack_features(list(features))``.
+
+    Only the plan lives in memory (:func:`~lowres_adapters.training.packing.packing_rows`: two
+    integer arrays, about 6 bytes per example); a row's ids are read from the memory map on access.
+    """
 
     def __init__(self, features: TokenCacheFeatures, row_length: int) -> None:
-        lengths = features.lengths()
+        lengths = features.lengths()  # (examples,)
         pieces = np.maximum(1, -(-lengths // row_length))  # row-sized pieces per feature
-        self._feature = np.repeat(np.arange(len(lengths)), pieces)  # (pieces,)
-        first = np.repeat(np.cumsum(pieces) - pieces, pieces)
-        self._start = (np.arange(len(self._feature)) - first) * row_length  # (pieces,)
-        piece_lengths = np.minimum(row_length, lengths[self._feature] - self._start)
-        rows = packing_plan(piece_lengths, row_length)
-        self._row_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(row) for row in rows], out=self._row_offsets[1:])
-        self._pieces = np.fromiter((piece for row in rows for piece in row), dtype=np.int64,
-                                   count=int(self._row_offsets[-1]))
+        self._first_piece: np.ndarray | None = None  # (examples,) first piece of each feature, when split
+        piece_lengths = lengths
+        if (pieces > 1).any():  # a feature longer than a row: its pieces are row-sized
+            self._first_piece = np.cumsum(pieces) - pieces
+            feature = np.repeat(np.arange(len(lengths)), pieces)  # (pieces,)
+            start = (np.arange(len(feature)) - self._first_piece[feature]) * row_length
+            piece_lengths = np.minimum(row_length, lengths[feature] - start)
+            del feature, start
+        self._row_offsets, self._pieces = packing_rows(piece_lengths, row_length)
         self.features, self.row_length = features, row_length
 
     def __len__(self) -> int:
@@ -142,19 +155,39 @@ class PackedCacheFeatures(Sequence):
         if not -len(self) <= index < len(self):
             raise IndexError(index)
         index %= len(self)
-        packed: Feature = {"input_ids": [], "segment_lengths": []}
-        for piece in self._pieces[self._row_offsets[index]:self._row_offsets[index + 1]]:
-            ids = self.features[int(self._feature[piece])]["input_ids"]
-            start = int(self._start[piece])
-            ids = ids[start:start + self.row_length]
-            packed["input_ids"].extend(ids)
-            packed["segment_lengths"].append(len(ids))
-        return packed
+        pieces = self._pieces[self._row_offsets[index]:self._row_offsets[index + 1]]
+        if self._first_piece is None:
+            feature, start = pieces, np.zeros(len(pieces), dtype=np.int64)
+        else:
+            feature = np.searchsorted(self._first_piece, pieces, side="right") - 1
+            start = (pieces - self._first_piece[feature]) * self.row_length
+        offsets = self.features.offsets
+        begin = offsets[feature] + start  # (pieces in the row,)
+        end = np.minimum(offsets[feature + 1], begin + self.row_length)
+        ids = self.features.ids
+        return {"input_ids": np.concatenate([ids[b:e] for b, e in zip(begin, end)]).tolist(),
+                "segment_lengths": (end - begin).tolist()}
+
+
+class _Vocabulary:
+    """The distinct ids of a stream of id chunks."""
+
+    def __init__(self) -> None:
+        self.seen = np.zeros(1 << 16, dtype=bool)
+
+    def add(self, chunk: np.ndarray) -> None:
+        if len(chunk) and int(chunk.max()) >= len(self.seen):
+            self.seen = np.concatenate([self.seen, np.zeros(int(chunk.max()) + 1 - len(self.seen), dtype=bool)])
+        self.seen[chunk] = True
+
+    def ids(self) -> np.ndarray:
+        return np.flatnonzero(self.seen)
 
 
 def stream_token_cache(
     source: str | Path | Iterable[str], tokenizer: Any, tokenize_function: TokenizeFn, max_length: int, *,
-    source_key: str = "", root: Path | None = None, progress: Callable[[int, int], None] | None = None,
+    source_key: str = "", sha256: str = "", root: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[TokenCacheFeatures, bool]:
     """Return ``(features, from_cache)`` of a corpus tokenised in one streaming pass.
 
@@ -166,12 +199,13 @@ def stream_token_cache(
             tokeniser; blank texts are skipped, as it skips them).
         max_length: Truncation length (part of the key).
         source_key: Required when ``source`` is not a path.
+        sha256: The file's SHA-256 when already known (``TextFile.sha256``): the file is not hashed again.
         root: Cache folder (default ``<cache>/tokens``).
         progress: Called as ``progress(examples, tokens)`` after every batch.
     """
     is_file = isinstance(source, (str, Path))
     entry, content, variant = cache_entry(source, tokenizer, tokenize_function, max_length,
-                                          source_key=source_key, root=root)
+                                          source_key=source_key, sha256=sha256, root=root)
     if (entry / "meta.json").exists():
         features = _read(entry)
         if features is not None:
@@ -179,6 +213,7 @@ def stream_token_cache(
         print(f"note: token cache entry {entry} is damaged; tokenising again", file=sys.stderr)
         shutil.rmtree(entry, ignore_errors=True)
     texts = file_texts(source) if is_file else iter(source)
+    _remove_abandoned_passes(entry)
     with atomic_directory(entry) as staging:
         examples, tokens = _write(staging, texts, tokenizer, tokenize_function, max_length, progress)
         meta = {"format_version": FORMAT_VERSION, "variant": variant, "content": content,
@@ -190,20 +225,38 @@ def stream_token_cache(
 
 
 def cache_entry(source: str | Path | Iterable[str], tokenizer: Any, tokenize_function: TokenizeFn, max_length: int,
-                *, source_key: str = "", root: Path | None = None) -> tuple[Path, str, str]:
+                *, source_key: str = "", sha256: str = "", root: Path | None = None) -> tuple[Path, str, str]:
     """Return ``(entry folder, content key, variant)`` of a corpus (arguments as :func:`stream_token_cache`)."""
     if not isinstance(source, (str, Path)) and not source_key:
         raise ValueError("an iterable source needs source_key naming its content")
-    content = f"file:{file_digest(source)}" if isinstance(source, (str, Path)) else f"source:{source_key}"
+    if isinstance(source, (str, Path)):
+        content = f"file:{sha256 or file_digest(source)}"
+    else:
+        content = f"source:{source_key}"
     variant = f"{getattr(tokenize_function, '__module__', '')}.{tokenize_function.__qualname__}:{max_length}"
     key_text = f"stream-v{FORMAT_VERSION}\0{content}\0{variant}\0{tokenizer_fingerprint(tokenizer)}"
     key = hashlib.sha256(key_text.encode()).hexdigest()[:32]
     return (Path(root) if root is not None else cache_dir() / "tokens") / key, content, variant
 
 
+def _remove_abandoned_passes(entry: Path, idle_seconds: float = 600.0) -> None:
+    """Remove the staging folders of this entry's earlier passes that were killed (their ids file
+    unchanged for ``idle_seconds``; a live pass appends to it every few seconds)."""
+    for staging in entry.parent.glob(f".{entry.name}.*.tmp"):
+        ids_file = staging / "ids.bin"
+        try:
+            idle = time.time() - (ids_file if ids_file.exists() else staging).stat().st_mtime
+        except OSError:
+            continue
+        if idle > idle_seconds:
+            print(f"note: removing {staging}, an interrupted tokenising pass", file=sys.stderr)
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def _write(staging: Path, texts: Iterator[str], tokenizer: Any, tokenize_function: TokenizeFn, max_length: int,
            progress: Callable[[int, int], None] | None) -> tuple[int, int]:
     examples = tokens = 0
+    vocabulary = _Vocabulary()
     with open(staging / "ids.bin", "wb") as ids_out, open(staging / "lengths.bin", "wb") as lengths_out:
         while batch := [text for _, text in zip(range(BATCH_TEXTS), texts)]:
             features = tokenize_function(tokenizer, batch, max_length)
@@ -212,9 +265,11 @@ def _write(staging: Path, texts: Iterator[str], tokenizer: Any, tokenize_functio
                                count=int(lengths.sum()))
             ids_out.write(flat.tobytes())
             lengths_out.write(lengths.tobytes())
+            vocabulary.add(flat)
             examples, tokens = examples + len(features), tokens + len(flat)
             if progress is not None:
                 progress(examples, tokens)
+    np.save(staging / "vocabulary.npy", vocabulary.ids())
     return examples, tokens
 
 
@@ -233,4 +288,13 @@ def _read(entry: Path) -> TokenCacheFeatures | None:
         return None
     offsets = np.zeros(examples + 1, dtype=np.int64)  # (examples + 1,)
     np.cumsum(lengths, out=offsets[1:])
-    return TokenCacheFeatures(ids, offsets)
+    del lengths
+    return TokenCacheFeatures(ids, offsets, _read_vocabulary(entry))
+
+
+def _read_vocabulary(entry: Path) -> np.ndarray | None:
+    """Return the distinct ids the tokenising pass recorded (None for an entry written before it did)."""
+    try:
+        return np.load(entry / "vocabulary.npy")
+    except (OSError, ValueError):
+        return None
