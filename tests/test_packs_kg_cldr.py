@@ -74,3 +74,26 @@ def test_real_russian_conceptnet_through_the_assertions_reader(tmp_path):
     assert "FormOf" in relations and relations <= {
         "DistinctFrom", "MannerOf", "DerivedFrom", "RelatedTo", "EtymologicallyRelatedTo", "PartOf", "Antonym",
         "IsA", "FormOf", "EtymologicallyDerivedFrom", "Synonym", "SimilarTo"}
+
+
+@pytest.mark.parametrize("name", ["zho", "rus"])
+def test_shipped_templates_load_and_verbalise_every_relation(name):
+    from lowres_adapters.data.examples import Edge
+    from lowres_adapters.data.templates import load_templates
+
+    templates = load_templates(f"lowres_kg_cldr:templates/{name}.json")
+    assert templates.language == name
+    for relation in templates.predicates:
+        sentence = templates.verbalise(Edge("A", relation, "B", "x", "x", "id"))
+        assert sentence.count("A") == 1 and sentence.count("B") == 1 and sentence.endswith(templates.end_mark)
+        assert "{" not in sentence
+
+
+def test_chinese_templates_write_cldr_sentences_without_spaces(cldr_dir):
+    from lowres_adapters.data.graphs import verbalise_edges
+    from lowres_adapters.data.templates import load_templates
+
+    edges = open_cldr_annotations(CldrAnnotationsConfig(directory=str(cldr_dir), locales=("sw",)))
+    sentences = [s.text for s in verbalise_edges(edges, load_templates("lowres_kg_cldr:templates/zho.json"))]
+    assert sentences[0] == "🐶表示uso wa mbwa。"
+    assert sentences[1] == "uso wa mbwa与mbwa有关。"

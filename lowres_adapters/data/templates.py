@@ -3,13 +3,19 @@
 The default English predicates are the 33 of arXiv 2502.10140 (ConceptNet 5.7); edges with any
 other relation are dropped. Templates are pluggable: pass a :class:`RelationTemplates` of your own,
 or a JSON file ``{"language": "nya", "predicates": {"IsA": "ndi mtundu wa", ...}}`` for
-target-language predicates.
+target-language predicates. A predicate holding ``{start}`` and ``{end}`` is a whole pattern, for
+languages whose word order or spacing differs (``"{start}是一种{end}"``, ``"слово {start} — синоним
+слова {end}"``); ``end_mark`` is appended (``"。"`` for Chinese).
+
+A package (a language pack or a graph plugin) ships its templates as a JSON file inside the package
+and users name it ``"package:path/in/package.json"`` (e.g. ``lowres_kg_cldr:templates/zho.json``).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
@@ -73,31 +79,68 @@ class RelationTemplates:
         predicate = self.predicates.get(edge.relation)
         if predicate is None or not edge.start or not edge.end:
             return None
+        if is_pattern(predicate):
+            return predicate.replace("{start}", edge.start).replace("{end}", edge.end) + self.end_mark
         return f"{edge.start} {predicate} {edge.end}{self.end_mark}"
+
+
+def is_pattern(predicate: str) -> bool:
+    """Return whether ``predicate`` is a whole sentence pattern (it places ``{start}`` and ``{end}``)."""
+    return "{start}" in predicate and "{end}" in predicate
 
 
 ENGLISH_TEMPLATES = RelationTemplates()
 
 
+def _packaged_file(spec: str) -> tuple[Path, str] | None:
+    """Return ``(path, text)`` of ``"package:path/in/package.json"``, or None when ``spec`` is no such name."""
+    package, _, inner = spec.partition(":")
+    if not inner or not package.replace("_", "").replace(".", "").isalnum() or Path(spec).exists():
+        return None
+    try:
+        resource = resources.files(package).joinpath(inner)
+    except (ModuleNotFoundError, TypeError):
+        raise InputError(Path(spec), None, f"expected an installed package {package!r} holding {inner}") from None
+    if not resource.is_file():
+        raise InputError(Path(spec), None, f"expected a templates file {inner} inside the package {package!r}")
+    return Path(spec), resource.read_text("utf-8")
+
+
 def load_templates(spec: str = "") -> RelationTemplates:
-    """Return templates: the English default for ``""``/``"eng"``, else read a JSON file.
+    """Return templates: the English default for ``""``/``"eng"``, a file packaged with a package
+    (``"package:path.json"``), else read a JSON file.
+
+    The JSON is ``{"language": CODE, "predicates": {relation: predicate or pattern}, "end_mark": "."}``
+    (``end_mark`` optional); a pattern must hold both ``{start}`` and ``{end}``.
 
     Raises:
-        InputError: When the file is not ``{"language": ..., "predicates": {relation: text}}``.
+        InputError: When the file is missing or not of that form.
     """
     if spec in ("", "eng", "en"):
         return ENGLISH_TEMPLATES
-    path = Path(spec)
-    if not path.is_file():
-        raise InputError(path, None, "expected a templates JSON file, or 'eng' for the English predicates")
+    packaged = _packaged_file(spec)
+    if packaged is not None:
+        path, text = packaged
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise InputError(path, None, "expected a templates JSON file, 'package:file.json' in an installed "
+                                         "package, or 'eng' for the English predicates")
+        try:
+            text = path.read_text("utf-8")
+        except UnicodeDecodeError as error:
+            raise InputError(path, None, f"expected UTF-8 JSON ({error})") from None
     try:
-        data = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(path, None, f"expected JSON ({error})") from None
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(path, error.lineno, f"expected JSON ({error.msg})") from None
     predicates = data.get("predicates") if isinstance(data, dict) else None
     if not isinstance(predicates, dict) or not all(
         isinstance(key, str) and isinstance(value, str) and value.strip() for key, value in predicates.items()
     ):
         raise InputError(path, None, 'expected {"language": CODE, "predicates": {"IsA": "...", ...}}')
+    half = sorted(key for key, value in predicates.items() if ("{start}" in value) != ("{end}" in value))
+    if half:
+        raise InputError(path, None, f"expected both {{start}} and {{end}} in the pattern of {', '.join(half)}")
     return RelationTemplates(predicates=MappingProxyType(dict(predicates)),
                              language=str(data.get("language", "und")), end_mark=str(data.get("end_mark", ".")))

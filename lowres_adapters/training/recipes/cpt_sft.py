@@ -1,6 +1,8 @@
 """Continual pre-training then supervised fine-tuning (arXiv 2512.03976), with adapters.
 
-- ``cpt``: causal LM on the language's raw text (the ``language`` recipe with CPT defaults).
+- ``cpt``: causal LM on the language's raw text (the ``language`` recipe with CPT defaults), with
+  ``replay_share`` of the training text (in characters) replayed from a general-text source in the
+  model's original language against forgetting (:mod:`lowres_adapters.training.replay`).
 - ``sft``: the pack's parallel pairs rendered as translation instructions, in both directions the
   pack offers (into and out of the target language, from every source language present), loss on
   the answer only; a share of plain original-language text (the non-target side of the pairs, e.g.
@@ -18,12 +20,13 @@ steps; ``--max-steps 0 --epochs 2`` gives the paper's 2 SFT epochs.
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Sequence
 
 from lowres_adapters.configs import config_from_dict
-from lowres_adapters.data.examples import PairExample
+from lowres_adapters.data.examples import PairExample, TextExample
 from lowres_adapters.data.languages import language_name
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.generation import GenerationSettings
@@ -40,7 +43,8 @@ from lowres_adapters.training.lm_objectives import CAUSAL_LM, LMObjective
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import causal_lm_loss
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext
-from lowres_adapters.training.recipes.language import LanguageRecipe
+from lowres_adapters.training.recipes.language import LanguageOptions, LanguageRecipe
+from lowres_adapters.training.replay import PAIRS, interleave, replay_chars_wanted, replay_texts
 from lowres_adapters.training.speed import fast_text_defaults, speed_up_for_loop
 
 CPT_DEFAULTS = {"lr": 1e-2, "batch_size": 8, "max_length": 128, "max_steps": 40, "schedule": "cosine",
@@ -54,19 +58,87 @@ tokenises its own instruction examples, so the text token cache has nothing to d
 PROMPT = DEFAULT_PROMPT
 """The plain instruction: the translation evaluation's own prompt, so ``lowres evaluate`` asks as SFT taught."""
 DIRECTIONS = ("both", "into", "from")
+REPLAY_SHARE = 0.2
+"""Default share of CPT training characters replayed (docs/training.md, "Forgetting and replay")."""
+
+logger = logging.getLogger("lowres_adapters.training")
+
+
+@dataclass(frozen=True)
+class CptOptions(LanguageOptions):
+    """Options of the ``cpt`` recipe.
+
+    Attributes:
+        replay_share: Share of the training text, in characters, that is replayed general text in
+            the model's original language (against forgetting); 0 trains on the target language only.
+        replay_source: Where replayed text comes from: ``"pairs"`` (the non-target side of the
+            training pairs), ``"pairs:LANG"``, a registered data source yielding text, or a text
+            file or folder (:mod:`lowres_adapters.training.replay`).
+        replay_config: Settings of that data source (for a file: of the ``text`` source).
+    """
+
+    replay_share: float = REPLAY_SHARE
+    replay_source: str = PAIRS
+    replay_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.replay_share < 1:
+            raise ValueError("replay_share must be in [0, 1)")
+        if not self.replay_source.strip():
+            raise ValueError("replay_source must name 'pairs', a data source or a file")
+
+
+CPT_OPTION_NAMES = ("replay_share", "replay_source", "replay_config")
 
 
 class CptRecipe(LanguageRecipe):
-    """Continual pre-training: causal LM on the language's raw text."""
+    """Continual pre-training: causal LM on the language's raw text, with replayed general text."""
 
     name = "cpt"
-    description = "continual pre-training: causal LM on raw text (stage 1 of arXiv 2512.03976)"
+    description = "continual pre-training: causal LM on raw text with a replay mix (stage 1 of arXiv 2512.03976)"
+    options_class = CptOptions
 
     def loop_defaults(self, objective: LMObjective) -> dict[str, Any]:
         """Return the CPT defaults (see the module docstring)."""
         if objective.masked:
             return super().loop_defaults(objective)
         return {**fast_text_defaults(), **CPT_DEFAULTS}
+
+    def check_data(self, context: RecipeContext) -> None:
+        """Check the text, then read the replayed texts (so a bad ``replay_source`` fails before scoring)."""
+        super().check_data(context)
+        context.state["replay"] = self.replayed(context)
+
+    def replayed(self, context: RecipeContext) -> list[TextExample]:
+        """Return the replayed texts of this run (empty when ``replay_share`` is 0)."""
+        options = context.options
+        if options.replay_share > 0 and options.replay_source == PAIRS and not context.data.pairs.get("train"):
+            logger.warning("cpt: no training pairs to replay the original language from; replay is off "
+                           "(set recipe_options.replay_source to a file or a data source)")
+            return []
+        target_chars = sum(len(example.text) for example in super().training_texts(context)[0])
+        wanted = replay_chars_wanted(target_chars, options.replay_share)
+        replayed = replay_texts(options.replay_source, options.replay_config, context.data, context.language, wanted)
+        if replayed:
+            got = sum(len(example.text) for example in replayed)
+            logger.info("cpt: replaying %d texts from %s: %.1f%% of the training characters",
+                        len(replayed), options.replay_source, 100 * got / (got + target_chars))
+        return replayed
+
+    def training_texts(self, context: RecipeContext) -> tuple[list[TextExample], list[TextExample]]:
+        """Return the target-language training texts with the replayed ones spread among them;
+        validation stays target-language only."""
+        train, validation = super().training_texts(context)
+        if "replay" not in context.state:  # a stage of cpt_sft: its check_data did not run
+            context.state["replay"] = self.replayed(context)
+        return interleave(train, context.state["replay"]), validation
+
+    def datasets(self, context: RecipeContext) -> list[str]:
+        """Return the text corpora plus the replayed ones."""
+        names = set(super().datasets(context))
+        names |= {example.provenance.source for example in context.state.get("replay", [])}
+        return sorted(name for name in names if name and name != "unknown")
 
 
 @dataclass(frozen=True)
@@ -112,6 +184,10 @@ class SftOptions:
             raise ValueError("prompt must contain {source}")
         if self.prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise ValueError("max_pairs must be >= 1")
+        if self.eval_pairs < 0:
+            raise ValueError("eval_pairs must be >= 0")
 
         GenerationSettings(**{key: value for key, value in (
             ("num_beams", self.num_beams), ("no_repeat_ngram_size", self.no_repeat_ngram_size),
@@ -122,10 +198,6 @@ class SftOptions:
     def template(self) -> str:
         """Return the instruction template in use (the given one, else the format's own)."""
         return self.prompt or (CHAT_INSTRUCTION if self.prompt_format == "chat" else PROMPT)
-        if self.max_pairs is not None and self.max_pairs < 1:
-            raise ValueError("max_pairs must be >= 1")
-        if self.eval_pairs < 0:
-            raise ValueError("eval_pairs must be >= 0")
 
 
 def _names(code: str) -> str:
@@ -276,12 +348,20 @@ class CptSftOptions(SftOptions):
         sft_max_steps: Steps of the SFT stage (None: ``--max-steps`` or the SFT default).
         cpt_lr: Learning rate of the CPT stage (None: ``--lr`` or the CPT default).
         sft_lr: Learning rate of the SFT stage (None: ``--lr`` or the SFT default).
+        replay_share, replay_source, replay_config: The CPT stage's replay mix (:class:`CptOptions`).
     """
 
     cpt_max_steps: int | None = None
     sft_max_steps: int | None = None
     cpt_lr: float | None = None
     sft_lr: float | None = None
+    replay_share: float = REPLAY_SHARE
+    replay_source: str = PAIRS
+    replay_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        CptOptions(replay_share=self.replay_share, replay_source=self.replay_source)
 
 
 class CptSftRecipe(Recipe):
@@ -299,7 +379,8 @@ class CptSftRecipe(Recipe):
             return {key: value for key, value in (("max_steps", max_steps), ("lr", lr)) if value is not None}
 
         sft_options = {f.name: getattr(options, f.name) for f in fields(SftOptions)}
-        return [("cpt", CptRecipe(), loop(options.cpt_max_steps, options.cpt_lr), {}),
+        cpt_options = {name: getattr(options, name) for name in CPT_OPTION_NAMES}
+        return [("cpt", CptRecipe(), loop(options.cpt_max_steps, options.cpt_lr), cpt_options),
                 ("sft", SftRecipe(), loop(options.sft_max_steps, options.sft_lr), sft_options)]
 
     def check_data(self, context: RecipeContext) -> None:

@@ -5,7 +5,13 @@ Edges from a registered data source (graph plugins provide them: ``recipe_option
 (``"{start} {predicate} {end}."``, :mod:`lowres_adapters.data.templates`); a source that yields
 text (e.g. ``graph_sentences``) is used as it is. Sentences split 80/10/10 by a fixed
 seed on their edge id (arXiv 2502.10140); the adapter trains on the 80% with the model's own
-objective, like the ``language`` recipe, and is scored on the pack's held-out text.
+objective, like the ``language`` recipe, and is scored on the pack's held-out text (free text: does
+the graph adapter cost the language anything?) and on the first ``eval_sentences`` of the graph's
+10% test split (``graph_bits_per_char``: did it learn the graph?).
+
+Templates: ``recipe_options.templates`` is ``"eng"``, a JSON file, or a file shipped inside a
+package, ``"package:path.json"`` (``lowres-kg-cldr`` ships ``lowres_kg_cldr:templates/zho.json`` and
+``lowres_kg_cldr:templates/rus.json``); see :mod:`lowres_adapters.data.templates`.
 """
 
 from __future__ import annotations
@@ -38,8 +44,11 @@ class GraphOptions:
             graphs come from plugins.
         source_config: Settings of that source (its config class's fields). A ``languages`` or
             ``locales`` field left empty is set to the target language.
-        templates: ``"eng"`` (the 33 English predicates of arXiv 2502.10140) or a templates JSON file.
+        templates: ``"eng"`` (the 33 English predicates of arXiv 2502.10140), a templates JSON
+            file, or ``"package:path.json"`` (a file shipped inside an installed package).
         max_sentences: Use at most this many training sentences (the first N); None for all.
+        eval_sentences: Held-out graph sentences (the first N of the 10% test split) scored for
+            ``graph_bits_per_char``; 0 skips them.
         split_seed: Seed of the 80/10/10 split.
         mask_probability: Share of tokens predicted in masked LM (encoders only).
     """
@@ -48,12 +57,15 @@ class GraphOptions:
     source_config: dict[str, Any] = field(default_factory=dict)
     templates: str = "eng"
     max_sentences: int | None = None
+    eval_sentences: int = 200
     split_seed: int = 0
     mask_probability: float = 0.15
 
     def __post_init__(self) -> None:
         if self.max_sentences is not None and self.max_sentences < 1:
             raise ValueError("max_sentences must be >= 1")
+        if self.eval_sentences < 0:
+            raise ValueError("eval_sentences must be >= 0")
 
 
 def _source_config(spec: Any, values: dict[str, Any], language: str) -> Any:
@@ -100,19 +112,32 @@ class GraphRecipe(LanguageRecipe):
         """Check the held-out text and read the graph's sentences (kept for :meth:`job`)."""
         Recipe.check_data(self, context)
 
-        sentences = graph_sentences(context.options, context.language)
-        train = [s for s in sentences if split_of(s.id, GRAPH_SPLIT, context.options.split_seed) == "train"]
-        validation = [s for s in sentences if split_of(s.id, GRAPH_SPLIT, context.options.split_seed) == "validation"]
-        if not train:
+        splits: dict[str, list[TextExample]] = {name: [] for name in GRAPH_SPLIT}
+        for sentence in graph_sentences(context.options, context.language):
+            splits[split_of(sentence.id, GRAPH_SPLIT, context.options.split_seed)].append(sentence)
+        if not splits["train"]:
             raise LowresError(f"graph source {context.options.source!r} has no sentences for {context.language}")
         if context.options.max_sentences is not None:
-            train = train[: context.options.max_sentences]
-        context.state["graph_sentences"] = (train, validation)
+            splits["train"] = splits["train"][: context.options.max_sentences]
+        context.state["graph_sentences"] = splits
 
     def job(self, context: RecipeContext) -> TrainingJob:
         """Return the masked/causal LM job on the graph sentences."""
-        train, validation = context.state["graph_sentences"]
-        return text_job(context, train, validation, self.name, context.options.mask_probability)
+        splits = context.state["graph_sentences"]
+        return text_job(context, splits["train"], splits["validation"], self.name, context.options.mask_probability)
+
+    def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:
+        """Return held-out free-text figures plus ``graph_bits_per_char`` on held-out graph sentences."""
+        figures = super().evaluate(context, model)
+        held = [s.text for s in context.state["graph_sentences"]["test"][: context.options.eval_sentences]]
+        if held:
+            show = context.loop.progress and context.process.is_main
+            scores = context.objective.score(model, context.tokenizer, held, max_length=max(context.loop.max_length, 512),
+                                             progress="scoring graph sentences" if show else None)
+            figures.update({"graph_bits_per_char": scores.bits_per_char, "graph_eval_sentences": len(held),
+                            "graph_sentences": {name: len(items) for name, items in
+                                                context.state["graph_sentences"].items()}})
+        return figures
 
     def datasets(self, context: RecipeContext) -> list[str]:
         """Return the graph source's name."""

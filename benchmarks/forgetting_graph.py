@@ -1,0 +1,303 @@
+"""Forgetting under continual pre-training with a replay mix, and graph adapters on real graph data.
+
+Usage::
+
+    # CPT on Chichewa with replay shares 0 and 0.2, 3 seeds; English held-out before and after
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forgetting_graph.py forgetting --shares 0,0.2 --seeds 0,1,2
+    # a graph adapter on CLDR Chinese annotations with Chinese templates; Chinese free text before/after
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forgetting_graph.py graph --seeds 0
+
+``forgetting``: every (share, seed) is one ``lowres adapt nya --recipe cpt`` run (the recipe's
+default steps and learning rate, LoRA r=8 on q, v), replaying the English side of the pack's
+training pairs. Its held-out Chichewa bits/char (first ``--eval-examples`` NT verses) come from the
+run's metrics; this script then scores the base model and each run on two English held-out sets:
+the KJV side of the nya pack's test pairs (New Testament verses) and the English side of the dzo
+pack's eng-dzo LibreOffice help pairs (test split; texts of >= 20 characters, first N distinct).
+Writes ``results/forgetting.{json,md}`` after every run.
+
+``graph``: ``lowres adapt zho --recipe graph`` on ``cldr_annotations`` (locale ``zh``) verbalised with
+the Chinese templates shipped in ``lowres-kg-cldr``; free text = the Chinese side of the dzo pack's
+zho-dzo test pairs (written to a file for ``--eval-text``). Graph-text bits/char is the recipe's
+``graph_bits_per_char`` on its 10% test split. Writes ``results/graph.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+LOWRES = str(Path(sys.executable).with_name("lowres"))
+MACHINE = "2-core AMD EPYC (no native bf16), shared with other jobs"
+ENGLISH_SETS = ("kjv_nt", "libreoffice_help")
+
+
+def machine() -> dict[str, Any]:
+    """Return where and how the figures were measured."""
+    import torch
+
+    return {"machine": MACHINE, "platform": f"{platform.machine()} python {platform.python_version()}",
+            "torch_threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+            "load_average": [round(value, 2) for value in os.getloadavg()]}
+
+
+def english_sets(limit: int) -> dict[str, list[str]]:
+    """Return the two English held-out sets (test splits only)."""
+    from lowres_adapters.training.run_data import load_run_data
+    from lowres_adapters.training.settings import DataSettings
+
+    nya, _ = load_run_data("nya", DataSettings())
+    kjv = [pair.source for pair in nya.pairs["test"] if pair.source_lang == "eng"][:limit]
+    dzo, _ = load_run_data("dzo", DataSettings())
+    seen: set[str] = set()
+    help_texts = []
+    for pair in dzo.pairs["test"]:
+        if pair.source_lang == "eng" and len(pair.source) >= 20 and pair.source not in seen:
+            seen.add(pair.source)
+            help_texts.append(pair.source)
+    return {"kjv_nt": kjv, "libreoffice_help": help_texts[:limit]}
+
+
+def score_sets(model: Any, tokenizer: Any, sets: dict[str, list[str]]) -> dict[str, float]:
+    """Return bits/char of ``model`` on each set."""
+    from lowres_adapters.evaluation.language_modeling import score_texts
+
+    return {name: score_texts(model, tokenizer, texts, batch_size=8, max_length=512).bits_per_char
+            for name, texts in sets.items()}
+
+
+def score_folder(folder: Path | None, model_id: str, sets: dict[str, list[str]]) -> dict[str, float]:
+    """Load the base model (``folder`` None) or a run, score it on ``sets`` and free it."""
+    from lowres_adapters.models import load_base_model
+    from lowres_adapters.runs.snapshots import load_run
+
+    if folder is None:
+        model, tokenizer = load_base_model(model_id)
+    else:
+        loaded = load_run(folder)
+        model, tokenizer = loaded.model, loaded.tokenizer
+    model.eval()
+    figures = score_sets(model, tokenizer, sets)
+    del model
+    gc.collect()
+    return figures
+
+
+def run_command(command: list[str], log: Path) -> float:
+    """Run one ``lowres adapt`` process (its output in ``log``); return its wall time in seconds."""
+    started = time.time()
+    with log.open("w", encoding="utf-8") as handle:
+        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+    if code:
+        tail = log.read_text("utf-8").strip().splitlines()[-1:]
+        raise SystemExit(f"{shlex.join(command)} failed ({code}): {tail}")
+    return time.time() - started
+
+
+def summary_of(values: list[float]) -> dict[str, Any]:
+    from lowres_adapters.evaluation.stats import mean_std
+
+    return mean_std(values).to_dict()
+
+
+def cell(summary: dict[str, Any], digits: int = 3) -> str:
+    return f"{summary['mean']:.{digits}f} ± {summary['std']:.{digits}f}"
+
+
+def write(name: str, result: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    (RESULTS / f"{name}.md").write_text(markdown(result), "utf-8")
+
+
+# --- forgetting ------------------------------------------------------------------------------
+
+
+def forgetting_summary(result: dict[str, Any]) -> dict[str, Any]:
+    rows: dict[str, Any] = {"base": {key: summary_of([value]) for key, value in result["base"].items()}}
+    for share, seeds in sorted(result["runs"].items(), key=lambda item: float(item[0])):
+        done = [run for run in seeds.values() if "figures" in run]
+        if done:
+            rows[share] = {key: summary_of([run["figures"][key] for run in done]) for key in done[0]["figures"]}
+            rows[share]["train_seconds"] = summary_of([run["seconds"] for run in done])
+    return rows
+
+
+def forgetting_markdown(result: dict[str, Any]) -> str:
+    rows = result["summary"]
+    lines = [f"# Forgetting under CPT (nya), with and without replay", "",
+             f"Machine: {result['machine']['machine']}; OMP_NUM_THREADS={result['machine']['OMP_NUM_THREADS']}; "
+             f"load average at the end {result['machine']['load_average']}.",
+             f"Each run: `{result['command_template']}`; scored on {result['eval_examples']} texts per set.",
+             f"Benchmark command: `{result['command']}`; {result['seconds']:.0f} s in all.", "",
+             "| model | replay share | nya NT (bits/char) | English KJV NT | English LibreOffice help | seeds | "
+             "wall s per run |", "|---|---:|---:|---:|---:|---:|---:|"]
+    base = rows["base"]
+    lines.append(f"| base | – | {cell(base['nya'])} | {cell(base['kjv_nt'])} | {cell(base['libreoffice_help'])} | – | – |")
+    for share, row in rows.items():
+        if share == "base":
+            continue
+        lines.append(f"| CPT 40 steps | {float(share):g} | {cell(row['nya'])} | {cell(row['kjv_nt'])} | "
+                     f"{cell(row['libreoffice_help'])} | {row['nya']['n']} | {row['train_seconds']['mean']:.0f} |")
+    lines += ["", "Change against the base (mean over seeds):", "",
+              "| replay share | nya NT | English KJV NT | English LibreOffice help |", "|---:|---:|---:|---:|"]
+    for share, row in rows.items():
+        if share != "base":
+            changes = [100 * (row[key]["mean"] / base[key]["mean"] - 1) for key in ("nya", *ENGLISH_SETS)]
+            lines.append(f"| {float(share):g} | " + " | ".join(f"{change:+.1f}%" for change in changes) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def forgetting(options: argparse.Namespace, arguments: list[str]) -> None:
+    started = time.time()
+    output = RESULTS / "forgetting.json"
+    result: dict[str, Any] = json.loads(output.read_text("utf-8")) if output.exists() and options.resume else {}
+    sets = english_sets(options.eval_examples)
+    template = (f"lowres adapt nya --recipe cpt --seed SEED --eval-examples {options.eval_examples} "
+                f"--set recipe_options.replay_share=SHARE -o RUN_DIR")
+    result.update({"command": "benchmarks/forgetting_graph.py " + shlex.join(arguments), "command_template": template,
+                   "eval_examples": options.eval_examples, "english_sets": {k: len(v) for k, v in sets.items()},
+                   "model": options.model})
+    result.setdefault("runs", {})
+    if "base" not in result:
+        print("scoring the base model on the English sets", flush=True)
+        result["base"] = score_folder(None, options.model, sets)
+    for seed in options.seeds:
+        for share in options.shares:
+            key = f"{share:g}"
+            run = result["runs"].setdefault(key, {}).setdefault(str(seed), {})
+            if "figures" in run:
+                continue
+            run_dir = Path(options.runs) / f"nya-cpt-replay{key}-s{seed}"
+            command = [LOWRES, "adapt", "nya", "--recipe", "cpt", "--seed", str(seed), "--eval-examples",
+                       str(options.eval_examples), "--set", f"recipe_options.replay_share={share}",
+                       "--quiet", "-o", str(run_dir)] + options.extra
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            print(f"replay {key} seed {seed}: {shlex.join(command)}", flush=True)
+            if not (run_dir / "metrics.json").exists():
+                run["seconds"] = round(run_command(command, run_dir.parent / f"{run_dir.name}.log"), 1)
+            metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
+            result["base"]["nya"] = metrics["base"]["bits_per_char"]
+            figures = {"nya": metrics["adapted"]["bits_per_char"], **score_folder(run_dir, options.model, sets)}
+            run.update({"command": shlex.join(command[1:]), "figures": figures,
+                        "train_seconds": metrics.get("training", {}).get("seconds"),
+                        "seconds": run.get("seconds", 0.0)})
+            result["seconds"] = result.get("seconds", 0.0) + (time.time() - started)
+            started = time.time()
+            result["machine"] = machine()
+            result["summary"] = forgetting_summary(result)
+            write("forgetting", result, forgetting_markdown)
+            print(json.dumps(figures), flush=True)
+
+
+# --- graph -----------------------------------------------------------------------------------
+
+
+def graph_markdown(result: dict[str, Any]) -> str:
+    rows = result["summary"]
+    lines = [f"# Graph adapter: {result['source']} ({result['locales']}) -> {result['language']}", "",
+             f"Machine: {result['machine']['machine']}; OMP_NUM_THREADS={result['machine']['OMP_NUM_THREADS']}; "
+             f"load average at the end {result['machine']['load_average']}.",
+             f"Each run: `{result['command_template']}`.",
+             f"Graph sentences: {result.get('graph_sentences', '?')}; free text: {result['free_text']}.",
+             f"Benchmark command: `{result['command']}`; {result['seconds']:.0f} s in all.", "",
+             "| | graph-text bits/char (held-out 10%) | free-text bits/char | seeds | wall s per run |",
+             "|---|---:|---:|---:|---:|",
+             f"| base | {cell(rows['base']['graph'])} | {cell(rows['base']['free'])} | – | – |",
+             f"| graph adapter | {cell(rows['adapted']['graph'])} | {cell(rows['adapted']['free'])} | "
+             f"{rows['adapted']['free']['n']} | {rows['adapted']['seconds']['mean']:.0f} |", "",
+             f"Change: graph text {rows['change']['graph']:+.1f}%, free text {rows['change']['free']:+.1f}% "
+             f"(goal: free text no worse than +2%)."]
+    return "\n".join(lines) + "\n"
+
+
+def graph(options: argparse.Namespace, arguments: list[str]) -> None:
+    from lowres_adapters.training.run_data import load_run_data
+    from lowres_adapters.training.settings import DataSettings
+
+    started = time.time()
+    dzo, _ = load_run_data("dzo", DataSettings())
+    free = [pair.source for pair in dzo.pairs["test"] if pair.source_lang == "zho"][: options.eval_examples]
+    runs = Path(options.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    eval_file = runs / "zho-libreoffice-help-test.txt"
+    eval_file.write_text("".join(text.replace("\n", " ") + "\n" for text in free), "utf-8")
+    source_config = json.dumps({"locales": options.locales.split(",")})
+    template = (f"lowres adapt zho --recipe graph --eval-text {eval_file.name} --set recipe_options.source={options.source} "
+                f"--set 'recipe_options.source_config={source_config}' "
+                f"--set recipe_options.templates={options.templates} --seed SEED -o RUN_DIR")
+    result: dict[str, Any] = {"command": "benchmarks/forgetting_graph.py " + shlex.join(arguments),
+                              "command_template": template, "language": "zho", "source": options.source,
+                              "locales": options.locales, "templates": options.templates,
+                              "free_text": f"{len(free)} Chinese texts of the dzo pack's zho-dzo test pairs "
+                                           "(LibreOffice help)", "runs": {}}
+    for seed in options.seeds:
+        run_dir = runs / f"zho-graph-{options.source}-s{seed}"
+        command = [LOWRES, "adapt", "zho", "--recipe", "graph", "--eval-text", str(eval_file),
+                   "--set", f"recipe_options.source={options.source}",
+                   "--set", f"recipe_options.source_config={{locales={json.dumps(options.locales.split(','))}}}",
+                   "--set", f"recipe_options.templates={options.templates}", "--seed", str(seed),
+                   "--quiet", "-o", str(run_dir)] + options.extra
+        print(f"seed {seed}: {shlex.join(command)}", flush=True)
+        seconds = None
+        if not (run_dir / "metrics.json").exists():
+            seconds = round(run_command(command, runs / f"{run_dir.name}.log"), 1)
+        metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
+        result["runs"][str(seed)] = {"command": shlex.join(command[1:]), "seconds": seconds,
+                                     "base": metrics["base"], "adapted": metrics["adapted"],
+                                     "training": metrics.get("training", {})}
+        result["graph_sentences"] = metrics["adapted"].get("graph_sentences")
+    done = list(result["runs"].values())
+    base = {"graph": summary_of([done[0]["base"]["graph_bits_per_char"]]),
+            "free": summary_of([done[0]["base"]["bits_per_char"]])}
+    adapted = {"graph": summary_of([run["adapted"]["graph_bits_per_char"] for run in done]),
+               "free": summary_of([run["adapted"]["bits_per_char"] for run in done]),
+               "seconds": summary_of([run["seconds"] or 0.0 for run in done])}
+    result["summary"] = {"base": base, "adapted": adapted, "change": {
+        key: 100 * (adapted[key]["mean"] / base[key]["mean"] - 1) for key in ("graph", "free")}}
+    result["seconds"] = time.time() - started
+    result["machine"] = machine()
+    write(options.name, result, graph_markdown)
+    print(graph_markdown(result), flush=True)
+
+
+def main(arguments: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    forget = sub.add_parser("forgetting", help="CPT on nya with replay shares; English held-out before/after")
+    forget.add_argument("--shares", default="0,0.2", help="replay shares, comma-separated")
+    forget.add_argument("--resume", action="store_true", help="keep the runs of an earlier results/forgetting.json")
+    graph_parser = sub.add_parser("graph", help="graph adapter on CLDR annotations; free text before/after")
+    graph_parser.add_argument("--source", default="cldr_annotations")
+    graph_parser.add_argument("--locales", default="zh")
+    graph_parser.add_argument("--templates", default="lowres_kg_cldr:templates/zho.json")
+    graph_parser.add_argument("--name", default="graph", help="result file name under results/")
+    for each in (forget, graph_parser):
+        each.add_argument("--seeds", default="0,1,2")
+        each.add_argument("--eval-examples", type=int, default=100)
+        each.add_argument("--runs", default=str(ROOT / "runs" / "forgetting_graph"))
+        each.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
+        each.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `lowres adapt` arguments")
+    options = parser.parse_args(arguments)
+    options.seeds = [int(seed) for seed in options.seeds.split(",")]
+    if options.what == "forgetting":
+        options.shares = [float(share) for share in options.shares.split(",")]
+        forgetting(options, arguments)
+    else:
+        graph(options, arguments)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
