@@ -7,7 +7,9 @@ truncated or corrupt ``.gz``, an empty file, a missing path.
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import hashlib
 import unicodedata
 import zlib
 from pathlib import Path
@@ -64,6 +66,39 @@ def iter_lines(path: str | Path, allow_empty: bool = False) -> Iterator[tuple[in
             raise InputError(path, line_number + 1, f"expected valid gzip data ({error})") from None
     if not seen_text and not allow_empty:
         raise InputError(path, 1, "expected at least one line of text, found an empty file")
+
+
+def check_text_file(path: str | Path, chunk_bytes: int = 1 << 24) -> str:
+    """Check that a text file (``.gz`` or not) is UTF-8 with some text in it, reading it in large
+    chunks, and return the SHA-256 of its bytes as stored (of the ``.gz`` for one).
+
+    A 1 GB file takes seconds: chunks are decoded whole, and only a bad file is read again line
+    by line, to name the line.
+
+    Raises:
+        InputError: As :func:`iter_lines` raises it (file, line, what was expected).
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    seen_text = False
+    try:
+        with _open_binary(path) as handle:  # the text (through gzip for a .gz)
+            while chunk := handle.read(chunk_bytes):
+                if not path.name.endswith(GZIP_SUFFIX):
+                    digest.update(chunk)
+                seen_text = bool(decoder.decode(chunk).lstrip("\ufeff").strip()) or seen_text
+            decoder.decode(b"", final=True)
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error):
+        seen_text = False
+    if not seen_text:  # read it again line by line: the error names the line
+        for _ in iter_lines(path):
+            pass
+    if path.name.endswith(GZIP_SUFFIX):
+        with path.open("rb") as handle:
+            while chunk := handle.read(chunk_bytes):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _decode(path: Path, line_number: int, raw: bytes) -> str:

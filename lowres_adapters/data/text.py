@@ -7,13 +7,13 @@ length and script filters apply; a deterministic split can be selected.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from lowres_adapters.data.dedup import Deduplicator
 from lowres_adapters.data.examples import Provenance, TextExample
-from lowres_adapters.data.files import iter_files, iter_lines, normalize_text
+from lowres_adapters.data.files import check_text_file, iter_files, iter_lines, normalize_text
 from lowres_adapters.data.languages import script_fraction, validate_language, validate_script
 from lowres_adapters.data.splits import DEFAULT_FRACTIONS, SPLITS, split_of
 from lowres_adapters.errors import InputError, LowresError
@@ -139,10 +139,55 @@ def read_text_file(path: str | Path, lang: str) -> list[TextExample]:
     """
     validate_language(lang)
     path = Path(path)
-    provenance = Provenance(path.name, "user", detail=str(path))
-    examples = []
+    return list(_file_examples(path, lang, Provenance(path.name, "user", detail=str(path))))
+
+
+def _file_examples(path: Path, lang: str, provenance: Provenance) -> Iterator[TextExample]:
     for example_id, raw in iter_raw_texts(path):
         text = normalize_text(raw)
         if text:
-            examples.append(TextExample(text=text, id=example_id, lang=lang, provenance=provenance))
-    return examples
+            yield TextExample(text=text, id=example_id, lang=lang, provenance=provenance)
+
+
+@dataclass(frozen=True)
+class TextFile:
+    """A user's text file as a corpus that streams: iterating it reads the file again, one
+    :class:`TextExample` at a time, as :func:`read_text_file` reads it; nothing is held in memory.
+
+    Build it with :func:`open_text_file`, which checks the file first.
+
+    Attributes:
+        path: The file (``.txt``/``.jsonl``, ``.gz`` or not).
+        lang: ISO 639-3 code of the text.
+        sha256: SHA-256 of the file's bytes (names its content, e.g. in a token cache).
+    """
+
+    path: Path
+    lang: str
+    sha256: str
+    provenance: Provenance = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "provenance", Provenance(self.path.name, "user", detail=str(self.path)))
+
+    def __iter__(self) -> Iterator[TextExample]:
+        return _file_examples(self.path, self.lang, self.provenance)
+
+    def texts(self) -> Iterator[str]:
+        """Yield the texts alone (what a tokeniser reads)."""
+        return (example.text for example in self)
+
+    def __bool__(self) -> bool:
+        return True  # open_text_file refused a file without text
+
+
+def open_text_file(path: str | Path, lang: str) -> TextFile:
+    """Return a user's text file as a streaming corpus, checked first (UTF-8, not empty) in one fast pass.
+
+    Raises:
+        InputError: On a missing, empty or non-UTF-8 file (file and line named).
+        LowresError: On an unknown language code.
+    """
+    validate_language(lang)
+    path = Path(path)
+    return TextFile(path=path, lang=lang, sha256=check_text_file(path))

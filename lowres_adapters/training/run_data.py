@@ -3,6 +3,11 @@
 ``--text`` replaces ``text["train"]``, ``--eval-text`` replaces ``text["test"]``, ``--pairs``
 replaces ``pairs["train"]`` and ``--eval-pairs`` replaces ``pairs["test"]``. A language without a
 pack works from files alone; a pack whose data is not fetched works too when files cover it.
+
+The ``--text`` file, of any size, is not read into memory: it is checked (UTF-8, not empty; one
+line naming the file and line otherwise) in one fast pass before any model loads and kept as a
+streaming :class:`~lowres_adapters.data.text.TextFile`, which the text recipes tokenise into the
+on-disk token store.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any
 from lowres_adapters.data.examples import PackData, TextExample
 from lowres_adapters.data.packs import load_pack_data
 from lowres_adapters.data.parallel import read_pairs_file
-from lowres_adapters.data.text import read_text_file
+from lowres_adapters.data.text import open_text_file, read_text_file
 from lowres_adapters.errors import LowresError
 from lowres_adapters.registry import get_registry
 from lowres_adapters.training.settings import DataSettings
@@ -58,7 +63,7 @@ def with_user_files(pack_data: PackData, language: str, data: DataSettings) -> P
     text = dict(pack_data.text)
     pairs = dict(pack_data.pairs)
     if data.text:
-        text["train"] = read_text_file(data.text, language)
+        text["train"] = open_text_file(data.text, language)  # streams: any size
         text.pop("validation", None)
     if data.eval_text:
         text["test"] = read_text_file(data.eval_text, language)

@@ -6,19 +6,28 @@ decoder defaults are chosen for the embedded SmolLM2-135M so that ~40 steps give
 a CPU: batch 8, 128 tokens, 5% warm-up, cosine decay to 10%, and lr 1e-2 (the learning-rate
 comparison behind it is in docs/training.md). Both run on the fast path (:func:`~lowres_adapters.training.speed.fast_text_defaults`):
 verses are packed into rows of ``max_length`` tokens, so a batch of 8 rows holds about 18 verses.
+
+A ``--text`` file (a :class:`~lowres_adapters.data.text.TextFile`, of any size) never becomes a
+list: with the token cache on (the default) it is tokenised in one streaming pass into the
+on-disk token store (:mod:`~lowres_adapters.training.token_store`, reused by later runs of the
+same file and tokenizer) and trained on from the memory map.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from lowres_adapters.data.examples import TextExample
+from lowres_adapters.data.text import TextFile
 from lowres_adapters.training.lm_objectives import LMObjective
 from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import MASK_PROBABILITY
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, split_validation
 from lowres_adapters.training.speed import cached_text_features, fast_text_defaults, speed_up_for_loop
+from lowres_adapters.training.token_store import TokenCacheFeatures, stream_token_cache
 
 ENCODER_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "max_length": 128, "max_steps": 100_000,
                     "schedule": "linear", "warmup_ratio": 0.0}
@@ -53,11 +62,60 @@ def text_job(context: RecipeContext, train: Sequence[TextExample], validation: S
     if context.loop.eval_every and validation:
         texts = (e.text for e in list(validation)[: context.loop.eval_examples])
         eval_features = objective.tokenize(context.tokenizer, texts, max_length)
+    return features_job(context, features, eval_features, name, mask_probability)
+
+
+def file_text_job(context: RecipeContext, corpus: TextFile, name: str,
+                  mask_probability: float = MASK_PROBABILITY) -> TrainingJob:
+    """Return the job on a text file streamed through the token store.
+
+    As :func:`text_job` on the file's examples: ``max_train_examples`` keeps the first N, and a run
+    that evaluates holds out the last 5% (at most 200), whose first ``eval_examples`` it scores.
+    """
+    features, from_cache = stream_token_cache(
+        corpus.path, context.tokenizer, type(context.objective).tokenize_function, context.loop.max_length,
+        sha256=corpus.sha256, progress=_tokenising_progress(corpus, context))
+    if context.process.is_main:
+        print(f"training text {corpus.path}: {len(features):,} examples, {int(features.lengths().sum()):,} tokens "
+              f"({'token cache reused' if from_cache else 'tokenised into the token cache'})", file=sys.stderr)
+    limit = context.settings.data.max_train_examples
+    if limit is not None:
+        features = features.select(0, limit)
+    eval_features = None
+    if context.loop.eval_every:
+        held_out = min(200, int(len(features) * 0.05))  # as split_validation holds out
+        if held_out >= 1:
+            validation = features.select(len(features) - held_out, len(features))
+            features = features.select(0, len(features) - held_out)
+            eval_features = [validation[i] for i in range(min(held_out, context.loop.eval_examples))]
+    return features_job(context, features, eval_features, name, mask_probability)
+
+
+def features_job(context: RecipeContext, features: Sequence[Any] | TokenCacheFeatures, eval_features: Any,
+                 name: str, mask_probability: float = MASK_PROBABILITY) -> TrainingJob:
+    """Return the job on tokenised ``features``, with the loop's speed options applied."""
+    objective = context.objective
     job = TrainingJob(model=context.handle.model, parameters=context.trained_parameters(), train_features=features,
                       collate=objective.collator(context.tokenizer, mask_probability), loss_fn=objective.loss,
                       eval_features=eval_features, name=name, freezing=context.freezing())
     # Packing, masked-only logits, vocabulary trimming... when the loop settings ask for them.
     return speed_up_for_loop(job, context.loop, objective=context.objective, tokenizer=context.tokenizer)
+
+
+def _tokenising_progress(corpus: TextFile, context: RecipeContext,
+                         every_seconds: float = 30.0) -> Callable[[int, int], None]:
+    """Return a progress callback printing a line every ``every_seconds`` of a long tokenising pass."""
+    started = last = time.monotonic()
+
+    def report(examples: int, tokens: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every_seconds and context.process.is_main:
+            last = now
+            print(f"tokenising {corpus.path.name}: {examples:,} examples, {tokens:,} tokens "
+                  f"({now - started:.0f} s)", file=sys.stderr, flush=True)
+
+    return report
 
 
 class LanguageRecipe(Recipe):
@@ -85,6 +143,16 @@ class LanguageRecipe(Recipe):
         return split_validation(train, context.data)
 
     def job(self, context: RecipeContext) -> TrainingJob:
-        """Return the masked/causal LM job on the training text."""
+        """Return the masked/causal LM job on the training text (a ``--text`` file through the token store)."""
+        corpus = context.data.text["train"]
+        if isinstance(corpus, TextFile) and context.loop.token_cache:
+            return file_text_job(context, corpus, self.name, context.options.mask_probability)
         train, validation = self.training_texts(context)
         return text_job(context, train, validation, self.name, context.options.mask_probability)
+
+    def datasets(self, context: RecipeContext) -> list[str]:
+        """Return the names of the corpora trained on (a ``--text`` file's name without reading it)."""
+        corpus = context.data.text.get("train")
+        if isinstance(corpus, TextFile):
+            return [corpus.provenance.source]
+        return super().datasets(context)
