@@ -6,7 +6,9 @@ on GPUs that compute bf16, fp16 autocast with loss scaling on older GPUs and fp3
 CPU it keeps the speed switch's choice (bf16 only where the CPU multiplies bf16 natively, see
 :func:`~lowres_adapters.training.speed.native_bf16`), so CPU runs compute exactly as before.
 Trained parameters stay float32 under every precision (autocast computes in the low precision;
-the optimiser updates float32 weights).
+the optimiser updates float32 weights). A training run on a GPU in bf16/fp16 loads its frozen base
+in that dtype (:func:`base_dtype`: half the memory, no float32 copy); on the CPU the base stays
+float32.
 """
 
 from __future__ import annotations
@@ -97,6 +99,74 @@ def choose_precision(requested: str, device: torch.device, *, cpu_bf16: bool = F
 def compute_dtype(precision: str) -> torch.dtype:
     """Return the torch dtype of ``precision`` (``fp32``, ``bf16`` or ``fp16``)."""
     return _DTYPES[precision]
+
+
+def run_placement(loop: Mapping[str, Any], local_index: int = 0, *, available: Iterable[str] | None = None,
+                  gpu_bf16: Callable[[], bool] | None = None) -> tuple[torch.device, str]:
+    """Return a run's ``(device, precision)`` from its loop settings as given, before any model loads.
+
+    Args:
+        loop: The run's ``[loop]`` overrides (``device`` and ``precision`` default to ``auto``).
+        local_index: This process's index on its machine.
+        available: Device types present (default :func:`available_devices`); tests pass a fake list.
+        gpu_bf16: Whether the CUDA device computes bf16 (see :func:`choose_precision`).
+
+    The CPU's ``auto`` precision here is fp32: the speed switch's CPU bf16 autocast leaves the
+    base float32 (see :func:`base_dtype`), so it does not matter before the model loads.
+
+    Raises:
+        LowresError: As :func:`choose_device` and :func:`choose_precision`.
+    """
+    device = choose_device(str(loop.get("device", "auto")), available, local_index=local_index)
+    return device, choose_precision(str(loop.get("precision", "auto")), device, gpu_bf16=gpu_bf16)
+
+
+def base_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """Return the dtype a training run loads its frozen base in, or None for float32.
+
+    On a GPU (CUDA or MPS) computing in bf16 or fp16 the base loads in that dtype: autocast would
+    cast its float32 weights to it in every matrix product anyway, and it takes half the memory.
+    On the CPU, and in fp32, the base stays float32 (CPU runs compute exactly as before).
+    """
+    if device.type == "cpu" or precision == "fp32":
+        return None
+    return compute_dtype(precision)
+
+
+def low_precision_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """Return bf16/fp16 when some of ``model``'s floating weights are held in it, else None."""
+    return next((p.dtype for p in model.parameters() if p.dtype in (torch.bfloat16, torch.float16)), None)
+
+
+def weights_autocast(model: torch.nn.Module) -> contextlib.AbstractContextManager:
+    """Return autocast in the dtype of ``model``'s low-precision weights (a base loaded in bf16/fp16,
+    its trained parameters float32), so evaluation mixes them as training did; no context for a
+    float32 model."""
+    dtype = low_precision_dtype(model)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(model_device(model).type, dtype=dtype)
+
+
+def cast_floating_(parameters: Iterable[torch.nn.Parameter],
+                   dtype: torch.dtype) -> list[tuple[torch.nn.Parameter, torch.dtype]]:
+    """Hold every floating parameter of ``parameters`` in ``dtype``, in place (the same Parameter
+    objects, so optimisers and modules keep them); return ``(parameter, previous dtype)`` of those
+    changed, for :func:`restore_dtypes_`."""
+    changed = []
+    with torch.no_grad():
+        for parameter in parameters:
+            if parameter.is_floating_point() and parameter.dtype != dtype:
+                changed.append((parameter, parameter.dtype))
+                parameter.data = parameter.data.to(dtype)
+    return changed
+
+
+def restore_dtypes_(changed: Iterable[tuple[torch.nn.Parameter, torch.dtype]]) -> None:
+    """Put the parameters :func:`cast_floating_` changed back in their previous dtypes, in place."""
+    with torch.no_grad():
+        for parameter, dtype in changed:
+            parameter.data = parameter.data.to(dtype)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

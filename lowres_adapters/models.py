@@ -207,7 +207,7 @@ def load_base_model(model_id: str, objective: str | None = None, *, revision: st
     extra: dict[str, Any] = {"use_safetensors": True} if safetensors_only else {}
     extra["low_cpu_mem_usage"] = True
     if dtype is not None:
-        extra["torch_dtype"] = dtype
+        extra["dtype"] = dtype  # transformers' `torch_dtype`, renamed
     try:
         model = auto.from_pretrained(path, trust_remote_code=False, **hub_revision, **extra)
     except (OSError, ValueError) as error:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -130,3 +132,99 @@ def test_cli_refuses_a_missing_device_before_loading_anything(monkeypatch, capsy
     code, err = run_cli(["adapt", "nya", "--device", "cuda", "-o", str(tmp_path / "run")], capsys)
     lines = err.strip().splitlines()
     assert code != 0 and len(lines) == 1 and "--device cuda" in lines[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize("loop, available, gpu_bf16, expected", [
+    ({}, ["cpu"], None, None),  # the CPU keeps float32 ...
+    ({"precision": "bf16"}, ["cpu"], None, None),  # ... even when it computes in bf16
+    ({}, ["cuda", "cpu"], True, torch.bfloat16),  # a bf16 GPU: the base in bf16
+    ({}, ["cuda", "cpu"], False, torch.float16),  # an older GPU: fp16
+    ({"precision": "fp32"}, ["cuda", "cpu"], True, None),
+    ({"device": "cpu"}, ["cuda", "cpu"], True, None),
+    ({}, ["mps", "cpu"], None, None),  # MPS computes fp32 by default
+    ({"precision": "bf16"}, ["mps", "cpu"], None, torch.bfloat16),
+])
+def test_base_loads_in_the_compute_dtype_only_on_a_gpu(loop, available, gpu_bf16, expected):
+    from lowres_adapters.devices import base_dtype, run_placement
+
+    fake_bf16 = None if gpu_bf16 is None else (lambda: gpu_bf16)
+    device, precision = run_placement(loop, available=available, gpu_bf16=fake_bf16)
+    assert base_dtype(device, precision) == expected
+
+
+def test_run_placement_refuses_before_loading_in_one_line():
+    from lowres_adapters.devices import run_placement
+
+    with pytest.raises(LowresError, match="fp16 is for GPUs"):
+        run_placement({"precision": "fp16"}, available=["cpu"])
+
+
+def test_load_base_model_reads_the_weights_in_the_given_dtype(tmp_path):
+    from training_support import save_tiny_model
+
+    from lowres_adapters.models import load_base_model
+
+    folder = save_tiny_model(tmp_path / "model")
+    assert {p.dtype for p in load_base_model(str(folder))[0].parameters()} == {torch.float32}
+    assert {p.dtype for p in load_base_model(str(folder), dtype=torch.bfloat16)[0].parameters()} == {torch.bfloat16}
+
+
+def test_a_bf16_base_trains_float32_master_weights(monkeypatch):
+    """A GPU run's base in bf16, simulated on the CPU: while the loop trains, the trained parameters are
+    float32 (the same Parameter objects, so the optimiser updates float32); afterwards they rejoin the
+    base's bf16 and the model evaluates in one dtype, also under weights_autocast."""
+    from lowres_adapters.devices import low_precision_dtype, weights_autocast
+    from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model
+    from lowres_adapters.training.lm_objectives import objective_named
+    from lowres_adapters.training.loop import TrainingJob, select_parameters, train
+    from lowres_adapters.training.settings import LoopSettings
+
+    model, tokenizer = tiny_model("llama")
+    model.to(torch.bfloat16)
+    objective = objective_named("clm")
+    features = objective.tokenize(tokenizer, list(TINY_CORPUS) * 2, 32)
+    parameters = select_parameters(model, ["*q_proj*"])
+    before = {name: p.detach().clone() for name, p in parameters.items()}
+    job = TrainingJob(model=model, parameters=parameters, train_features=features,
+                      collate=objective.collator(tokenizer), loss_fn=objective.loss)
+    seen = []
+    result = train(job, LoopSettings(max_steps=3, lr=1e-2, batch_size=4, progress=False, precision="bf16"),
+                   callbacks=[lambda report: seen.append({p.dtype for p in parameters.values()})])
+    assert seen == [{torch.float32}] * 3 and result.final_loss == result.final_loss  # float32 while training, no NaN
+    named = dict(model.named_parameters())
+    assert all(named[name] is p for name, p in parameters.items())
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert all(not torch.equal(before[name], p.detach()) for name, p in parameters.items())
+    assert low_precision_dtype(model) == torch.bfloat16 and low_precision_dtype(torch.nn.Linear(2, 2)) is None
+    batch = objective.collator(tokenizer)(features[:2], torch.Generator().manual_seed(0))
+    with weights_autocast(model):
+        assert torch.isfinite(model(input_ids=batch["input_ids"]).logits.float()).all()
+    assert isinstance(weights_autocast(torch.nn.Linear(2, 2)), contextlib.nullcontext)
+
+
+def test_adapt_loads_the_base_in_the_gpu_compute_dtype(tmp_path, monkeypatch, capsys):
+    """The run asks for the base in bf16 when its placement is a bf16 GPU (faked: the run itself computes
+    on the CPU in bf16 autocast), trains, and scores the adapted model under autocast."""
+    import json
+
+    from cli_support import run_cli
+    from training_support import install_toy_registry, save_tiny_model, write_corpus
+
+    import lowres_adapters.training.adapt as adapt_module
+    from lowres_adapters import models
+
+    install_toy_registry()
+    folder = save_tiny_model(tmp_path / "model")
+    train_file, held_out = write_corpus(tmp_path)
+    requested = []
+    monkeypatch.setattr(adapt_module, "run_placement", lambda loop, local_index=0: (torch.device("cuda", 0), "bf16"))
+    monkeypatch.setattr(adapt_module, "load_base_model", lambda model_id, **kw: requested.append(kw.get("dtype"))
+                        or models.load_base_model(model_id, **kw))
+    run_dir = tmp_path / "run"
+    code, err = run_cli(["adapt", "tum", "--model", str(folder), "--adapter", "toy", "--text", str(train_file),
+                         "--eval-text", str(held_out), "--max-steps", "4", "--lr", "1e-2", "--device", "cpu",
+                         "--precision", "bf16", "--output", str(run_dir)], capsys)
+    assert code == 0, err
+    assert requested == [torch.bfloat16] and "in bfloat16" in err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["base"]["bits_per_char"] > 0 and metrics["adapted"]["bits_per_char"] > 0

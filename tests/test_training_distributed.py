@@ -62,15 +62,16 @@ def test_two_processes_interrupted_and_resumed_match_one_process_with_accumulati
 
 def test_two_processes_hold_the_one_process_gradients_through_ddp(tmp_path):
     """The gradients themselves, not only the trained weights (AdamW hides a gradient's scale): two DDP
-    processes of one micro-batch each hold the token-weighted mean gradient of one process's two
-    micro-batches, and the step's global loss sum and token counts are the one-process figures."""
+    processes of two micro-batches each (all-reduced after the second) hold the token-weighted mean
+    gradient of one process's four micro-batches, and the step's global loss sum and token counts are
+    the one-process figures."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the subprocesses
     try:
-        one = first_step_gradients(tmp_path / "one", accum=2)
+        one = first_step_gradients(tmp_path / "one", accum=4)
     finally:
         torch.set_num_threads(threads)
-    launched = launch_two(tmp_path / "two", "--gradients")
+    launched = launch_two(tmp_path / "two", "--gradients", "--accum", "2")
     assert launched.returncode == 0, launched.stderr[-2000:]
     two = load_file(str(tmp_path / "two" / "gradients.safetensors"))
     assert float(one["ddp"]) == 0.0 and float(two["ddp"]) == 1.0  # one process: no wrapper; two: DDP
@@ -80,3 +81,47 @@ def test_two_processes_hold_the_one_process_gradients_through_ddp(tmp_path):
     for name in set(one) - {"totals", "ddp"}:
         assert one[name].abs().sum() > 0
         torch.testing.assert_close(two[name], one[name], rtol=1e-6, atol=1e-9)
+
+
+def test_one_process_is_the_plain_fast_path():
+    from lowres_adapters.training.distributed import DataParallel, ProcessInfo
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    replicas = DataParallel.build(model, lambda m, b: (m(b["x"]).sum(), 1), optimizer, list(model.parameters()),
+                                  ProcessInfo(), torch.device("cpu"))
+    assert replicas.accelerator is None and replicas.wrapped is None and replicas.optimizer is optimizer
+    assert not replicas.needs_backward(0) and replicas.needs_backward(3)
+    total = torch.tensor([1.0, 2.0])
+    assert ProcessInfo().total(total) is total
+
+
+def test_trained_module_syncs_trained_parameters_outside_the_model_and_nothing_frozen():
+    """A task head lives outside the model: DDP must reduce its gradients too; frozen weights and buffers
+    are neither broadcast nor reduced."""
+    from lowres_adapters.training.distributed import TrainedModule
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    head = torch.nn.Linear(3, 2)
+    model[0].weight.requires_grad_(False)
+    trained = [model[0].bias, *head.parameters()]
+    module = TrainedModule(model, lambda m, batch: (head(m(batch["x"])).sum(), 1), trained)
+    ids = {id(p) for p in module.parameters()}
+    assert all(id(p) in ids for p in trained)
+    ignored = set(module._ddp_params_and_buffers_to_ignore)
+    assert "model.0.weight" in ignored and "model.0.bias" not in ignored
+    assert {"model.1.running_mean", "model.1.running_var", "model.1.num_batches_tracked"} <= ignored
+    assert not any(name.startswith("outside.") for name in ignored)
+    loss, count = module({"x": torch.ones(4, 3)})
+    loss.backward()
+    assert count == 1 and all(p.grad is not None for p in trained)
+
+
+def test_sharding_and_mixed_precision_launch_settings_are_named_not_silently_dropped():
+    from lowres_adapters.training.distributed import ignored_launch_settings
+
+    assert ignored_launch_settings({}) == []
+    assert ignored_launch_settings({"ACCELERATE_USE_FSDP": "false", "ACCELERATE_MIXED_PRECISION": "no"}) == []
+    notes = ignored_launch_settings({"ACCELERATE_USE_FSDP": "true", "ACCELERATE_USE_DEEPSPEED": "True",
+                                     "ACCELERATE_MIXED_PRECISION": "bf16"})
+    assert len(notes) == 3 and "FSDP" in notes[0] and "DeepSpeed" in notes[1] and "--precision" in notes[2]

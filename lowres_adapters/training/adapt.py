@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 from lowres_adapters.artifact import METADATA_FILE, read_tensors
 from lowres_adapters.configs import config_from_dict, config_to_dict
+from lowres_adapters.devices import base_dtype, cast_floating_, low_precision_dtype, run_placement, weights_autocast
 from lowres_adapters.errors import LowresError
 from lowres_adapters.models import DEFAULT_MODEL, load_base_model
 from lowres_adapters.registry import get_registry
@@ -172,8 +173,9 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
     if _prepare_run_dir(run_dir, settings, process, echo):
         settings = replace(settings, resume=True)
 
-    echo(f"loading {model_id}")
-    model, tokenizer = load_base_model(model_id)
+    dtype = base_dtype(*run_placement(settings.loop, process.local_rank))  # bf16/fp16 on a GPU, else float32
+    echo(f"loading {model_id}" + (f" in {str(dtype).removeprefix('torch.')}" if dtype is not None else ""))
+    model, tokenizer = load_base_model(model_id, dtype=dtype)
     objective = objective_for_config(model.config, model_id)
     loop = resolve_loop_settings(recipe.loop_defaults(objective), settings.loop, where="loop")
     context = RecipeContext(settings=settings, loop=loop, options=options, model=model, tokenizer=tokenizer,
@@ -191,6 +193,8 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
              f"{tokens_per_character(context.tokenizer, context.held_out_texts()):.3f}")
     seed_everything(loop.seed)
     context.handle = recipe.attach(context)
+    if dtype is not None:  # the adapter joins the base's dtype; the loop trains float32 master copies
+        cast_floating_(context.trained_parameters().values(), dtype)
 
     stages = list(recipe.stages(options)) or [(recipe.name, recipe, {}, {})]
     results: list[StageResult] = []
@@ -220,13 +224,16 @@ def _score_base(recipe: Recipe, context: RecipeContext, model_id: str,
 
     def score() -> dict[str, Any]:
         echo(f"scoring the base model on {len(texts)} held-out texts")
-        return recipe.evaluate(context, context.model)
+        with weights_autocast(context.model):
+            return recipe.evaluate(context, context.model)
 
     if not recipe.cache_base_scores:
         return score()
 
     parts = {"objective": context.objective, "recipe": recipe.name, "options": config_to_dict(context.options),
              "max_length": context.loop.max_length}
+    if low_precision_dtype(context.model) is not None:  # a base loaded in bf16/fp16 scores differently
+        parts["weights"] = str(low_precision_dtype(context.model))
     held_out_pairs = [side for pair in context.data.pairs.get("test", [])[:1000] for side in (pair.source, pair.target)]
     return cached_base_scores(model_id, parts, texts + ["\0pairs"] + held_out_pairs, score)
 
@@ -300,7 +307,8 @@ def _run_stage(name: str, recipe: Recipe, context: RecipeContext, model_id: str,
     training = train(job, context.loop, stage_dir, resume=context.settings.resume, process=context.process)
     metrics: dict[str, Any] = {}
     if context.process.is_main:
-        adapted = recipe.evaluate(context, context.handle.model)
+        with weights_autocast(context.handle.model):
+            adapted = recipe.evaluate(context, context.handle.model)
         metrics = {"base": base_metrics, "adapted": adapted, "eval_split": adapted.get("eval_split", "test"),
                    "eval_examples": adapted.get("eval_examples"), "training": training.to_dict()}
         run_config = _run_config(context, recipe, name, model_id)

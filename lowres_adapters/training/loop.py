@@ -28,7 +28,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lowres_adapters.devices import choose_device, choose_precision, model_device, to_device, under_autocast
+from lowres_adapters.devices import (
+    cast_floating_,
+    choose_device,
+    choose_precision,
+    model_device,
+    restore_dtypes_,
+    to_device,
+    under_autocast,
+)
 from lowres_adapters.errors import LowresError
 from lowres_adapters.training.checkpoint import (
     LoopState,
@@ -183,6 +191,8 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
     parameters = [job.parameters[name] for name in names]
     _freeze_all_but(job.model, job.parameters)
     job, scaler = _place(job, settings, process)
+    # a base loaded in bf16/fp16 (a GPU run, devices.base_dtype): the optimiser updates float32 master copies
+    held_in_low_precision = cast_floating_(parameters, torch.float32)
     seed_everything(settings.seed)
 
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2),
@@ -273,6 +283,7 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
     if run_dir is not None and process.is_main and not settings.keep_checkpoints_at_end:
         remove_checkpoints(run_dir)
     process.barrier()
+    restore_dtypes_(held_in_low_precision)  # the trained weights rejoin the base's dtype
     job.model.eval()
     return LoopResult(
         steps=state.step, total_steps=total_steps, final_loss=last_loss, eval_loss=last_eval,
@@ -285,20 +296,12 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
 def _place(job: TrainingJob, settings: LoopSettings, process: ProcessInfo) -> tuple[TrainingJob, Any]:
     """Move the model to the run's device and compute the loss in the run's precision.
 
-    Trained parameters held in bf16/fp16 (a base loaded in the compute dtype for a GPU run, see
-    :func:`~lowres_adapters.devices.base_dtype`) become float32 master weights: autocast computes
-    in the low precision, the optimiser updates float32.
-
     Returns:
         The job (its loss under autocast unless fp32) and the fp16 loss scaler (None otherwise).
     """
     device = choose_device(settings.device, local_index=process.local_rank)
     precision = choose_precision(settings.precision, device, cpu_bf16=settings.bf16)
     job.model.to(device)  # in place: the trained Parameter objects stay the same
-    with torch.no_grad():
-        for parameter in job.parameters.values():
-            if parameter.is_floating_point() and parameter.dtype != torch.float32:
-                parameter.data = parameter.data.to(device=device, dtype=torch.float32)  # the same Parameter
     if device.type != "cpu" or settings.precision != "auto":  # the CPU's auto bf16 is the speed switch's own
         job = dataclasses.replace(job, loss_fn=under_autocast(job.loss_fn, device, precision))
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
