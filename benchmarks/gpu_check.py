@@ -3,7 +3,7 @@
 On a CUDA machine it adapts SmolLM2-135M (the embedded default) to Chichewa for a few steps:
 
 1. on the GPU in fp32 and in bf16 (fp16 where the GPU has no bf16), asserting that the model and
-   every batch are on the GPU;
+   every batch are on the GPU, and that the bf16/fp16 run loaded its base in that dtype;
 2. on the CPU in fp32, and compares the GPU fp32 training loss with it (``--tolerance``, default
    relative 1e-3: the GPU's matmuls sum in another order, TF32 is off);
 3. a PEFT LoRA (r=16, q/v) with a plain torch loop on the same GPU and text, as the baseline;
@@ -34,9 +34,10 @@ def cuda_available() -> bool:
 
 
 def adapt_on(device: str, precision: str, steps: int, out: Path) -> dict[str, Any]:
-    """Adapt on ``device`` in ``precision``; return the last training loss, tokens/s and where
-    the model and batches were (every batch's device is recorded)."""
+    """Adapt on ``device`` in ``precision``; return the last training loss, tokens/s, where the
+    model and batches were (every batch's device is recorded) and the dtype the base loaded in."""
     from lowres_adapters import adapt
+    from lowres_adapters.training import adapt as adapt_module
     from lowres_adapters.training import loop
 
     seen: set[str] = set()
@@ -47,16 +48,24 @@ def adapt_on(device: str, precision: str, steps: int, out: Path) -> dict[str, An
         seen.update(str(v.device.type) for v in moved.values() if hasattr(v, "device"))
         return moved
 
-    loop.to_device = recording
+    dtypes: list[str] = []
+    load = adapt_module.load_base_model
+
+    def recording_load(*args: Any, **kwargs: Any) -> Any:
+        model, tokenizer = load(*args, **kwargs)
+        dtypes.append(str(next(model.parameters()).dtype).removeprefix("torch."))
+        return model, tokenizer
+
+    loop.to_device, adapt_module.load_base_model = recording, recording_load
     try:
         adapt("nya", output=str(out), max_steps=steps, progress=False,
               loop={"device": device, "precision": precision, "save_every": 0}, data={"eval_examples": 20})
     finally:
-        loop.to_device = original
+        loop.to_device, adapt_module.load_base_model = original, load
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     train = [r for r in records if r.get("event") == "train"]
     return {"device": device, "precision": precision, "loss": train[-1]["loss"],
-            "tokens_per_s": train[-1]["tokens_per_s"], "batch_devices": sorted(seen)}
+            "tokens_per_s": train[-1]["tokens_per_s"], "batch_devices": sorted(seen), "base_dtype": dtypes[0]}
 
 
 def peft_plain_loop(steps: int, batch_size: int = 8, max_length: int = 128) -> dict[str, Any]:
@@ -111,12 +120,15 @@ def main(argv: list[str] | None = None) -> int:
         for device, precision in (("cuda", "fp32"), ("cuda", low), ("cpu", "fp32")):
             rows.append(adapt_on(device, precision, args.steps, Path(folder) / f"{device}-{precision}"))
     rows.append(peft_plain_loop(args.steps))
-    print(f"{'device':8} {'precision':28} {'last loss':>10} {'tokens/s':>10}  batches on")
+    print(f"{'device':8} {'precision':28} {'last loss':>10} {'tokens/s':>10}  {'base in':8}  batches on")
     for row in rows:
         print(f"{row['device']:8} {row['precision']:28} {row['loss']:10.4f} {row['tokens_per_s']:10.1f}  "
-              f"{','.join(row['batch_devices'])}")
+              f"{row.get('base_dtype', '-'):8}  {','.join(row['batch_devices'])}")
     problems = [f"{r['device']} {r['precision']}: batches on {r['batch_devices']}" for r in rows[:2]
                 if r["batch_devices"] != ["cuda"]]
+    expected = {"bf16": "bfloat16", "fp16": "float16"}[low]
+    if rows[1].get("base_dtype", expected) != expected:
+        problems.append(f"cuda {low}: the base loaded in {rows[1]['base_dtype']}, not {expected}")
     gpu, cpu = rows[0]["loss"], rows[2]["loss"]
     if abs(gpu - cpu) > args.tolerance * abs(cpu):
         problems.append(f"fp32 loss on the GPU {gpu:.6f} vs CPU {cpu:.6f}: beyond relative {args.tolerance}")

@@ -32,9 +32,10 @@ def test_with_cuda_a_cpu_batch_or_loss_gap_fails(monkeypatch, capsys):
     losses = {("cuda", "fp32"): 2.0, ("cuda", "bf16"): 2.01, ("cpu", "fp32"): 2.5}
     monkeypatch.setattr(module, "adapt_on", lambda device, precision, steps, out: {
         "device": device, "precision": precision, "loss": losses[device, precision], "tokens_per_s": 1.0,
-        "batch_devices": ["cpu"] if precision == "bf16" else [device]})
+        "batch_devices": ["cpu"] if precision == "bf16" else [device], "base_dtype": "float32"})
     monkeypatch.setattr(module, "peft_plain_loop", lambda steps: {
         "device": "cuda", "precision": "fp32 (PEFT)", "loss": 2.0, "tokens_per_s": 1.0, "batch_devices": ["cuda"]})
     assert module.main(["--steps", "1"]) == 1
     errors = capsys.readouterr().err
     assert "cuda bf16: batches on ['cpu']" in errors and "beyond relative" in errors
+    assert "cuda bf16: the base loaded in float32, not bfloat16" in errors
