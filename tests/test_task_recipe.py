@@ -292,3 +292,33 @@ def test_progress_bar_counts_examples_and_changes_no_prediction(setup, tmp_path,
     bar = capsys.readouterr().err
     assert shown == quiet and len(shown) == len(SENTENCES)
     assert "scoring test examples" in bar and f"0/{len(SENTENCES)}" in bar  # counts examples, not batches
+
+
+def test_decoders_cut_at_the_default_feature_layer_and_the_run_records_it(setup, tmp_path, monkeypatch, capsys):
+    """Unset ``feature_layer``: a decoder deeper than DECODER_FEATURE_LAYER keeps that many layers, the
+    start line says so, and the resolved value is recorded so the reloaded model is cut alike."""
+    import lowres_adapters.training.recipes.task as task_recipe
+    from lowres_adapters.artifact import read_metadata
+
+    monkeypatch.setattr(task_recipe, "DECODER_FEATURE_LAYER", 1)  # the tiny decoder has 2 layers
+    model_dir, _ = setup
+    result = run(model_dir, tmp_path / "task", recipe="task", progress=True)
+    assert "the head reads layer 1 of 2" in capsys.readouterr().err  # the start line
+    assert read_metadata(result.run_dir).recipe_settings["options"]["feature_layer"] == 1
+    model, head, tokenizer, task = load_task_model(result.run_dir,
+                                                   model=AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    assert len(model.model.layers) == 1
+    assert evaluate_task(model, head, tokenizer, task, SENTENCES)["macro_f1"] == pytest.approx(
+        result.metrics["adapted"]["task_macro_f1"])
+
+
+def test_feature_layer_resolution():
+    from lowres_adapters.training.recipes.task import DECODER_FEATURE_LAYER, TaskOptions, resolved_feature_layer
+
+    auto = TaskOptions()
+    assert resolved_feature_layer(auto, masked=False, layers=30) == DECODER_FEATURE_LAYER
+    assert resolved_feature_layer(auto, masked=True, layers=12) == 0  # encoders keep every layer
+    assert resolved_feature_layer(auto, masked=False, layers=DECODER_FEATURE_LAYER) == 0
+    assert resolved_feature_layer(auto, masked=False, layers=None) == 0  # a body it cannot cut
+    assert resolved_feature_layer(TaskOptions(feature_layer=0), masked=False, layers=30) == 0
+    assert resolved_feature_layer(TaskOptions(feature_layer=7), masked=False, layers=30) == 7
