@@ -116,3 +116,14 @@ def test_training_on_the_lazy_features_and_resuming_mid_corpus_give_the_eager_we
     assert result.resumed_from == 3 and result.steps == 6
     for name, parameter in reference.parameters.items():
         assert torch.equal(parameter, resumed.parameters[name]), name
+
+
+def test_the_recorded_vocabulary_is_the_scanned_one_and_a_view_keeps_its_examples(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    features, _ = stream_token_cache(corpus, tiny_tokenizer(), tokenize_for_clm, 32, root=tmp_path / "cache")
+    scanned = TokenCacheFeatures(features.ids, features.offsets)  # no recorded vocabulary: scans the ids
+    assert features.unique_ids().tolist() == scanned.unique_ids(chunk_tokens=7).tolist()
+    assert set(features.unique_ids().tolist()) == {token for feature in features for token in feature["input_ids"]}
+    tail = features.select(len(features) - 3, len(features))
+    assert list(tail) == [features[i] for i in range(len(features) - 3, len(features))]
+    assert list(features.select(0, 2)) == [features[0], features[1]] and len(features.select(5, 2)) == 0

@@ -87,12 +87,15 @@ def check_text_file(path: str | Path, chunk_bytes: int = 1 << 24) -> str:
             while chunk := handle.read(chunk_bytes):
                 if not path.name.endswith(GZIP_SUFFIX):
                     digest.update(chunk)
-                seen_text = bool(decoder.decode(chunk).lstrip("\ufeff").strip()) or seen_text
+                text = decoder.decode(chunk)
+                seen_text = seen_text or bool(text.lstrip("\ufeff").strip())
             decoder.decode(b"", final=True)
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error):
-        seen_text = False
-    if not seen_text:  # read it again line by line: the error names the line
-        for _ in iter_lines(path):
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as error:
+        for _ in iter_lines(path):  # read it again line by line: the error names the line
+            pass
+        raise InputError(path, None, f"expected UTF-8 text ({error})") from None
+    if not seen_text:
+        for _ in iter_lines(path):  # raises: the file has no line of text
             pass
     if path.name.endswith(GZIP_SUFFIX):
         with path.open("rb") as handle:
