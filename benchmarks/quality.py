@@ -127,21 +127,24 @@ def ngram_all_row(context: TaskContext, seed: int) -> dict[str, Any]:
 
 
 def _probe_features(context: TaskContext) -> dict[str, Any]:
-    """Return ``{"train": (rows, labels), "test": (rows, labels)}``: mean-pooled last hidden states
-    of the frozen base for the budget's draw of training examples and the scored test examples,
-    computed once and cached in the work folder."""
+    """Return ``{"train": (rows, labels), "test": (rows, labels)}``: mean-pooled hidden states of the
+    frozen base at the layer the recipe's head reads by default (``DECODER_FEATURE_LAYER``), for every
+    training example and the scored test examples, computed once and cached in the work folder."""
     import torch
 
     from lowres_adapters.models import DEFAULT_MODEL, load_base_model
-    from lowres_adapters.training.heads import last_hidden_states
+    from lowres_adapters.training.heads import keep_layers, last_hidden_states
+    from lowres_adapters.training.recipes.task import DECODER_FEATURE_LAYER
     from lowres_adapters.training.task_features import collate, encode_examples
 
     loop = _loop(context.budget)
-    cache = context.work / f"probe-features-{loop['max_length']}-{loop['max_steps']}.pt"
+    cache = context.work / f"probe-features-{loop['max_length']}-layer{DECODER_FEATURE_LAYER}-all.pt"
     if not cache.exists():
         model, tokenizer = load_base_model(DEFAULT_MODEL)
+        keep_layers(model, DECODER_FEATURE_LAYER)
+        model.eval()
         pooled = {}
-        for split, examples in (("train", _training_draw(context, 0)), ("test", context.test)):
+        for split, examples in (("train", list(context.task.splits["train"])), ("test", context.test)):
             encoded = encode_examples("sequence_classification", examples, tokenizer, context.labels,
                                       loop["max_length"])
             states = []
@@ -158,8 +161,8 @@ def _probe_features(context: TaskContext) -> dict[str, Any]:
 
 def probe_row(context: TaskContext, seed: int) -> dict[str, Any]:
     """Head only on frozen features: the recipe's head (mean pooling, standardised, balanced loss)
-    trained on mean-pooled last hidden states computed once (a fixed draw of training examples);
-    the seed sets the head's initialisation and batch order."""
+    trained by SGD for the budget's steps on pooled features computed once; the seed sets the
+    head's initialisation and batch order."""
     import torch
 
     from lowres_adapters.training.heads import HeadConfig, TaskHead, balanced_class_weights
@@ -245,8 +248,9 @@ TASK_ROWS: dict[str, tuple[str, Callable[[TaskContext, int], dict[str, Any]]]] =
     "majority": ("majority class", majority_row),
     "ngram": ("character 1-3-gram logistic regression, same number of paragraphs (reference)", ngram_row),
     "ngram_all": ("character 1-3-gram logistic regression, all 11,960 paragraphs (reference)", ngram_all_row),
-    "probe": ("head only on the frozen base (probe)", probe_row),
-    "probe_refit": ("head only on the frozen base, refitted full batch (the recipe's refit)", probe_refit_row),
+    "probe": ("head only on the frozen base, SGD for the budget's steps (probe)", probe_row),
+    "probe_refit": ("head only on the frozen base, fitted full batch on every training example (the recipe's refit)",
+                    probe_refit_row),
     "seq_bn": ("task adapter `seq_bn` on the bare base", recipe_row("seq_bn")),
     "lora": ("task adapter `lora` on the bare base", recipe_row("lora")),
     "madx_seq_bn": ("MAD-X: `seq_bn` task adapter on a frozen `dzo` `seq_bn` language adapter",
