@@ -148,6 +148,8 @@ class DataParallel:
         world_size: Number of processes.
         accelerator: The Accelerator (None with one process).
         wrapped: The prepared (DDP) :class:`TrainedModule` (None with one process).
+        notes: Lines for the start of the run about launch settings not applied
+            (:func:`ignored_launch_settings`).
     """
 
     model: torch.nn.Module

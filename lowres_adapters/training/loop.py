@@ -373,7 +373,7 @@ def _track_best(state: LoopState, eval_loss: float, settings: LoopSettings) -> N
 def _checkpoint_due(settings: Any, step: int, seconds_since_save: float, process: ProcessInfo) -> bool:
     """Return whether to checkpoint after ``step``: every ``save_every`` steps, or once
     ``save_every_seconds`` of wall-clock have passed since the last checkpoint. The clock differs
-    between processes, so the first process decides and every process follows (one tiny all-reduce)."""
+    between processes, so the first process decides and every process follows (one tiny gather)."""
     if settings.save_every and step % settings.save_every == 0:
         return True
     if not settings.save_every_seconds:
