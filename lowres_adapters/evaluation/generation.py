@@ -16,9 +16,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, PreTrainedModel
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.fast_attention import grouped_query_attention
 from lowres_adapters.evaluation.language_modeling import model_device
 
 GENERATION_FIELDS = ("num_beams", "max_new_tokens", "no_repeat_ngram_size", "repetition_penalty", "length_ratio")
@@ -105,6 +106,23 @@ def cache_is_filled(model: Any, input_ids: Any, attention_mask: Any) -> bool:
         return False
     length = cache.get_seq_length() if hasattr(cache, "get_seq_length") else len(cache)
     return bool(length)
+
+
+def prompt_cache(model: Any, input_ids: Any, attention_mask: Any, num_beams: int) -> Any:
+    """Return the key/value cache of the prompts minus their last token, computed once and repeated per beam.
+
+    ``generate`` would copy each prompt ``num_beams`` times before its first forward pass and
+    compute the same keys and values on every copy; given this cache it runs only the last prompt
+    token, for each beam. Positions follow the left padding as ``generate``'s own do.
+    """
+    position_ids = attention_mask.long().cumsum(-1) - 1  # (batch, seq)
+    position_ids.masked_fill_(attention_mask == 0, 1)
+    with torch.no_grad():
+        output = model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1],
+                       position_ids=position_ids[:, :-1], use_cache=True)
+    cache = output.past_key_values
+    cache.batch_repeat_interleave(num_beams)  # (batch * beams, ...): beam copies next to their prompt
+    return cache
 
 
 def stop_token_ids(tokenizer: Any, stop_at_newline: bool) -> list[int]:
@@ -197,7 +215,7 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], budgets
     use_cache: bool | None = None
     bar = tqdm(total=len(prompts), desc=progress, unit="seg", disable=progress is None, dynamic_ncols=True,
                leave=False)
-    with cache_compatible(model):
+    with cache_compatible(model), grouped_query_attention(model):
         try:
             for offset in range(0, len(order), batch_size):
                 indices = order[offset:offset + batch_size]
@@ -207,9 +225,12 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], budgets
                 if use_cache is None:
                     use_cache = cache_is_filled(model, input_ids, attention_mask)
                 caps = [max(1, budgets[index]) for index in indices]
+                shared = ({"past_key_values": prompt_cache(model, input_ids, attention_mask, settings.num_beams)}
+                          if use_cache and settings.num_beams > 1 and input_ids.shape[1] > 1
+                          and isinstance(model, PreTrainedModel) else {})  # wrappers add inputs of their own
                 with torch.no_grad():
                     output = model.generate(
-                        input_ids=input_ids, attention_mask=attention_mask, num_beams=settings.num_beams,
+                        input_ids=input_ids, attention_mask=attention_mask, num_beams=settings.num_beams, **shared,
                         max_new_tokens=max(caps) + 1, do_sample=False, eos_token_id=stop_ids, pad_token_id=pad_id,
                         use_cache=use_cache, no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
                         repetition_penalty=settings.repetition_penalty if settings.repetition_penalty != 1.0 else None,

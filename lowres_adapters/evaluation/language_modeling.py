@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lowres_adapters.errors import LowresError
+from lowres_adapters.evaluation.fast_attention import grouped_query_attention
 from lowres_adapters.models import objective_facts
 from lowres_adapters.evaluation.lm_scores import LanguageModelScores, model_device, window_spans
 from lowres_adapters.evaluation.pseudo_perplexity import score_texts_mlm
@@ -115,7 +116,7 @@ def score_token_rows(model: Any, rows: Sequence[tuple[Sequence[int], int]], *, p
     bar = tqdm(total=sum(len(ids) for ids, _ in rows), desc=progress, unit="tok", disable=progress is None,
                dynamic_ncols=True, leave=False)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), grouped_query_attention(model):
             for offset in range(0, len(order), batch_size):
                 batch = [rows[index] for index in order[offset:offset + batch_size]]
                 width = max(len(ids) for ids, _ in batch)

@@ -169,11 +169,34 @@ def generate_translations(model: Any, tokenizer: Any, sources: Sequence[str], *,
     """
     if settings is None:
         settings = GenerationSettings(num_beams=num_beams, max_new_tokens=max_new_tokens, length_ratio=length_ratio)
+    inputs = translation_inputs(tokenizer, sources, prompt, settings)
+    return generate_answers(model, tokenizer, inputs.prompts, inputs.budgets, settings=settings,
+                            batch_size=batch_size, stop_at_newline=stop_at_newline, progress=progress,
+                            add_special_tokens=inputs.add_special_tokens)
+
+
+@dataclass(frozen=True)
+class TranslationInputs:
+    """What generation is given for a list of sources: everything its output depends on besides the model.
+
+    Attributes:
+        prompts: The model input of each source.
+        budgets: Longest answer of each, in tokens (:func:`answer_budget`).
+        add_special_tokens: Whether the tokenizer adds its own special tokens to each prompt.
+    """
+
+    prompts: list[str]
+    budgets: list[int]
+    add_special_tokens: bool
+
+
+def translation_inputs(tokenizer: Any, sources: Sequence[str], prompt: Callable[[str], str],
+                       settings: GenerationSettings) -> TranslationInputs:
+    """Return the prompts and per-answer caps :func:`generate_translations` generates from."""
     budgets = [answer_budget(len(tokenizer(source, add_special_tokens=False)["input_ids"]), settings)
                for source in sources]
-    return generate_answers(model, tokenizer, [prompt(source) for source in sources], budgets, settings=settings,
-                            batch_size=batch_size, stop_at_newline=stop_at_newline, progress=progress,
-                            add_special_tokens=not getattr(prompt, "includes_special_tokens", False))
+    return TranslationInputs(prompts=[prompt(source) for source in sources], budgets=budgets,
+                             add_special_tokens=not getattr(prompt, "includes_special_tokens", False))
 
 
 def evaluate_translation(model: Any, tokenizer: Any, sources: Sequence[str], references: Sequence[str], *,

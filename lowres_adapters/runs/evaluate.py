@@ -19,15 +19,21 @@ from lowres_adapters.configs import config_from_dict
 from lowres_adapters.data.languages import language_name
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.card_metrics import metrics_for_card
-from lowres_adapters.evaluation.generation import GENERATION_FIELDS, GenerationSettings
+from lowres_adapters.evaluation.generation import GENERATION_FIELDS, GenerationSettings, generate_answers
 from lowres_adapters.evaluation.language_modeling import score_texts
 from lowres_adapters.evaluation.output_checks import repeated_ngram_rate, target_language_share
 from lowres_adapters.evaluation.report import write_report
-from lowres_adapters.evaluation.translation import evaluate_translation, length_ratio_of, make_prompt
+from lowres_adapters.evaluation.translation import (
+    length_ratio_of,
+    make_prompt,
+    score_translations,
+    translation_inputs,
+)
 from lowres_adapters.io import atomic_write_text
-from lowres_adapters.models import load_base_model, objective_facts
+from lowres_adapters.merge import check_mergeable
+from lowres_adapters.models import load_base_model, load_tokenizer, objective_facts
 from lowres_adapters.runs.analysis import BASE, analyze
-from lowres_adapters.runs.snapshots import is_run_folder, load_run
+from lowres_adapters.runs.snapshots import is_run_folder, load_run, merge_into_weights
 from lowres_adapters.task_loading import load_task_model
 from lowres_adapters.training.base_scores import cached_base_scores
 from lowres_adapters.training.run_data import load_run_data
@@ -139,30 +145,70 @@ def prompt_for(role: str, tokenizer: Any, held_out: HeldOut, options: Mapping[st
     return translation_prompt(tokenizer, held_out.source_lang, held_out.target_lang, prompt_format=chosen), chosen
 
 
+class ModelOnDemand:
+    """A model loaded the first time it is needed: a base whose figures are all cached is never loaded."""
+
+    def __init__(self, load: Callable[[], Any]):
+        self._load, self._model = load, None
+
+    def get(self) -> Any:
+        """Return the model, loading it on the first call."""
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+
+Remember = Callable[[str, Mapping[str, Any], list, Callable[[], dict]], dict]
+"""``remember(what, parts, texts, compute)``: a stored result for the key, else ``compute()``'s."""
+
+
+def _compute(what: str, parts: Mapping[str, Any], texts: list, compute: Callable[[], dict]) -> dict:
+    return compute()
+
+
 def evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: str, script: str,
-                    options: Mapping[str, Any], say: Callable[[str], None], label: str) -> tuple[dict, dict]:
+                   options: Mapping[str, Any], say: Callable[[str], None], label: str,
+                   remember: Remember = _compute) -> tuple[dict, dict]:
     """Return ``(figures, extras)`` of one model: LM figures, translation figures, signatures and outputs.
 
     ``options`` as :func:`evaluate_run` builds them; ``options["score_text"] = False`` leaves the
-    language-modelling figures out (translation only).
+    language-modelling figures out (translation only). ``model`` may be a :class:`ModelOnDemand`.
+    ``remember`` is asked for the held-out scores (``"held-out scores"``: keyed by objective, scoring
+    length and texts) and the hypotheses (``"translations"``: keyed by the prompts, answer caps and
+    decoding settings) before they are computed; the figures derived from them are always
+    recomputed.
     """
+    load = model.get if isinstance(model, ModelOnDemand) else (lambda: model)
     progress = options.get("progress")
     figures: dict[str, Any] = {}
     if options.get("score_text", True):
-        scores = score_texts(model, tokenizer, held_out.texts, objective=objective, batch_size=options["batch_size"],
-                             max_length=options["max_length"], progress=f"{label}: scoring" if progress else None)
-        figures = {key: value for key, value in scores.to_dict().items() if key in LM_FIGURES}
-        say(f"{label}: bits/char {scores.bits_per_char:.4f} on {len(held_out.texts)} held-out texts")
+        def score() -> dict:
+            return score_texts(load(), tokenizer, held_out.texts, objective=objective,
+                               batch_size=options["batch_size"], max_length=options["max_length"],
+                               progress=f"{label}: scoring" if progress else None).to_dict()
+
+        scores = remember("held-out scores", {"objective": objective, "max_length": options["max_length"]},
+                          list(held_out.texts), score)
+        figures = {key: value for key, value in scores.items() if key in LM_FIGURES}
+        say(f"{label}: bits/char {scores['bits_per_char']:.4f} on {len(held_out.texts)} held-out texts")
     extras: dict[str, Any] = {}
     if held_out.sources and not objective_facts(objective).masked:
         prompt, prompt_format = prompt_for(label, tokenizer, held_out, options)
         settings = GenerationSettings(**{**options["generation"], "length_ratio": length_ratio_of(
             tokenizer, held_out.sources, held_out.references)})
-        translation, hypotheses = evaluate_translation(
-            model, tokenizer, held_out.sources, held_out.references, prompt=prompt, settings=settings,
-            batch_size=options["generation_batch_size"],
-            bleu_tokenize="char" if script in UNSPACED_SCRIPTS else None,
-            progress=f"{label}: translating" if progress else None)
+        inputs = translation_inputs(tokenizer, held_out.sources, prompt, settings)
+
+        def generate() -> dict:
+            return {"hypotheses": generate_answers(
+                load(), tokenizer, inputs.prompts, inputs.budgets, settings=settings,
+                batch_size=options["generation_batch_size"], add_special_tokens=inputs.add_special_tokens,
+                progress=f"{label}: translating" if progress else None)}
+
+        parts = {"settings": settings.to_dict(), "budgets": inputs.budgets, "stop_at_newline": True,
+                 "add_special_tokens": inputs.add_special_tokens}
+        hypotheses = list(remember("translations", parts, list(inputs.prompts), generate)["hypotheses"])
+        translation = score_translations(hypotheses, held_out.references,
+                                         bleu_tokenize="char" if script in UNSPACED_SCRIPTS else None)
         figures.update({key: getattr(translation, key) for key in TRANSLATION_FIGURES})
         figures.update(target_language_share=target_language_share(hypotheses, held_out.texts, held_out.sources),
                        repeated_ngram_rate=repeated_ngram_rate(hypotheses))
@@ -178,31 +224,51 @@ def evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: 
 
 def _evaluate_base(metadata: ArtifactMetadata, held_out: HeldOut, options: Mapping[str, Any],
                    say: Callable[[str], None]) -> tuple[dict, dict]:
-    """Return the base model's ``(figures, extras)``, from the base-score cache when the model is pinned.
+    """Return the base model's ``(figures, extras)``, its scores and hypotheses from the base-score cache.
 
-    The cache key holds the model and revision, every scoring and decoding option, and the
-    held-out texts and pairs, so a cached entry is exactly what scoring again would give.
+    For a model with a pinned revision, the held-out scores are cached per objective, scoring
+    length and texts, and the hypotheses per prompts, answer caps and decoding settings (the
+    prompts hold the sources, the instruction and the chat template), so a cached entry is what
+    computing again would give and a change of one of them recomputes only that part. The model
+    is loaded only when something is missing.
     """
-    scored = []
+    tokenizer = load_tokenizer(metadata.base_model, revision=metadata.base_model_revision)
+    computed: list[str] = []
 
-    def score() -> dict[str, Any]:
-        scored.append(True)
+    def load() -> Any:
         say(f"scoring the base model {metadata.base_model}")
-        model, tokenizer = load_base_model(metadata.base_model, metadata.objective,
-                                           revision=metadata.base_model_revision)
-        figures, extras = evaluate_model(model, tokenizer, held_out, objective=metadata.objective,
-                                          script=metadata.script, options=options, say=say, label="base")
-        del model
-        gc.collect()
-        return {"figures": figures, "extras": extras}
+        model, _ = load_base_model(metadata.base_model, metadata.objective, revision=metadata.base_model_revision)
+        return model
 
-    parts = {"what": "lowres evaluate", "objective": metadata.objective, "script": metadata.script,
-             "options": {key: value for key, value in options.items() if key not in ("progress",)}}
-    texts = [*held_out.texts, "\0pairs", *held_out.sources, "\0references", *held_out.references]
-    cached = cached_base_scores(metadata.base_model, parts, texts, score)
-    if not scored:
-        say(f"base model {metadata.base_model}: figures from the base-score cache")
-    return dict(cached["figures"]), dict(cached["extras"])
+    def remember(what: str, parts: Mapping[str, Any], texts: list, compute: Callable[[], dict]) -> dict:
+        def counted() -> dict:
+            computed.append(what)
+            return compute()
+        return cached_base_scores(metadata.base_model, {"what": f"lowres evaluate: {what}", **parts}, texts, counted)
+
+    figures, extras = evaluate_model(ModelOnDemand(load), tokenizer, held_out, objective=metadata.objective,
+                                     script=metadata.script, options=options, say=say, label="base",
+                                     remember=remember)
+    if not computed:
+        say(f"base model {metadata.base_model}: scores and translations from the base-score cache")
+    gc.collect()
+    return figures, extras
+
+
+def inference_model(loaded: Any) -> Any:
+    """Return the module to evaluate a loaded run with: the adapter folded into the weights it adapts when
+    its type allows (LoRA, (IA)^3: the same function without the adapter's extra work per token), else
+    the loaded model as it is.
+    """
+    handle = loaded.handle
+    if getattr(handle, "trains_base_weights", False) or getattr(handle, "model", None) is not loaded.model:
+        return loaded.model
+    try:
+        check_mergeable(loaded.metadata, "")
+    except LowresError:
+        return loaded.model
+    module, merged = merge_into_weights(handle)
+    return module.eval() if merged else loaded.model
 
 
 def evaluate_task_run(run_dir: Path, tasks: Mapping[str, Any], *, max_examples: int | None,
@@ -293,7 +359,7 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
     say(f"scoring the adapted model {run_dir}")
     loaded = load_run(run_dir)
     figures["adapted"], extras["adapted"] = evaluate_model(
-        loaded.model, loaded.tokenizer, held_out, objective=metadata.objective, script=metadata.script,
+        inference_model(loaded), loaded.tokenizer, held_out, objective=metadata.objective, script=metadata.script,
         options=options, say=say, label="adapted")
     del loaded
     gc.collect()
