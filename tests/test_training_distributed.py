@@ -125,3 +125,13 @@ def test_sharding_and_mixed_precision_launch_settings_are_named_not_silently_dro
     notes = ignored_launch_settings({"ACCELERATE_USE_FSDP": "true", "ACCELERATE_USE_DEEPSPEED": "True",
                                      "ACCELERATE_MIXED_PRECISION": "bf16"})
     assert len(notes) == 3 and "FSDP" in notes[0] and "DeepSpeed" in notes[1] and "--precision" in notes[2]
+
+
+def test_accelerate_is_set_up_without_sharding_and_the_environment_is_restored(monkeypatch):
+    from lowres_adapters.training import distributed
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    with distributed._without_sharding():
+        assert os.environ["ACCELERATE_USE_DEEPSPEED"] == "false" and os.environ["ACCELERATE_USE_FSDP"] == "false"
+    assert os.environ["ACCELERATE_USE_DEEPSPEED"] == "true" and "ACCELERATE_USE_FSDP" not in os.environ

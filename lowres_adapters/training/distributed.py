@@ -83,7 +83,8 @@ def current_process() -> ProcessInfo:
     if launched_world_size() <= 1:
         return ProcessInfo()
 
-    state = PartialState(cpu=not torch.cuda.is_available())
+    with _without_sharding():  # a DeepSpeed launch would otherwise set the process group up through DeepSpeed
+        state = PartialState(cpu=not torch.cuda.is_available())
     return ProcessInfo(rank=state.process_index, world_size=state.num_processes,
                        local_rank=state.local_process_index)
 
@@ -178,7 +179,7 @@ class DataParallel:
         if not process.distributed:
             return cls(model, loss_fn, optimizer, list(parameters))
         notes = ignored_launch_settings()
-        with _environment({variable: "false" for variable in SHARDING_VARIABLES.values()}):
+        with _without_sharding():
             accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no", device_placement=False,
                                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
         wrapped, prepared_optimizer = accelerator.prepare(TrainedModule(model, loss_fn, parameters), optimizer)
@@ -229,10 +230,11 @@ class DataParallel:
 
 
 @contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of the block (Accelerate reads its launch settings there)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
+def _without_sharding() -> Iterator[None]:
+    """Switch FSDP and DeepSpeed off in the environment for the block: Accelerate reads the launch
+    settings there when it sets up the process state and the Accelerator (see the module notes)."""
+    saved = {name: os.environ.get(name) for name in SHARDING_VARIABLES.values()}
+    os.environ.update({name: "false" for name in saved})
     try:
         yield
     finally:
