@@ -233,7 +233,7 @@ def graph(options: argparse.Namespace, arguments: list[str]) -> None:
     runs.mkdir(parents=True, exist_ok=True)
     eval_file = runs / "zho-libreoffice-help-test.txt"
     eval_file.write_text("".join(text.replace("\n", " ") + "\n" for text in free), "utf-8")
-    source_config = json.dumps({"locales": options.locales.split(",")})
+    source_config = f"{{locales={json.dumps(options.locales.split(','))}}}"
     template = (f"lowres adapt zho --recipe graph --eval-text {eval_file.name} --set recipe_options.source={options.source} "
                 f"--set 'recipe_options.source_config={source_config}' "
                 f"--set recipe_options.templates={options.templates} --seed SEED -o RUN_DIR")
@@ -246,7 +246,7 @@ def graph(options: argparse.Namespace, arguments: list[str]) -> None:
         run_dir = runs / f"zho-graph-{options.source}-s{seed}"
         command = [LOWRES, "adapt", "zho", "--recipe", "graph", "--eval-text", str(eval_file),
                    "--set", f"recipe_options.source={options.source}",
-                   "--set", f"recipe_options.source_config={{locales={json.dumps(options.locales.split(','))}}}",
+                   "--set", f"recipe_options.source_config={source_config}",
                    "--set", f"recipe_options.templates={options.templates}", "--seed", str(seed),
                    "--quiet", "-o", str(run_dir)] + options.extra
         print(f"seed {seed}: {shlex.join(command)}", flush=True)
