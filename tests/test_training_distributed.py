@@ -135,3 +135,16 @@ def test_accelerate_is_set_up_without_sharding_and_the_environment_is_restored(m
     with distributed._without_sharding():
         assert os.environ["ACCELERATE_USE_DEEPSPEED"] == "false" and os.environ["ACCELERATE_USE_FSDP"] == "false"
     assert os.environ["ACCELERATE_USE_DEEPSPEED"] == "true" and "ACCELERATE_USE_FSDP" not in os.environ
+
+
+def test_a_device_other_than_the_launched_one_is_one_line(monkeypatch):
+    from types import SimpleNamespace
+
+    from lowres_adapters.errors import LowresError
+    from lowres_adapters.training import distributed
+
+    monkeypatch.setattr(distributed, "PartialState", lambda: SimpleNamespace(device=torch.device("cuda", 0)))
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(LowresError, match="--device cpu: the processes were launched for cuda"):
+        distributed.DataParallel.build(model, lambda m, b: (m(b).sum(), 1), torch.optim.SGD(model.parameters(), 0.1),
+                                       list(model.parameters()), distributed.ProcessInfo(0, 2, 0), torch.device("cpu"))

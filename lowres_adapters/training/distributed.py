@@ -28,6 +28,8 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
 from accelerate.utils import gather
 
+from lowres_adapters.errors import LowresError
+
 SHARDING_VARIABLES = {"FSDP": "ACCELERATE_USE_FSDP", "DeepSpeed": "ACCELERATE_USE_DEEPSPEED"}
 """The ``accelerate launch`` environment switches of the sharding back ends the loop does not apply."""
 
@@ -178,6 +180,10 @@ class DataParallel:
         """
         if not process.distributed:
             return cls(model, loss_fn, optimizer, list(parameters))
+        launched_on = PartialState().device.type
+        if device.type != launched_on:
+            raise LowresError(f"--device {device.type}: the processes were launched for {launched_on} "
+                              f"(use --device {launched_on}, or launch CPU processes with CUDA_VISIBLE_DEVICES=)")
         notes = ignored_launch_settings()
         with _without_sharding():
             accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="no", device_placement=False,
