@@ -28,6 +28,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 _PREFERENCE = ("cuda", "mps", "cpu")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+"""The half-width dtypes a GPU run's base may be held in."""
 
 
 def available_devices() -> list[str]:
@@ -135,7 +137,7 @@ def base_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 
 def low_precision_dtype(model: torch.nn.Module) -> torch.dtype | None:
     """Return bf16/fp16 when some of ``model``'s floating weights are held in it, else None."""
-    return next((p.dtype for p in model.parameters() if p.dtype in (torch.bfloat16, torch.float16)), None)
+    return next((p.dtype for p in model.parameters() if p.dtype in LOW_PRECISION), None)
 
 
 def weights_autocast(model: torch.nn.Module) -> contextlib.AbstractContextManager:

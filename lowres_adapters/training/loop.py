@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lowres_adapters.devices import (
+    LOW_PRECISION,
     cast_floating_,
     choose_device,
     choose_precision,
@@ -192,7 +193,7 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
     _freeze_all_but(job.model, job.parameters)
     job, scaler = _place(job, settings, process)
     # a base loaded in bf16/fp16 (a GPU run, devices.base_dtype): the optimiser updates float32 master copies
-    held_in_low_precision = cast_floating_(parameters, torch.float32)
+    held_in_low_precision = cast_floating_([p for p in parameters if p.dtype in LOW_PRECISION], torch.float32)
     seed_everything(settings.seed)
 
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2),
