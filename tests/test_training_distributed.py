@@ -149,3 +149,33 @@ def test_a_device_other_than_the_launched_one_is_one_line(monkeypatch):
     with pytest.raises(LowresError, match="--device cpu: the processes were launched for cuda"):
         distributed.DataParallel.build(model, lambda m, b: (m(b).sum(), 1), torch.optim.SGD(model.parameters(), 0.1),
                                        list(model.parameters()), distributed.ProcessInfo(0, 2, 0), torch.device("cpu"))
+
+
+def test_lowres_adapt_through_accelerate_launch_matches_one_process(tmp_path):
+    """`accelerate launch ... -m lowres_adapters.cli adapt` on two CPU processes: one complete run folder,
+    the one-process figures (tiny model, LoRA, own text files)."""
+    from training_support import save_tiny_model, write_corpus
+
+    model = save_tiny_model(tmp_path / "model")
+    train_file, held_out = write_corpus(tmp_path)
+    args = ["adapt", "tum", "--model", str(model), "--adapter", "lora", "--text", str(train_file), "--eval-text",
+            str(held_out), "--max-steps", "3", "--batch-size", "4", "--lr", "1e-2", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "lowres_adapters.cli", *args, "-o", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(
+        [*accelerate_command(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lowres_adapters.cli", *args,
+         "-o", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stderr.count("trainable parameters:") == 1  # only the first process reports
+    figures = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two")]
+    logs = [[json.loads(line) for line in (tmp_path / name / "train_log.jsonl").read_text().splitlines()]
+            for name in ("one", "two")]
+    assert [r["processes"] for r in logs[1] if r["event"] == "start"] == [2]
+    assert [r["tokens"] for r in logs[0] if r["event"] == "train"] == [r["tokens"] for r in logs[1]
+                                                                        if r["event"] == "train"]
+    assert figures[1]["adapted"]["bits_per_char"] == pytest.approx(figures[0]["adapted"]["bits_per_char"], rel=1e-5)
+    assert figures[1]["adapted"]["bits_per_char"] != figures[1]["base"]["bits_per_char"]
+    assert (tmp_path / "two" / "adapter.safetensors").exists()
