@@ -127,3 +127,18 @@ def test_the_recorded_vocabulary_is_the_scanned_one_and_a_view_keeps_its_example
     tail = features.select(len(features) - 3, len(features))
     assert list(tail) == [features[i] for i in range(len(features) - 3, len(features))]
     assert list(features.select(0, 2)) == [features[0], features[1]] and len(features.select(5, 2)) == 0
+
+
+def test_the_packing_plan_is_kept_in_the_entry_and_memory_mapped_by_later_runs(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    root = tmp_path / "cache"
+    features, _ = stream_token_cache(corpus, tiny_tokenizer(), tokenize_for_clm, 48, root=root)
+    first = features.packed(16)
+    again, from_cache = stream_token_cache(corpus, tiny_tokenizer(), tokenize_for_clm, 48, root=root)
+    assert from_cache and isinstance(again.offsets, np.memmap)
+    later = again.packed(16)
+    assert isinstance(later._pieces, np.memmap) and len(later) == len(first)
+    assert [later[i] for i in range(len(later))] == [first[i] for i in range(len(first))]
+    assert [later[i] for i in range(len(later))] == pack_features(list(again), 16)
+    tail = again.select(3, len(again)).packed(16)  # a view has its own plan
+    assert [tail[i] for i in range(len(tail))] == pack_features([again[i] for i in range(3, len(again))], 16)

@@ -137,3 +137,22 @@ def test_the_file_check_names_the_line_across_chunks_and_in_gz(tmp_path):
     packed.write_bytes(gzip.compress(path.read_bytes())[:-20])
     with pytest.raises(InputError, match=r"corpus.txt.gz:\d+: expected"):
         check_text_file(packed)
+
+
+def test_an_unchanged_file_is_checked_once_and_a_changed_one_again(tmp_path, monkeypatch):
+    import lowres_adapters.data.files as files_module
+    from lowres_adapters.data.text import open_text_file
+
+    monkeypatch.setenv("LOWRES_CACHE", str(tmp_path / "cache"))
+    checks: list[Path] = []
+    check = files_module.check_text_file
+    monkeypatch.setattr(files_module, "check_text_file", lambda path: checks.append(path) or check(path))
+    path = tmp_path / "corpus.txt"
+    path.write_text("Mawu.\nAmen.\n", encoding="utf-8")
+    first = open_text_file(path, "nya")
+    assert open_text_file(path, "nya").sha256 == first.sha256 and len(checks) == 1
+    assert [example.text for example in first] == ["Mawu.", "Amen."]
+    path.write_bytes(b"Mawu.\n\xff\n")  # another size and time: checked again, and refused
+    with pytest.raises(InputError, match="corpus.txt:2: expected UTF-8"):
+        open_text_file(path, "nya")
+    assert len(checks) == 2

@@ -10,12 +10,15 @@ from __future__ import annotations
 import codecs
 import gzip
 import hashlib
+import json
 import unicodedata
 import zlib
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from lowres_adapters.errors import InputError
+from lowres_adapters.io import atomic_write_json
+from lowres_adapters.paths import cache_dir
 
 GZIP_SUFFIX = ".gz"
 
@@ -102,6 +105,31 @@ def check_text_file(path: str | Path, chunk_bytes: int = 1 << 24) -> str:
             while chunk := handle.read(chunk_bytes):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def checked_text_file(path: str | Path) -> str:
+    """Return :func:`check_text_file`'s digest, remembered by the file's identity (resolved path,
+    size, modification time, inode) under ``<cache>/checked-files/``: an unchanged file that passed
+    the check once is not read again (a 1 GB file: ~10 s saved per run).
+    """
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return check_text_file(path)  # the one-line error of a missing file
+    identity = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}"
+    memo = cache_dir() / "checked-files" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.json"
+    try:
+        return str(json.loads(memo.read_text(encoding="utf-8"))["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = check_text_file(path)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(memo, {"path": str(path.resolve()), "sha256": digest})
+    except OSError:
+        pass  # a read-only cache: checked again next time
+    return digest
 
 
 def _decode(path: Path, line_number: int, raw: bytes) -> str:

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from lowres_adapters.data.dedup import Deduplicator
 from lowres_adapters.data.examples import Provenance, TextExample
-from lowres_adapters.data.files import check_text_file, iter_files, iter_lines, normalize_text
+from lowres_adapters.data.files import checked_text_file, iter_files, iter_lines, normalize_text
 from lowres_adapters.data.languages import script_fraction, validate_language, validate_script
 from lowres_adapters.data.splits import DEFAULT_FRACTIONS, SPLITS, split_of
 from lowres_adapters.errors import InputError, LowresError
@@ -182,7 +182,8 @@ class TextFile:
 
 
 def open_text_file(path: str | Path, lang: str) -> TextFile:
-    """Return a user's text file as a streaming corpus, checked first (UTF-8, not empty) in one fast pass.
+    """Return a user's text file as a streaming corpus, checked first (UTF-8, not empty) in one fast
+    pass (skipped for a file that passed unchanged before: :func:`~lowres_adapters.data.files.checked_text_file`).
 
     Raises:
         InputError: On a missing, empty or non-UTF-8 file (file and line named).
@@ -190,4 +191,4 @@ def open_text_file(path: str | Path, lang: str) -> TextFile:
     """
     validate_language(lang)
     path = Path(path)
-    return TextFile(path=path, lang=lang, sha256=check_text_file(path))
+    return TextFile(path=path, lang=lang, sha256=checked_text_file(path))

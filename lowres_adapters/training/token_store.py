@@ -32,7 +32,7 @@ import numpy as np
 from lowres_adapters.data.files import normalize_text
 from lowres_adapters.data.text import iter_raw_texts
 from lowres_adapters.data.token_cache import tokenizer_fingerprint
-from lowres_adapters.io import atomic_directory
+from lowres_adapters.io import atomic_directory, atomic_write, atomic_write_json
 from lowres_adapters.paths import cache_dir
 from lowres_adapters.training.packing import packing_rows
 
@@ -67,8 +67,10 @@ class TokenCacheFeatures(Sequence):
         offsets: ``(examples + 1,)`` int64 start of each example in ``ids``.
     """
 
-    def __init__(self, ids: np.ndarray, offsets: np.ndarray, vocabulary: np.ndarray | None = None) -> None:
+    def __init__(self, ids: np.ndarray, offsets: np.ndarray, vocabulary: np.ndarray | None = None, *,
+                 entry: Path | None = None, first: int = 0) -> None:
         self.ids, self.offsets, self._vocabulary = ids, offsets, vocabulary
+        self.entry, self.first = entry, first  # the cache entry and where these examples start in it
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -88,10 +90,16 @@ class TokenCacheFeatures(Sequence):
         """Return ``(examples,)`` token counts."""
         return np.diff(self.offsets)
 
+    @property
+    def token_count(self) -> int:
+        """Tokens held."""
+        return int(self.offsets[-1] - self.offsets[0])
+
     def select(self, start: int, stop: int) -> "TokenCacheFeatures":
         """Return examples ``start:stop`` (a view of the same memory map, e.g. a held-out tail)."""
         start, stop, _ = slice(start, stop).indices(len(self))
-        return TokenCacheFeatures(self.ids, self.offsets[start:max(start, stop) + 1], self._vocabulary)
+        return TokenCacheFeatures(self.ids, self.offsets[start:max(start, stop) + 1], self._vocabulary,
+                                  entry=self.entry, first=self.first + start)
 
     def unique_ids(self, chunk_tokens: int = 1 << 24) -> np.ndarray:
         """Return every distinct token id of the entry (a view answers for its whole entry: a superset).
@@ -125,22 +133,17 @@ class TokenCacheFeatures(Sequence):
 class PackedCacheFeatures(Sequence):
     """Packed rows over :class:`TokenCacheFeatures`, equal row by row to ``pack_features(list(features))``.
 
-    Only the plan lives in memory (:func:`~lowres_adapters.training.packing.packing_rows`: two
-    integer arrays, about 6 bytes per example); a row's ids are read from the memory map on access.
+    The plan (:func:`~lowres_adapters.training.packing.packing_rows`: row offsets and piece indices,
+    about 6 bytes per example) is computed once per entry, examples and row length, kept in the
+    entry and memory-mapped afterwards; a row's ids are read from the memory map on access.
     """
 
     def __init__(self, features: TokenCacheFeatures, row_length: int) -> None:
-        lengths = features.lengths()  # (examples,)
-        pieces = np.maximum(1, -(-lengths // row_length))  # row-sized pieces per feature
-        self._first_piece: np.ndarray | None = None  # (examples,) first piece of each feature, when split
-        piece_lengths = lengths
-        if (pieces > 1).any():  # a feature longer than a row: its pieces are row-sized
-            self._first_piece = np.cumsum(pieces) - pieces
-            feature = np.repeat(np.arange(len(lengths)), pieces)  # (pieces,)
-            start = (np.arange(len(feature)) - self._first_piece[feature]) * row_length
-            piece_lengths = np.minimum(row_length, lengths[feature] - start)
-            del feature, start
-        self._row_offsets, self._pieces = packing_rows(piece_lengths, row_length)
+        name = f"plan-{row_length}-{features.first}-{features.first + len(features)}"
+        plan = _derived(features.entry, name, lambda: _packing_plan(features, row_length))
+        self._row_offsets, self._pieces = plan["rows"], plan["pieces"]
+        # (examples,) first piece of each feature, when some feature is longer than a row (else empty)
+        self._first_piece = plan["first_piece"] if len(plan["first_piece"]) else None
         self.features, self.row_length = features, row_length
 
     def __len__(self) -> int:
@@ -155,7 +158,7 @@ class PackedCacheFeatures(Sequence):
         if not -len(self) <= index < len(self):
             raise IndexError(index)
         index %= len(self)
-        pieces = self._pieces[self._row_offsets[index]:self._row_offsets[index + 1]]
+        pieces = np.asarray(self._pieces[self._row_offsets[index]:self._row_offsets[index + 1]], dtype=np.int64)
         if self._first_piece is None:
             feature, start = pieces, np.zeros(len(pieces), dtype=np.int64)
         else:
@@ -167,6 +170,50 @@ class PackedCacheFeatures(Sequence):
         ids = self.features.ids
         return {"input_ids": np.concatenate([ids[b:e] for b, e in zip(begin, end)]).tolist(),
                 "segment_lengths": (end - begin).tolist()}
+
+
+def _packing_plan(features: TokenCacheFeatures, row_length: int) -> dict[str, np.ndarray]:
+    """Return the plan of ``features`` in rows of ``row_length``: ``rows``, ``pieces``, ``first_piece``."""
+    lengths = features.lengths()  # (examples,)
+    first_piece = np.zeros(0, dtype=np.int64)
+    if len(lengths) and int(lengths.max()) > row_length:  # split into row-sized pieces
+        pieces = np.maximum(1, -(-lengths // row_length))  # (examples,) pieces per feature
+        first_piece = np.cumsum(pieces) - pieces
+        feature = np.repeat(np.arange(len(lengths)), pieces)  # (pieces,)
+        start = (np.arange(len(feature)) - first_piece[feature]) * row_length
+        lengths = np.minimum(row_length, lengths[feature] - start)
+        del feature, start
+    rows, pieces = packing_rows(lengths, row_length)
+    return {"rows": rows, "pieces": pieces, "first_piece": first_piece}
+
+
+def _derived(entry: Path | None, name: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Return arrays derived from a cache entry, memory-mapped from ``<entry>/<name>.<key>.npy`` when an
+    earlier run saved them, else computed now and saved (each file written aside and renamed into
+    place; ``<name>.json``, listing the keys, last).
+
+    Memory-mapped, they cost neither time nor memory up front: a run touches the pages it reads.
+    """
+    keys: list[str] = []
+    if entry is not None:
+        try:
+            keys = json.loads((entry / f"{name}.json").read_text(encoding="utf-8"))
+            return {key: np.load(entry / f"{name}.{key}.npy", mmap_mode="r") for key in keys}
+        except (OSError, ValueError):
+            pass
+    arrays = compute()
+    if entry is None:
+        return arrays
+    try:
+        for key, array in arrays.items():
+            with atomic_write(entry / f"{name}.{key}.npy", "wb") as stream:
+                np.save(stream, array)
+        atomic_write_json(entry / f"{name}.json", list(arrays))
+    except OSError:  # a read-only cache: use them without keeping them
+        return arrays
+    del arrays
+    return {key: np.load(entry / f"{name}.{key}.npy", mmap_mode="r") for key in json.loads(
+        (entry / f"{name}.json").read_text(encoding="utf-8"))}
 
 
 class _Vocabulary:
@@ -274,22 +321,32 @@ def _write(staging: Path, texts: Iterator[str], tokenizer: Any, tokenize_functio
 
 
 def _read(entry: Path) -> TokenCacheFeatures | None:
-    """Return the entry's features, or None when its files disagree with ``meta.json``."""
+    """Return the entry's features, or None when its files disagree with ``meta.json``.
+
+    The example offsets are derived from ``lengths.bin`` once and memory-mapped afterwards, as
+    the ids are: opening an entry of any size reads neither.
+    """
     try:
         meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         examples, tokens = int(meta["examples"]), int(meta["tokens"])
         if (entry / "ids.bin").stat().st_size != 4 * tokens or (entry / "lengths.bin").stat().st_size != 8 * examples:
             return None
-        lengths = np.fromfile(entry / "lengths.bin", dtype=np.int64)
-        if int(lengths.sum()) != tokens or (lengths < 0).any():
+        offsets = _derived(entry, "offsets", lambda: _offsets(entry, tokens))["offsets"]  # (examples + 1,)
+        if len(offsets) != examples + 1 or offsets[0] != 0 or offsets[-1] != tokens:
             return None
         ids = np.memmap(entry / "ids.bin", dtype=np.uint32, mode="r", shape=(tokens,)) if tokens else np.zeros(0, np.uint32)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    offsets = np.zeros(examples + 1, dtype=np.int64)  # (examples + 1,)
+    return TokenCacheFeatures(ids, offsets, _read_vocabulary(entry), entry=entry)
+
+
+def _offsets(entry: Path, tokens: int) -> dict[str, np.ndarray]:
+    lengths = np.fromfile(entry / "lengths.bin", dtype=np.int64)
+    if int(lengths.sum()) != tokens or (lengths < 0).any():
+        raise ValueError("lengths.bin disagrees with meta.json")
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    del lengths
-    return TokenCacheFeatures(ids, offsets, _read_vocabulary(entry))
+    return {"offsets": offsets}
 
 
 def _read_vocabulary(entry: Path) -> np.ndarray | None:

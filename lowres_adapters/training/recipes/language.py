@@ -76,7 +76,7 @@ def file_text_job(context: RecipeContext, corpus: TextFile, name: str,
         corpus.path, context.tokenizer, type(context.objective).tokenize_function, context.loop.max_length,
         sha256=corpus.sha256, progress=_tokenising_progress(corpus, context))
     if context.process.is_main:
-        print(f"training text {corpus.path}: {len(features):,} examples, {int(features.lengths().sum()):,} tokens "
+        print(f"training text {corpus.path}: {len(features):,} examples, {features.token_count:,} tokens "
               f"({'token cache reused' if from_cache else 'tokenised into the token cache'})", file=sys.stderr)
     limit = context.settings.data.max_train_examples
     if limit is not None:
