@@ -144,11 +144,17 @@ class LanguageRecipe(Recipe):
 
     def job(self, context: RecipeContext) -> TrainingJob:
         """Return the masked/causal LM job on the training text (a ``--text`` file through the token store)."""
-        corpus = context.data.text["train"]
-        if isinstance(corpus, TextFile) and context.loop.token_cache:
-            return file_text_job(context, corpus, self.name, context.options.mask_probability)
+        if self.streams_file(context):
+            return file_text_job(context, context.data.text["train"], self.name, context.options.mask_probability)
         train, validation = self.training_texts(context)
         return text_job(context, train, validation, self.name, context.options.mask_probability)
+
+    def streams_file(self, context: RecipeContext) -> bool:
+        """Return whether the training text is a ``--text`` file trained on as it is, streamed through
+        the token store (the token cache on). A recipe that changes the training texts (overrides
+        :meth:`training_texts`, e.g. to mix other texts in) gets them as a list instead."""
+        return (isinstance(context.data.text.get("train"), TextFile) and context.loop.token_cache
+                and type(self).training_texts is LanguageRecipe.training_texts)
 
     def datasets(self, context: RecipeContext) -> list[str]:
         """Return the names of the corpora trained on (a ``--text`` file's name without reading it)."""
