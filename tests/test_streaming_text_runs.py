@@ -111,11 +111,14 @@ def test_a_killed_run_resumes_on_the_uninterrupted_batches(files, batches, capsy
     assert all(torch.equal(expected[name], found[name]) for name in expected)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"good line\nanother\n\xff\xfe bad\n", "train.txt:3: expected UTF-8 text, found invalid byte 0xff at column 1"),
-    (b"\n  \n\n", "train.txt:1: expected at least one line of text, found an empty file"),
+@pytest.mark.parametrize("name, content, message", [
+    ("train.txt", b"good line\nanother\n\xff\xfe bad\n",
+     "train.txt:3: expected UTF-8 text, found invalid byte 0xff at column 1"),
+    ("train.txt", b"\n  \n\n", "train.txt:1: expected at least one line of text, found an empty file"),
+    ("train.jsonl", b'{"text": "Mawu."}\n{"text": 3}\n', "train.jsonl:2: expected a JSON object with a string field"),
 ])
-def test_a_bad_text_file_is_one_line_before_the_model_loads(files, capsys, monkeypatch, content, message):
+def test_a_bad_text_file_is_one_line_before_the_model_loads(files, capsys, monkeypatch, name, content, message):
+    files["train"] = str(Path(files["tmp"]) / name)
     Path(files["train"]).write_bytes(content)
     loaded: list[str] = []
     monkeypatch.setattr(adapt_module, "load_base_model", lambda *args, **kwargs: loaded.append("model"))

@@ -14,7 +14,7 @@ import json
 import unicodedata
 import zlib
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 from lowres_adapters.errors import InputError
 from lowres_adapters.io import atomic_write_json
@@ -107,10 +107,15 @@ def check_text_file(path: str | Path, chunk_bytes: int = 1 << 24) -> str:
     return digest.hexdigest()
 
 
-def checked_text_file(path: str | Path) -> str:
+def checked_text_file(path: str | Path, check_lines: Callable[[Path], None] | None = None) -> str:
     """Return :func:`check_text_file`'s digest, remembered by the file's identity (resolved path,
     size, modification time, inode) under ``<cache>/checked-files/``: an unchanged file that passed
     the check once is not read again (a 1 GB file: ~10 s saved per run).
+
+    Args:
+        path: The file.
+        check_lines: A further check of the lines (a JSONL file's objects, say), run with the first
+            one and remembered with it; raises :class:`InputError`.
     """
     path = Path(path)
     try:
@@ -124,6 +129,8 @@ def checked_text_file(path: str | Path) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     digest = check_text_file(path)
+    if check_lines is not None:
+        check_lines(path)
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(memo, {"path": str(path.resolve()), "sha256": digest})

@@ -182,8 +182,9 @@ class TextFile:
 
 
 def open_text_file(path: str | Path, lang: str) -> TextFile:
-    """Return a user's text file as a streaming corpus, checked first (UTF-8, not empty) in one fast
-    pass (skipped for a file that passed unchanged before: :func:`~lowres_adapters.data.files.checked_text_file`).
+    """Return a user's text file as a streaming corpus, checked first (UTF-8, not empty, a ``.jsonl``
+    file's objects) in one pass (skipped for a file that passed unchanged before:
+    :func:`~lowres_adapters.data.files.checked_text_file`).
 
     Raises:
         InputError: On a missing, empty or non-UTF-8 file (file and line named).
@@ -191,4 +192,12 @@ def open_text_file(path: str | Path, lang: str) -> TextFile:
     """
     validate_language(lang)
     path = Path(path)
-    return TextFile(path=path, lang=lang, sha256=checked_text_file(path))
+    return TextFile(path=path, lang=lang, sha256=checked_text_file(path, _check_json_lines))
+
+
+def _check_json_lines(path: Path) -> None:
+    """Read a ``.jsonl`` file's objects once (each line an object with a string ``text``), so a bad line
+    is found before any model loads; other files have nothing more to check."""
+    if path.name.endswith((".jsonl", ".jsonl.gz")):
+        for _ in iter_raw_texts(path):
+            pass
