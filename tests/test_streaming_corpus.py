@@ -142,3 +142,21 @@ def test_the_packing_plan_is_kept_in_the_entry_and_memory_mapped_by_later_runs(t
     assert [later[i] for i in range(len(later))] == pack_features(list(again), 16)
     tail = again.select(3, len(again)).packed(16)  # a view has its own plan
     assert [tail[i] for i in range(len(tail))] == pack_features([again[i] for i in range(3, len(again))], 16)
+
+
+def test_a_killed_pass_leaves_no_entry_and_a_later_pass_removes_its_staging_folder(tmp_path, capsys):
+    import os
+
+    from lowres_adapters.training.token_store import cache_entry
+
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    root = tmp_path / "cache"
+    entry, _, _ = cache_entry(corpus, tiny_tokenizer(), tokenize_for_clm, 32, root=root)
+    abandoned, live = root / f".{entry.name}.killed.tmp", root / f".{entry.name}.running.tmp"
+    for staging in (abandoned, live):
+        staging.mkdir(parents=True)
+        (staging / "ids.bin").write_bytes(b"\0" * 8)
+    os.utime(abandoned / "ids.bin", (0, 0))  # untouched for long: its process is gone
+    features, from_cache = stream_token_cache(corpus, tiny_tokenizer(), tokenize_for_clm, 32, root=root)
+    assert not from_cache and len(features) and not abandoned.exists() and live.exists()
+    assert "an interrupted tokenising pass" in capsys.readouterr().err
