@@ -50,7 +50,9 @@ def run_once(run_dir: str, threads: int, cold: bool, extra: list[str]) -> dict:
     if completed.returncode:
         raise SystemExit(completed.stderr[-2000:])
     figures = json.loads(completed.stdout)
-    return {"command": "lowres evaluate " + " ".join(shlex.quote(a) for a in [run_dir, *extra]),
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                            check=False).stdout.strip()
+    return {"commit": commit or None, "command": "lowres evaluate " + " ".join(shlex.quote(a) for a in [run_dir, *extra]),
             "threads": threads, "cold_base_cache": cold, "wall_seconds": round(wall, 1),
             "cpu_seconds": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
             "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
@@ -62,10 +64,11 @@ def run_once(run_dir: str, threads: int, cold: bool, extra: list[str]) -> dict:
 
 def markdown(records: list[dict]) -> str:
     """Return the table of all records."""
-    lines = ["| when | command | threads | base cache | wall s | CPU s | load before → after | "
-             "base bits/char, chrF++ | adapted bits/char, chrF++ |", "|---|---|---:|---|---:|---:|---|---|---|"]
+    lines = ["| when | code | command | threads | base cache | wall s | CPU s | load before → after | "
+             "base bits/char, chrF++ | adapted bits/char, chrF++ |", "|---|---|---|---:|---|---:|---:|---|---|---|"]
     for r in records:
-        lines.append(f"| {r['when']} | `{r['command']}` | {r['threads']} | {'cold' if r['cold_base_cache'] else 'warm'} "
+        lines.append(f"| {r['when']} | {r.get('commit') or '–'} | `{r['command']}` | {r['threads']} "
+                     f"| {'cold' if r['cold_base_cache'] else 'warm'} "
                      f"| {r['wall_seconds']:.0f} | {r['cpu_seconds']:.0f} | {r['load_before'][0]:.1f} → "
                      f"{r['load_after'][0]:.1f} | {r['base']['bits_per_char']:.3f}, {r['base']['chrf_pp']:.2f} | "
                      f"{r['adapted']['bits_per_char']:.3f}, {r['adapted']['chrf_pp']:.2f} |")
