@@ -218,7 +218,11 @@ def graph_markdown(result: dict[str, Any]) -> str:
              f"| graph adapter | {cell(rows['adapted']['graph'])} | {cell(rows['adapted']['free'])} | "
              f"{rows['adapted']['free']['n']} | {rows['adapted']['seconds']['mean']:.0f} |", "",
              f"Change: graph text {rows['change']['graph']:+.1f}%, free text {rows['change']['free']:+.1f}% "
-             f"(goal: free text no worse than +2%)."]
+             f"(goal: free text no worse than +2%).", "",
+             "| seed | graph text after | free text after | final training loss | wall s |", "|---:|---:|---:|---:|---:|"]
+    for seed, run in result["runs"].items():
+        lines.append(f"| {seed} | {run['adapted']['graph_bits_per_char']:.3f} | {run['adapted']['bits_per_char']:.3f} | "
+                     f"{run.get('final_loss', float('nan')):.2f} | {run['seconds'] or float('nan'):.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -242,6 +246,8 @@ def graph(options: argparse.Namespace, arguments: list[str]) -> None:
                               "locales": options.locales, "templates": options.templates,
                               "free_text": f"{len(free)} Chinese texts of the dzo pack's zho-dzo test pairs "
                                            "(LibreOffice help)", "runs": {}}
+    output = RESULTS / f"{options.name}.json"
+    earlier = json.loads(output.read_text("utf-8")).get("runs", {}) if output.exists() else {}
     for seed in options.seeds:
         run_dir = runs / f"zho-graph-{options.source}-s{seed}"
         command = [LOWRES, "adapt", "zho", "--recipe", "graph", "--eval-text", str(eval_file),
@@ -250,11 +256,13 @@ def graph(options: argparse.Namespace, arguments: list[str]) -> None:
                    "--set", f"recipe_options.templates={options.templates}", "--seed", str(seed),
                    "--quiet", "-o", str(run_dir)] + options.extra
         print(f"seed {seed}: {shlex.join(command)}", flush=True)
-        seconds = None
+        seconds = earlier.get(str(seed), {}).get("seconds")  # a run reused from an earlier result keeps its time
         if not (run_dir / "metrics.json").exists():
             seconds = round(run_command(command, runs / f"{run_dir.name}.log"), 1)
         metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
+        losses = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text("utf-8").splitlines()]
         result["runs"][str(seed)] = {"command": shlex.join(command[1:]), "seconds": seconds,
+                                     "final_loss": [entry for entry in losses if entry["event"] == "train"][-1]["loss"],
                                      "base": metrics["base"], "adapted": metrics["adapted"],
                                      "training": metrics.get("training", {})}
         result["graph_sentences"] = metrics["adapted"].get("graph_sentences")
@@ -263,7 +271,7 @@ def graph(options: argparse.Namespace, arguments: list[str]) -> None:
             "free": summary_of([done[0]["base"]["bits_per_char"]])}
     adapted = {"graph": summary_of([run["adapted"]["graph_bits_per_char"] for run in done]),
                "free": summary_of([run["adapted"]["bits_per_char"] for run in done]),
-               "seconds": summary_of([run["seconds"] or 0.0 for run in done])}
+               "seconds": summary_of([run["seconds"] for run in done if run["seconds"]] or [0.0])}
     result["summary"] = {"base": base, "adapted": adapted, "change": {
         key: 100 * (adapted[key]["mean"] / base[key]["mean"] - 1) for key in ("graph", "free")}}
     result["seconds"] = time.time() - started
