@@ -6,11 +6,10 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from training_support import install_toy_registry, save_tiny_model, write_corpus
+from training_support import install_toy_registry, tiny_run_files
 
 from lowres_adapters.data.examples import PackData, PairExample, TextExample
 from lowres_adapters.errors import LowresError
-from lowres_adapters.testing.tiny import TINY_CORPUS
 from lowres_adapters.training.adapt import adapt
 from lowres_adapters.training.recipes.cpt_sft import CptOptions, CptRecipe, CptSftOptions, CptSftRecipe
 from lowres_adapters.training.replay import interleave, replay_chars_wanted, replay_texts
@@ -111,13 +110,7 @@ def test_cpt_sft_passes_the_replay_options_to_its_cpt_stage():
 
 @pytest.fixture
 def files(tmp_path):
-    install_toy_registry()
-    model_dir = save_tiny_model(tmp_path / "model")
-    train, held_out = write_corpus(tmp_path)
-    pairs = tmp_path / "pairs.tsv"
-    pairs.write_text("".join(f"{en}\t{ny}\n" for en, ny in zip(TINY_CORPUS[1::2], TINY_CORPUS[0::2])) * 3, "utf-8")
-    return dict(model=str(model_dir), adapter="toy", text=str(train), eval_text=str(held_out), pairs=str(pairs),
-                eval_pairs=str(pairs), progress=False, lr=1e-2), tmp_path
+    return dict(tiny_run_files(tmp_path), adapter="toy", progress=False, lr=1e-2), tmp_path
 
 
 def test_cpt_run_trains_on_more_texts_with_replay(files):

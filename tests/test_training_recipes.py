@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from training_support import install_toy_registry, save_tiny_model, write_corpus
+from training_support import tiny_run_files
 
 from lowres_adapters import hookimpl
 from lowres_adapters.artifact import read_metadata, read_tensors
@@ -27,13 +27,7 @@ CHICHEWA = TINY_CORPUS[0::2]
 
 @pytest.fixture
 def files(tmp_path):
-    install_toy_registry()
-    model_dir = save_tiny_model(tmp_path / "model")
-    train, held_out = write_corpus(tmp_path)
-    pairs = tmp_path / "pairs.tsv"
-    pairs.write_text("".join(f"{en}\t{ny}\n" for en, ny in zip(ENGLISH, CHICHEWA)) * 3, encoding="utf-8")
-    return {"model": str(model_dir), "text": str(train), "eval_text": str(held_out), "pairs": str(pairs),
-            "eval_pairs": str(pairs), "tmp": tmp_path}
+    return {**tiny_run_files(tmp_path), "tmp": tmp_path}
 
 
 def common(files, **changes):

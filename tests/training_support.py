@@ -128,3 +128,18 @@ def reference_run(run_dir: Path, **options) -> dict[str, torch.Tensor]:
         return run_training(run_dir, **options)
     finally:
         torch.set_num_threads(threads)
+
+
+def tiny_run_files(tmp_path: Path) -> dict[str, str]:
+    """Install the toy registry, save a tiny model, write a corpus and English-Chichewa pairs; return
+    the adapt() file arguments (``model``, ``text``, ``eval_text``, ``pairs``, ``eval_pairs``)."""
+    from lowres_adapters.testing.tiny import TINY_CORPUS
+
+    install_toy_registry()
+    model_dir = save_tiny_model(tmp_path / "model")
+    train, held_out = write_corpus(tmp_path)
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{en}\t{ny}\n" for en, ny in zip(TINY_CORPUS[1::2], TINY_CORPUS[0::2])) * 3,
+                     encoding="utf-8")
+    return {"model": str(model_dir), "text": str(train), "eval_text": str(held_out), "pairs": str(pairs),
+            "eval_pairs": str(pairs)}
