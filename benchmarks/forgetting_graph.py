@@ -134,13 +134,19 @@ def forgetting_summary(result: dict[str, Any]) -> dict[str, Any]:
     return rows
 
 
+def header_lines(result: dict[str, Any], title: str, *runs: str) -> list[str]:
+    """Return a result page's title, machine line, the lines describing its runs and the benchmark command."""
+    machine = result["machine"]
+    return [f"# {title}", "",
+            f"Machine: {machine['machine']}; OMP_NUM_THREADS={machine['OMP_NUM_THREADS']}; "
+            f"load average at the end {machine['load_average']}.",
+            *runs, f"Benchmark command: `{result['command']}`; {result['seconds']:.0f} s in all.", ""]
+
+
 def forgetting_markdown(result: dict[str, Any]) -> str:
     rows = result["summary"]
-    lines = [f"# Forgetting under CPT (nya), with and without replay", "",
-             f"Machine: {result['machine']['machine']}; OMP_NUM_THREADS={result['machine']['OMP_NUM_THREADS']}; "
-             f"load average at the end {result['machine']['load_average']}.",
-             f"Each run: `{result['command_template']}`; scored on {result['eval_examples']} texts per set.",
-             f"Benchmark command: `{result['command']}`; {result['seconds']:.0f} s in all.", "",
+    lines = [*header_lines(result, "Forgetting under CPT (nya), with and without replay",
+                           f"Each run: `{result['command_template']}`; scored on {result['eval_examples']} texts per set."),
              "| model | replay share | nya NT (bits/char) | English KJV NT | English LibreOffice help | seeds | "
              "wall s per run |", "|---|---:|---:|---:|---:|---:|---:|"]
     base = rows["base"]
@@ -206,12 +212,9 @@ def forgetting(options: argparse.Namespace, arguments: list[str]) -> None:
 
 def graph_markdown(result: dict[str, Any]) -> str:
     rows = result["summary"]
-    lines = [f"# Graph adapter: {result['source']} ({result['locales']}) -> {result['language']}", "",
-             f"Machine: {result['machine']['machine']}; OMP_NUM_THREADS={result['machine']['OMP_NUM_THREADS']}; "
-             f"load average at the end {result['machine']['load_average']}.",
-             f"Each run: `{result['command_template']}`.",
-             f"Graph sentences: {result.get('graph_sentences', '?')}; free text: {result['free_text']}.",
-             f"Benchmark command: `{result['command']}`; {result['seconds']:.0f} s in all.", "",
+    lines = [*header_lines(result, f"Graph adapter: {result['source']} ({result['locales']}) -> {result['language']}",
+                           f"Each run: `{result['command_template']}`.",
+                           f"Graph sentences: {result.get('graph_sentences', '?')}; free text: {result['free_text']}."),
              "| | graph-text bits/char (held-out 10%) | free-text bits/char | seeds | wall s per run |",
              "|---|---:|---:|---:|---:|",
              f"| base | {cell(rows['base']['graph'])} | {cell(rows['base']['free'])} | – | – |",
