@@ -31,9 +31,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "demo_sweep.jsonl"
+COSTS = HERE / "results" / "demo_cost.jsonl"
 RUNS = Path(os.environ.get("DEMO_SWEEP_RUNS", "/tmp/demo-sweep"))
 
 LORA_ALL = {"attn_matrices": ["q", "k", "v"], "intermediate_lora": True, "output_lora": True}
+LAYERS = 30  # SmolLM2-135M
+
+
+def _top(k: int) -> dict:
+    """Return the all-linear LoRA r=16 config with updates in the top ``k`` layers only."""
+    return {"r": 16, "alpha": 32, **LORA_ALL, "leave_out": list(range(LAYERS - k))}
+
 
 # name -> adapt() overrides. Steps: 30 of 8 rows x 128 tokens ~ the demo's 180 s on 2 idle cores.
 CONFIGS: dict[str, dict] = {
@@ -50,6 +58,9 @@ CONFIGS: dict[str, dict] = {
     "seqbn_lr1e2_warm": {"adapter": "seq_bn", "max_steps": 30, "lr": 1e-2, "loop": {"warmup_ratio": 0.15}},
     "full_lr1e4": {"adapter": "full", "max_steps": 18, "lr": 1e-4},
     "full_lr3e4_b4": {"adapter": "full", "max_steps": 36, "lr": 3e-4, "batch_size": 4},
+    "lora_top20_r16": {"adapter": "lora", "max_steps": 30, "lr": 5e-3, "adapter_config": _top(20)},
+    "lora_top15_r16": {"adapter": "lora", "max_steps": 30, "lr": 5e-3, "adapter_config": _top(15)},
+    "lora_top10_r16": {"adapter": "lora", "max_steps": 30, "lr": 5e-3, "adapter_config": _top(10)},
 }
 
 
@@ -92,6 +103,30 @@ def run_one(name: str, seed: int, eval_examples: int, max_steps: int | None) -> 
     return row
 
 
+def measure_cost(name: str, steps: int) -> dict:
+    """Return (and append to ``results/demo_cost.jsonl``) the CPU seconds per training step of ``name``.
+
+    Runs ``profile_step.profile`` (the language recipe's batch of 8 packed rows of 128 tokens) with the
+    configuration's adapter: ``steps`` timed steps after one warm-up. CPU seconds hardly depend on
+    the machine's load; compare configurations by their ratio to ``lora_all_r16``.
+    """
+    sys.path.insert(0, str(HERE))
+    from profile_step import profile
+
+    overrides = CONFIGS[name]
+    load_before = os.getloadavg()[0]
+    result = profile(steps, overrides["adapter"], overrides.get("adapter_config", {}))
+    cpu = [record["step_cpu"] for record in result["records"]]
+    row = {"config": name, "steps_timed": steps, "threads": result["threads"],
+           "step_cpu_mean": round(statistics.fmean(cpu), 3),
+           "step_cpu_std": round(statistics.stdev(cpu), 3) if len(cpu) > 1 else None,
+           "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+    with COSTS.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def report() -> str:
     """Return the Markdown table of every row, and mean ± std per (config, steps, eval_examples)."""
     rows = [json.loads(line) for line in RESULTS.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -120,6 +155,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--cost", action="store_true", help="measure CPU seconds per step instead of training")
+    parser.add_argument("--cost-steps", type=int, default=3)
     args = parser.parse_args(argv)
     if args.list:
         for name, overrides in CONFIGS.items():
@@ -134,6 +171,10 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"demo_sweep: unknown configuration(s) {unknown}; expected one of {sorted(CONFIGS)}", file=sys.stderr)
         return 2
+    if args.cost:
+        for name in args.configs:
+            measure_cost(name, args.cost_steps)
+        return 0
     for name in args.configs:
         for seed in (int(s) for s in args.seeds.split(",")):
             run_one(name, seed, args.eval_examples, args.max_steps)
