@@ -78,7 +78,7 @@ def test_a_text_file_trains_through_the_token_store_as_the_in_memory_path(files,
     assert code == 0, err
     assert "tokenised into the token cache" in err
     store_batches = list(batches)
-    (entry,) = [meta.parent for meta in (tmp / "cache" / "tokens").glob("*/meta.json")]
+    (entry,) = [meta.parent for meta in (tmp / "cache" / "tokens").glob("*/segment-00000/meta.json")]
     assert {"ids.bin", "lengths.bin", "vocabulary.npy"} <= {path.name for path in entry.iterdir()}
     batches.clear()
     code, err = run_cli(adapt_args(files, tmp / "in-memory", *evaluating, "--set", "loop.token_cache=false"), capsys)

@@ -82,20 +82,36 @@ def iter_raw_texts(path: Path, text_field: str = "text") -> Iterator[tuple[str, 
         InputError: On invalid UTF-8, truncated ``.gz``, an empty file, or a JSONL line that is
             not an object with a string ``text_field``.
     """
-    is_jsonl = path.name.endswith((".jsonl", ".jsonl.gz"))
+    is_jsonl = is_jsonl_file(path)
     for line_number, line in iter_lines(path):
-        if not line.strip():
-            continue
-        if not is_jsonl:
-            yield f"{path.name}:{line_number}", line
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(path, line_number, f"expected one JSON object per line ({error.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
-            raise InputError(path, line_number, f"expected a JSON object with a string field {text_field!r}")
-        yield str(row.get("id", f"{path.name}:{line_number}")), row[text_field]
+        found = raw_text_of_line(path, line_number, line, is_jsonl, text_field)
+        if found is not None:
+            yield found
+
+
+def is_jsonl_file(path: Path) -> bool:
+    """Return whether ``path`` holds one JSON object per line (``.jsonl``, ``.jsonl.gz``)."""
+    return path.name.endswith((".jsonl", ".jsonl.gz"))
+
+
+def raw_text_of_line(path: Path, line_number: int, line: str, is_jsonl: bool,
+                     text_field: str = "text") -> tuple[str, str] | None:
+    """Return ``(id, raw_text)`` of one decoded line of ``path``, or None for a blank line.
+
+    Raises:
+        InputError: On a JSONL line that is not an object with a string ``text_field``.
+    """
+    if not line.strip():
+        return None
+    if not is_jsonl:
+        return f"{path.name}:{line_number}", line
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InputError(path, line_number, f"expected one JSON object per line ({error.msg})") from None
+    if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
+        raise InputError(path, line_number, f"expected a JSON object with a string field {text_field!r}")
+    return str(row.get("id", f"{path.name}:{line_number}")), row[text_field]
 
 
 def keep_text(text: str, config: TextSourceConfig) -> bool:

@@ -290,6 +290,17 @@ def _stage_context(context: RecipeContext, recipe: Recipe, stage_dir: Path, stag
     return replace(context, loop=loop, options=options_from(recipe, stage_options), run_dir=stage_dir)
 
 
+def _describe_training_rows(features: Any, row_length: int) -> str:
+    """Return e.g. ``120 training examples packed into 40 rows of 128 tokens`` (without waiting for a
+    text file's tokenising pass: then the rows so far are unknown)."""
+    known = features.known_sizes() if hasattr(features, "known_sizes") else (len(features), examples_in(features))
+    if known is None:
+        return "training examples tokenised in the background, segment by segment"
+    rows, examples = known
+    packed = f" packed into {rows} rows of {row_length} tokens" if rows != examples else ""
+    return f"{examples} training examples{packed}"
+
+
 def _run_stage(name: str, recipe: Recipe, context: RecipeContext, model_id: str, base_metrics: dict[str, Any],
                echo: Callable[[str], None]) -> StageResult:
     """Train one stage and write its folder; a finished stage of a resumed run is loaded, not retrained."""
@@ -300,9 +311,8 @@ def _run_stage(name: str, recipe: Recipe, context: RecipeContext, model_id: str,
         stage_dir.mkdir(parents=True, exist_ok=True)
     context.process.barrier()
     job = recipe.job(context)
-    rows, examples = len(job.train_features), examples_in(job.train_features)
-    packed = f" packed into {rows} rows of {context.loop.max_length} tokens" if rows != examples else ""
-    echo(f"{name}: {examples} training examples{packed}, {context.loop.total_steps(rows)} steps, "
+    echo(f"{name}: {_describe_training_rows(job.train_features, context.loop.max_length)}, "
+         f"{context.loop.max_steps or context.loop.total_steps(len(job.train_features))} steps, "
          f"batch {context.loop.batch_size}, lr {context.loop.lr:g}")
     training = train(job, context.loop, stage_dir, resume=context.settings.resume, process=context.process)
     metrics: dict[str, Any] = {}

@@ -124,6 +124,13 @@ class _Order:
         return indices
 
 
+def _train_sizes(features: Sequence[Any]) -> dict[str, int | None]:
+    """Return the log's ``train_examples`` and ``train_rows`` (None while a background pass still adds rows)."""
+    known = features.known_sizes() if hasattr(features, "known_sizes") else (len(features), examples_in(features))
+    rows, examples = known if known is not None else (None, None)
+    return {"train_examples": examples, "train_rows": rows}
+
+
 def _micro_batch_size(settings: LoopSettings, process: ProcessInfo) -> int:
     parts = settings.grad_accum_steps * process.world_size
     if settings.batch_size % parts:
@@ -187,7 +194,8 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
         raise LowresError(f"{job.name}: nothing to train (the adapter has no trainable parameters)")
     run_dir = Path(run_dir) if run_dir is not None else None
     micro = _micro_batch_size(settings, process)
-    total_steps = settings.total_steps(len(job.train_features))
+    # len() of a store still being tokenised waits for the whole pass: only an epoch-based run asks
+    total_steps = settings.max_steps or settings.total_steps(len(job.train_features))
     names = sorted(job.parameters)
     parameters = [job.parameters[name] for name in names]
     _freeze_all_but(job.model, job.parameters)
@@ -220,12 +228,12 @@ def train(job: TrainingJob, settings: LoopSettings, run_dir: Path | None = None,
             print(f"resuming {job.name} from step {resumed_from} ({checkpoint})", file=sys.stderr)
     log.write({"event": "start", "stage": job.name, "total_steps": total_steps, "trainable_parameters": trainable,
                "total_parameters": total_parameters, "processes": process.world_size,
-               "resumed_from": resumed_from, "train_examples": examples_in(job.train_features),
-               "train_rows": len(job.train_features)})
+               "resumed_from": resumed_from, **_train_sizes(job.train_features)})
 
     bar = tqdm(total=total_steps, initial=state.step, desc=job.name, disable=not show, dynamic_ncols=True,
                file=sys.stderr)
-    order = _Order(len(job.train_features), settings.seed)
+    order = (job.train_features.batch_order(settings.seed) if hasattr(job.train_features, "batch_order")
+             else _Order(len(job.train_features), settings.seed))
     history: list[dict[str, Any]] = []
     last_loss, last_eval = float("nan"), None
     job.model.train()

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from lowres_adapters.training.segment_features import SegmentedFeatures
 from lowres_adapters.training.token_store import TokenCacheFeatures
 from lowres_adapters.data.token_cache import cached_features
 from lowres_adapters.errors import LowresError
@@ -96,6 +97,19 @@ def vocabulary_trim_for(features: Iterable[Mapping[str, Any]], vocab_size: int,
     return VocabularyTrim.from_token_ids(targets, vocab_size, always_keep=always_keep)
 
 
+def _training_trim(features: Any, vocab_size: int, special_ids: Iterable[int], on_disk: bool) -> VocabularyTrim | None:
+    """Return the trim keeping every id the training features use; None (no trim) when a segmented
+    store's later segments are not tokenised yet, so the trim never depends on how far a pass got."""
+    if not on_disk:
+        return vocabulary_trim_for(features, vocab_size, always_keep=special_ids)
+    used = features.unique_ids()
+    if used is None:
+        print("note: vocabulary trim off: the training text spans several segments, tokenised in the background "
+              "(the whole vocabulary is known only at the end)", file=sys.stderr)
+        return None
+    return VocabularyTrim.from_token_ids([used.tolist()], vocab_size, always_keep=special_ids)
+
+
 def count_real_tokens(batch: Mapping[str, torch.Tensor]) -> int:
     """Return the real (non-padding) input tokens of a plain or packed batch."""
     if "token_mask" in batch:
@@ -120,7 +134,8 @@ def speed_up_job(job: Any, options: SpeedOptions, *, objective: str | LMObjectiv
     objective = objective_named(objective)
     model = job.model
     changes: dict[str, Any] = {"count_tokens": count_real_tokens}
-    on_disk = isinstance(job.train_features, TokenCacheFeatures)  # stays memory-mapped: rows built on access
+    # stays memory-mapped (rows built on access); a segmented one is still being tokenised
+    on_disk = isinstance(job.train_features, (TokenCacheFeatures, SegmentedFeatures))
     if (options.packing or options.vocab_trim) and not on_disk:
         job = dataclasses.replace(job, train_features=list(job.train_features))  # tokenise a lazy sequence once
     if options.packing:
@@ -130,9 +145,8 @@ def speed_up_job(job: Any, options: SpeedOptions, *, objective: str | LMObjectiv
     trim = None
     if options.vocab_trim:
         vocab_size = _transformers_model(model).get_output_embeddings().out_features
-        trim = (VocabularyTrim.from_token_ids([job.train_features.unique_ids().tolist()], vocab_size,
-                                              always_keep=tokenizer.all_special_ids) if on_disk
-                else vocabulary_trim_for(job.train_features, vocab_size, always_keep=tokenizer.all_special_ids))
+        trim = _training_trim(job.train_features, vocab_size, tokenizer.all_special_ids, on_disk)
+    if trim is not None:
         if job.eval_features:  # validation may use ids the training text never does
             extra = vocabulary_trim_for(job.eval_features, vocab_size).kept_ids.tolist()
             trim = VocabularyTrim.from_token_ids([trim.kept_ids.tolist(), extra], vocab_size)

@@ -272,8 +272,10 @@ def stream_token_cache(
 
 
 def cache_entry(source: str | Path | Iterable[str], tokenizer: Any, tokenize_function: TokenizeFn, max_length: int,
-                *, source_key: str = "", sha256: str = "", root: Path | None = None) -> tuple[Path, str, str]:
-    """Return ``(entry folder, content key, variant)`` of a corpus (arguments as :func:`stream_token_cache`)."""
+                *, source_key: str = "", sha256: str = "", root: Path | None = None,
+                layout: str = "stream") -> tuple[Path, str, str]:
+    """Return ``(entry folder, content key, variant)`` of a corpus (arguments as :func:`stream_token_cache`;
+    ``layout`` names how the entry is laid out, e.g. in segments, and is part of the key)."""
     if not isinstance(source, (str, Path)) and not source_key:
         raise ValueError("an iterable source needs source_key naming its content")
     if isinstance(source, (str, Path)):
@@ -281,7 +283,7 @@ def cache_entry(source: str | Path | Iterable[str], tokenizer: Any, tokenize_fun
     else:
         content = f"source:{source_key}"
     variant = f"{getattr(tokenize_function, '__module__', '')}.{tokenize_function.__qualname__}:{max_length}"
-    key_text = f"stream-v{FORMAT_VERSION}\0{content}\0{variant}\0{tokenizer_fingerprint(tokenizer)}"
+    key_text = f"{layout}-v{FORMAT_VERSION}\0{content}\0{variant}\0{tokenizer_fingerprint(tokenizer)}"
     key = hashlib.sha256(key_text.encode()).hexdigest()[:32]
     return (Path(root) if root is not None else cache_dir() / "tokens") / key, content, variant
 

@@ -8,15 +8,14 @@ comparison behind it is in docs/training.md). Both run on the fast path (:func:`
 verses are packed into rows of ``max_length`` tokens, so a batch of 8 rows holds about 18 verses.
 
 A ``--text`` file (a :class:`~lowres_adapters.data.text.TextFile`, of any size) never becomes a
-list: with the token cache on (the default) it is tokenised in one streaming pass into the
-on-disk token store (:mod:`~lowres_adapters.training.token_store`, reused by later runs of the
-same file and tokenizer) and trained on from the memory map.
+list: with the token cache on (the default) it is tokenised segment by segment into the on-disk
+token store (:mod:`~lowres_adapters.training.token_segments`, reused by later runs of the same
+file and tokenizer) and trained on from the memory map as soon as the first segment is ready.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -27,7 +26,9 @@ from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import MASK_PROBABILITY
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, split_validation
 from lowres_adapters.training.speed import cached_text_features, fast_text_defaults, speed_up_for_loop
-from lowres_adapters.training.token_store import TokenCacheFeatures, stream_token_cache
+from lowres_adapters.training.segment_features import SegmentedFeatures
+from lowres_adapters.training.token_segments import SegmentedStore
+from lowres_adapters.training.token_store import TokenCacheFeatures
 
 ENCODER_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "max_length": 128, "max_steps": 100_000,
                     "schedule": "linear", "warmup_ratio": 0.0}
@@ -67,28 +68,38 @@ def text_job(context: RecipeContext, train: Sequence[TextExample], validation: S
 
 def file_text_job(context: RecipeContext, corpus: TextFile, name: str,
                   mask_probability: float = MASK_PROBABILITY) -> TrainingJob:
-    """Return the job on a text file streamed through the token store.
+    """Return the job on a text file streamed through the token store, segment by segment.
 
-    As :func:`text_job` on the file's examples: ``max_train_examples`` keeps the first N, and a run
-    that evaluates holds out the last 5% (at most 200), whose first ``eval_examples`` it scores.
+    The store's first segment is tokenised before this returns; the rest in the background while
+    training runs (:mod:`~lowres_adapters.training.segment_features`). ``max_train_examples`` keeps
+    the file's first N examples, and a run that evaluates holds out the last 5% (at most 200) of the
+    first segment, whose first ``eval_examples`` it scores: a file of one segment (up to 4 M
+    characters) therefore trains and evaluates exactly as the in-memory path does.
     """
-    features, from_cache = stream_token_cache(
-        corpus.path, context.tokenizer, type(context.objective).tokenize_function, context.loop.max_length,
-        sha256=corpus.sha256, progress=_tokenising_progress(corpus, context))
+    store = SegmentedStore(corpus.path, context.tokenizer, type(context.objective).tokenize_function,
+                           context.loop.max_length, sha256=corpus.sha256, tokenise=context.process.is_main,
+                           report=_echo_on_main(context))
+    features, validation = SegmentedFeatures.with_held_out(
+        store, limit=context.settings.data.max_train_examples, evaluate=bool(context.loop.eval_every))
     if context.process.is_main:
-        print(f"training text {corpus.path}: {len(features):,} examples, {features.token_count:,} tokens "
-              f"({'token cache reused' if from_cache else 'tokenised into the token cache'})", file=sys.stderr)
-    limit = context.settings.data.max_train_examples
-    if limit is not None:
-        features = features.select(0, limit)
+        print(f"training text {corpus.path}: {_describe_store(store)}", file=sys.stderr)
     eval_features = None
-    if context.loop.eval_every:
-        held_out = min(200, int(len(features) * 0.05))  # as split_validation holds out
-        if held_out >= 1:
-            validation = features.select(len(features) - held_out, len(features))
-            features = features.select(0, len(features) - held_out)
-            eval_features = [validation[i] for i in range(min(held_out, context.loop.eval_examples))]
+    if validation is not None:
+        eval_features = [validation[i] for i in range(min(len(validation), context.loop.eval_examples))]
     return features_job(context, features, eval_features, name, mask_probability)
+
+
+def _describe_store(store: SegmentedStore) -> str:
+    """Return how far the store of a training text is, e.g. ``3 segments, 12,000 examples, ... (token cache reused)``."""
+    first = store.segment(0)
+    assert first is not None
+    if store.complete:
+        segments = [store.segment(index) for index in range(store.count or 1)]
+        examples, tokens = sum(len(part) for part in segments), sum(part.token_count for part in segments)
+        return (f"{examples:,} examples, {tokens:,} tokens in {len(segments)} segment(s) "
+                f"({'token cache reused' if store.from_cache else 'tokenised into the token cache'})")
+    return (f"segment 1 tokenised ({len(first):,} examples, {first.token_count:,} tokens); "
+            "the rest is tokenised into the token cache in the background while training runs")
 
 
 def features_job(context: RecipeContext, features: Sequence[Any] | TokenCacheFeatures, eval_features: Any,
@@ -102,20 +113,11 @@ def features_job(context: RecipeContext, features: Sequence[Any] | TokenCacheFea
     return speed_up_for_loop(job, context.loop, objective=context.objective, tokenizer=context.tokenizer)
 
 
-def _tokenising_progress(corpus: TextFile, context: RecipeContext,
-                         every_seconds: float = 30.0) -> Callable[[int, int], None]:
-    """Return a progress callback printing a line every ``every_seconds`` of a long tokenising pass."""
-    started = last = time.monotonic()
-
-    def report(examples: int, tokens: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= every_seconds and context.process.is_main:
-            last = now
-            print(f"tokenising {corpus.path.name}: {examples:,} examples, {tokens:,} tokens "
-                  f"({now - started:.0f} s)", file=sys.stderr, flush=True)
-
-    return report
+def _echo_on_main(context: RecipeContext) -> Callable[[str], None] | None:
+    """Return a function printing a progress line to stderr on the main process (None elsewhere)."""
+    if not context.process.is_main:
+        return None
+    return lambda line: print(line, file=sys.stderr, flush=True)
 
 
 class LanguageRecipe(Recipe):

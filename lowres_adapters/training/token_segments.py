@@ -1,0 +1,285 @@
+"""A text file's token store built segment by segment in the background, so training starts on the first.
+
+The file is cut into segments at line ends: segment ``k`` holds the texts that follow segment
+``k - 1`` until their characters reach :func:`segment_chars` ``(k)`` (4 M characters for the
+first, doubling up to 64 M), so the cut is a pure function of the file. Each segment is a
+token-store entry of its own, ``<cache>/tokens/<key>/segment-00000/`` (the files
+:mod:`~lowres_adapters.training.token_store` writes), written aside and renamed into place; its
+``meta.json`` also records where the segment ends in the file (line, byte offset of the
+decompressed text) and whether it is the last.
+
+:class:`SegmentedStore` tokenises the missing segments in a background thread (a fast tokenizer's
+batch encode releases the GIL), in file order, and :meth:`SegmentedStore.segment` hands segment
+``k`` to whoever waits for it. Finished segments outlive the process: a later run tokenises only
+what is still missing. Only the main process of a multi-process run tokenises; the others wait
+for the segments to appear on disk.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gzip
+import json
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from lowres_adapters.data.files import normalize_text
+from lowres_adapters.data.text import is_jsonl_file, raw_text_of_line
+from lowres_adapters.errors import InputError
+from lowres_adapters.io import atomic_directory
+from lowres_adapters.training.token_store import (
+    FORMAT_VERSION,
+    TokenCacheFeatures,
+    TokenizeFn,
+    _read,
+    _write,
+    cache_entry,
+)
+
+FIRST_SEGMENT_CHARS = 4_000_000
+"""Characters of text in the first segment; segment ``k`` holds ``FIRST_SEGMENT_CHARS << min(k, 4)``."""
+POLL_SECONDS = 0.2
+_OPEN_STORES: "set[SegmentedStore]" = set()
+
+
+def segment_chars(index: int, first: int | None = None) -> int:
+    """Return how many characters of text segment ``index`` holds (its last line may pass it)."""
+    return (first or FIRST_SEGMENT_CHARS) << min(index, 4)
+
+
+class _StopPass(Exception):
+    """Raised inside the background pass when its store is closed."""
+
+
+class _FileTexts:
+    """The normalised texts of a file with the line number and byte offset after each, seekable to a
+    segment's end."""
+
+    def __init__(self, path: Path, text_field: str = "text") -> None:
+        self.path, self.text_field, self.is_jsonl = path, text_field, is_jsonl_file(path)
+        self._handle: Any = None
+        self.line, self.offset = 0, 0
+        self._pending: tuple[int, int, str] | None = None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def skip_to(self, line: int, offset: int) -> None:
+        """Continue reading after line ``line``, which ends at byte ``offset`` (of the decompressed text)."""
+        self._pending = None
+        compressed = self.path.name.endswith(".gz")
+        if self._handle is None or not compressed or self.line > line:
+            self.close()
+            self._handle = gzip.open(self.path, "rb") if compressed else self.path.open("rb")
+            self.line = self.offset = 0
+        if not compressed:
+            self._handle.seek(offset)
+            self.line, self.offset = line, offset
+        while self.line < line and (raw := self._handle.readline()):  # a .gz file is read through to the line
+            self.line, self.offset = self.line + 1, self.offset + len(raw)
+
+    def peek(self) -> tuple[int, int, str] | None:
+        """Return the next ``(line, offset after it, text)`` without consuming it (None at the end)."""
+        if self._pending is None:
+            self._pending = self._next()
+        return self._pending
+
+    def take(self) -> tuple[int, int, str] | None:
+        """Return the next ``(line, offset after it, text)`` and consume it (None at the end)."""
+        found, self._pending = self.peek(), None
+        return found
+
+    def _next(self) -> tuple[int, int, str] | None:
+        if self._handle is None:
+            self.skip_to(0, 0)
+        while raw := self._handle.readline():
+            self.line, self.offset = self.line + 1, self.offset + len(raw)
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:  # the file changed since its check: name the line
+                raise InputError(self.path, self.line, "expected UTF-8 text (the file changed after its check)") from None
+            if self.line == 1:
+                line = line.lstrip("\ufeff")
+            found = raw_text_of_line(self.path, self.line, line, self.is_jsonl, self.text_field)
+            text = normalize_text(found[1]) if found is not None else ""
+            if text:
+                return self.line, self.offset, text
+        return None
+
+
+class SegmentedStore:
+    """The segments of one file's token store, tokenised in a background thread as they are needed.
+
+    Args:
+        path: The text file (``.txt``/``.jsonl``, ``.gz`` or not), already checked.
+        tokenizer: The tokenizer (part of the key).
+        tokenize_function: ``(tokenizer, texts, max_length) -> features``.
+        max_length: Truncation length (part of the key).
+        sha256: The file's SHA-256 when already known.
+        root: Cache folder (default ``<cache>/tokens``).
+        tokenise: Run the background pass here (False in the processes other than the main one).
+        first_segment_chars: Characters of the first segment (default :data:`FIRST_SEGMENT_CHARS`).
+        report: Called with one line after a segment is written (at most every 30 s), e.g. ``print``.
+    """
+
+    def __init__(self, path: str | Path, tokenizer: Any, tokenize_function: TokenizeFn, max_length: int, *,
+                 sha256: str = "", root: Path | None = None, tokenise: bool = True,
+                 first_segment_chars: int | None = None, report: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path)
+        self.first_chars = first_segment_chars or FIRST_SEGMENT_CHARS
+        self.entry, self.content, self.variant = cache_entry(
+            self.path, tokenizer, tokenize_function, max_length, sha256=sha256, root=root,
+            layout=f"segments-{self.first_chars}")
+        self._tokenizer, self._tokenize_function, self._max_length = tokenizer, tokenize_function, max_length
+        self._segments: list[TokenCacheFeatures] = []
+        self._count: int | None = None  # segments in the file, once the last one is known
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._report = report
+        self._thread: threading.Thread | None = None
+        self._tokenise = tokenise  # else another process tokenises: wait for its segments on disk
+        self.from_cache = self._known_segments() is not None
+        if tokenise and not self.from_cache:
+            self._start_pass()
+
+    def _start_pass(self) -> None:
+        self._thread = threading.Thread(target=self._run_pass, name=f"tokenising {self.path.name}", daemon=True)
+        _OPEN_STORES.add(self)
+        self._thread.start()
+
+    # ----------------------------------------------------------------- reading
+    def segment_dir(self, index: int) -> Path:
+        """Return the folder of segment ``index``."""
+        return self.entry / f"segment-{index:05d}"
+
+    @property
+    def count(self) -> int | None:
+        """Segments in the file, or None while the pass has not reached the last one."""
+        return self._count
+
+    @property
+    def complete(self) -> bool:
+        """Whether every segment is on disk."""
+        return self._known_segments() is not None
+
+    def segment(self, index: int) -> TokenCacheFeatures | None:
+        """Return segment ``index``, waiting for the pass to write it; None past the last segment."""
+        while len(self._segments) <= index:
+            if self._count is not None and len(self._segments) >= self._count:
+                return None
+            found = self._load(len(self._segments))
+            if found is None:
+                if self._error is not None:
+                    raise self._error
+                if self._thread is None and self._tokenise:  # a damaged segment of a reused store
+                    self._start_pass()
+                time.sleep(POLL_SECONDS)
+        return self._segments[index]
+
+    def _load(self, index: int) -> TokenCacheFeatures | None:
+        meta = _segment_meta(self.segment_dir(index))
+        if meta is None:
+            return None
+        features = _read(self.segment_dir(index))
+        if features is None:
+            return None
+        self._segments.append(features)
+        if meta.get("last"):
+            self._count = index + 1
+        return features
+
+    def _known_segments(self) -> int | None:
+        """Return the number of segments when all are on disk already (else None)."""
+        index = 0
+        while (meta := _segment_meta(self.segment_dir(index))) is not None:
+            if meta.get("last"):
+                return index + 1
+            index += 1
+        return None
+
+    # ----------------------------------------------------------------- the pass
+    def close(self) -> None:
+        """Stop the background pass (the segment it was writing is discarded) and wait for it."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        _OPEN_STORES.discard(self)
+
+    def _run_pass(self) -> None:
+        reader = _FileTexts(self.path)
+        started = last_report = time.monotonic()
+        try:
+            index = 0
+            while True:
+                meta = _segment_meta(self.segment_dir(index))
+                if meta is not None and _read(self.segment_dir(index)) is not None:
+                    reader.skip_to(int(meta["end_line"]), int(meta["end_offset"]))
+                else:
+                    meta = self._write_segment(index, reader)
+                    if self._report is not None and time.monotonic() - last_report >= 30.0:
+                        last_report = time.monotonic()
+                        self._report(f"tokenising {self.path.name} in the background: segment {index + 1} done "
+                                     f"({meta['end_offset'] / 2**20:,.0f} MB of text, {last_report - started:.0f} s)")
+                if meta.get("last"):
+                    return
+                index += 1
+        except _StopPass:
+            return
+        except BaseException as error:  # handed to the training thread when it waits for a segment
+            self._error = error
+        finally:
+            reader.close()
+
+    def _write_segment(self, index: int, reader: _FileTexts) -> dict[str, Any]:
+        budget, end = segment_chars(index, self.first_chars), [0, 0]
+
+        def texts() -> Iterator[str]:
+            nonlocal budget
+            while budget > 0 and (found := reader.take()) is not None:
+                if self._stop.is_set():
+                    raise _StopPass
+                end[:] = found[:2]
+                budget -= len(found[2])
+                yield found[2]
+
+        _remove_abandoned(self.segment_dir(index))
+        with atomic_directory(self.segment_dir(index)) as staging:
+            examples, tokens = _write(staging, texts(), self._tokenizer, self._tokenize_function, self._max_length, None)
+            meta = {"format_version": FORMAT_VERSION, "variant": self.variant, "content": self.content,
+                    "segment": index, "examples": examples, "tokens": tokens, "end_line": end[0],
+                    "end_offset": end[1], "last": reader.peek() is None}
+            (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return meta
+
+
+def _segment_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _remove_abandoned(folder: Path, idle_seconds: float = 600.0) -> None:
+    """Remove staging folders of this segment left by killed passes (their ids file idle for ``idle_seconds``)."""
+    for staging in folder.parent.glob(f".{folder.name}.*.tmp"):
+        ids_file = staging / "ids.bin"
+        try:
+            idle = time.time() - (ids_file if ids_file.exists() else staging).stat().st_mtime
+        except OSError:
+            continue
+        if idle > idle_seconds:
+            print(f"note: removing {staging}, an interrupted tokenising pass", file=sys.stderr)
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@atexit.register
+def close_open_stores() -> None:
+    """Stop every background pass of this process (at exit: its unfinished segment is discarded)."""
+    for store in list(_OPEN_STORES):
+        store.close()
