@@ -27,6 +27,27 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Real data and the converted default model live in the user's cache (filled by `make data`);
 # tests that write caches of their own point LOWRES_CACHE at a tmp_path.
 
+
+def _session_cache(keep_private: tuple[str, ...] = ("tokens", "checked-files")) -> Path:
+    """Return a cache root for this session: every folder of the user's cache linked in, except the
+    ones a ``--text`` run writes (token stores, checked-file memos), which stay in the session's tmp."""
+    from lowres_adapters.paths import cache_dir
+
+    user_cache, session_cache = cache_dir(), _SESSION_TMP / "cache"
+    session_cache.mkdir()
+    if user_cache.is_dir():
+        for entry in user_cache.iterdir():
+            if entry.name not in keep_private:
+                (session_cache / entry.name).symlink_to(entry)
+    for name in ("models", "data"):  # where `make data` and the model conversion write: shared, as before
+        if not (session_cache / name).exists():
+            (user_cache / name).mkdir(parents=True, exist_ok=True)
+            (session_cache / name).symlink_to(user_cache / name)
+    return session_cache
+
+
+os.environ["LOWRES_CACHE"] = str(_session_cache())
+
 from lowres_adapters.testing import netguard  # noqa: E402
 
 netguard.install()
