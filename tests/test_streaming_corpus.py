@@ -160,3 +160,14 @@ def test_a_killed_pass_leaves_no_entry_and_a_later_pass_removes_its_staging_fold
     features, from_cache = stream_token_cache(corpus, tiny_tokenizer(), tokenize_for_clm, 32, root=root)
     assert not from_cache and len(features) and not abandoned.exists() and live.exists()
     assert "an interrupted tokenising pass" in capsys.readouterr().err
+
+
+def test_batched_encoding_gives_the_tokenizers_own_ids_even_after_a_truncating_call():
+    from lowres_adapters.training.batching import encode_batch
+
+    tokenizer, texts = tiny_tokenizer(), [*TINY_CORPUS, "ŵ ndi ŋ, <s> 12"]
+    expected = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert encode_batch(tokenizer, texts) == expected
+    tokenizer(texts, truncation=True, max_length=3)  # leaves truncation set on the backend tokenizer
+    assert tokenizer.backend_tokenizer.truncation is not None
+    assert encode_batch(tokenizer, texts) == expected

@@ -31,8 +31,22 @@ def tokenize_for_clm(tokenizer: Any, texts: Iterable[str], max_length: int) -> l
     kept = [text for text in texts if text.strip()]
     if not kept:
         return []
-    encoded = tokenizer(kept, add_special_tokens=False)["input_ids"]  # one batched call: twice as fast
+    encoded = encode_batch(tokenizer, kept)
     return [{"input_ids": (bos + list(ids) + eos)[:max_length]} for ids in encoded]
+
+
+def encode_batch(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Return the ids of ``texts`` without special tokens, in one batched call.
+
+    A fast tokenizer's backend is called directly (``encode_batch_fast``: no offsets, no
+    ``BatchEncoding``), unless a truncation or padding setting is left on it, which the
+    tokenizer's own call would reset; the ids are the same either way.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (backend is not None and hasattr(backend, "encode_batch_fast")
+            and backend.truncation is None and backend.padding is None):
+        return [encoding.ids for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
 def tokenize_for_mlm(tokenizer: Any, texts: Iterable[str], max_length: int) -> list[Feature]:

@@ -20,6 +20,7 @@ data: the loop's checkpoint (epoch, position in the epoch's order) is a position
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 import sys
@@ -310,7 +311,7 @@ def _write(staging: Path, texts: Iterator[str], tokenizer: Any, tokenize_functio
         while batch := [text for _, text in zip(range(BATCH_TEXTS), texts)]:
             features = tokenize_function(tokenizer, batch, max_length)
             lengths = np.fromiter((len(f["input_ids"]) for f in features), dtype=np.int64, count=len(features))
-            flat = np.fromiter((token for f in features for token in f["input_ids"]), dtype=np.uint32,
+            flat = np.fromiter(itertools.chain.from_iterable(f["input_ids"] for f in features), dtype=np.uint32,
                                count=int(lengths.sum()))
             ids_out.write(flat.tobytes())
             lengths_out.write(lengths.tobytes())
