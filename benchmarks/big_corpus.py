@@ -2,27 +2,26 @@
 
 Each measurement is one ``lowres adapt nya --text FILE --max-steps N`` process (one thread), so its
 peak RSS is its own (``wait4``). The corpus is the real Chichewa Bible text of the ``nya`` pack
-(``lowres data fetch nya``), repeated into ``--workdir`` until it reaches ``--megabytes`` (never
-commit it). The runs read and write their token store under ``WORKDIR/cache`` (the user's models
-and data are linked in), so the user's cache is left alone and a first run really tokenises.
+(``lowres data fetch nya``), repeated into ``--workdir`` until it reaches ``--megabytes`` and then
+copied ``--copies`` times (1.08 GB by default; never commit it). The runs read and write their
+token store under ``WORKDIR/cache`` (the user's models and data are linked in), so the user's cache
+is left alone and a first run really tokenises.
+
+Runs: ``baseline`` is the CLI on the pack's own 3.9 MB text (one segment: tokenised before training,
+vocabulary trimmed), ``baseline_no_trim`` the same with ``loop.vocab_trim=false`` (what a text of
+several segments trains with); ``big_first_run`` is the first run on the big file: it checks the
+file, tokenises the first segment, then trains while the rest is tokenised in a background thread;
+``big_second_run`` runs the same command again (the pass continues from the segments the first run
+finished). A warm-up run before them fills the base model's cached scores.
 
 What is measured, per run: seconds from the process start to each stage line it prints (see
 ``STAGES``) and to the first training step written to ``train_log.jsonl``; peak RSS; the loop's
 tokens/s; the peak RSS up to the first step (``VmHWM`` then: the corpus, the job and one step,
 without the held-out scoring at the end, whose full-vocabulary logits are the run's largest
-allocation). The model's own footprint is the RSS of a process that only loads it; the "baseline" is
-the same CLI run on the pack's own 3.9 MB text, so ``*_above_baseline`` is what the corpus costs (a
-warm-up run before it fills the base model's cached scores and the baseline's token store).
+allocation); the background pass's progress lines (MB of text tokenised, seconds). The model's own
+footprint is the RSS of a process that only loads it.
 
-``--copies N`` also measures a file of N copies of the ``--megabytes`` file. Tokenising works line
-by line, so the token store of N copies is exactly N copies of the small file's store: the script
-writes it under the big file's own key (the big file's content hash) instead of tokenising the
-whole file again (at the measured rate that pass would take ``size / rate``; reported as an
-estimate), then measures the CLI run on it twice: ``big_warm`` is the first run on the store (it
-checks the file and derives the offsets and the packing plan, as the first run after a tokenising
-pass does), ``big_rerun`` the next one (the check remembered, offsets and plan memory-mapped).
-
-    OMP_NUM_THREADS=1 python benchmarks/big_corpus.py --megabytes 50 --copies 20 --steps 3
+    OMP_NUM_THREADS=1 python benchmarks/big_corpus.py --megabytes 50 --copies 20 --steps 6
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -45,8 +45,10 @@ RESULTS = Path(__file__).parent / "results" / "big_corpus.json"
 LOWRES = Path(sys.executable).parent / "lowres"
 STAGES = {"data_checked": "loading ", "corpus_open": "training text ", "job_built": "language: "}
 """The lines ``lowres adapt`` prints after each stage: the ``--text`` file checked (before the model
-loads), the token store opened (after the model loaded; the tokenising pass on a first run), the
-packed, vocabulary-trimmed job built."""
+loads), the token store's first segment ready (after the model loaded; its tokenising on a first
+run), the packed (and, for one segment, vocabulary-trimmed) job built."""
+PASS_LINE = re.compile(r"segment (\d+) done \(([\d,.]+) MB of text, (\d+) s\)")
+"""The background pass's progress line (every 30 s at most)."""
 
 
 def make_corpus(path: Path, megabytes: float) -> Path:
@@ -81,41 +83,15 @@ def benchmark_cache(workdir: Path) -> Path:
     return cache
 
 
-def seed_store(small: Path, big: Path, copies: int, cache: Path) -> None:
-    """Write the big file's token store as ``copies`` copies of the small file's (see the module docstring)."""
-    from lowres_adapters.models import load_base_model
-    from lowres_adapters.training.batching import tokenize_for_clm
-    from lowres_adapters.training.token_store import cache_entry
-
-    _, tokenizer = load_base_model(str(MODEL))  # the tokenizer as the CLI sets it up (pad token: the key)
-    root = cache / "tokens"
-    small_entry, _, _ = cache_entry(small, tokenizer, tokenize_for_clm, 128, root=root)
-    big_entry, content, variant = cache_entry(big, tokenizer, tokenize_for_clm, 128, root=root)
-    if not (small_entry / "meta.json").exists():
-        raise SystemExit(f"no token store for {small} (keyed {small_entry.name}): did the CLI's pad token change?")
-    if (big_entry / "meta.json").exists():
-        return
-    meta = json.loads((small_entry / "meta.json").read_text())
-    staging = big_entry.with_name(big_entry.name + ".seeding")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in ("ids.bin", "lengths.bin"):
-        with (staging / name).open("wb") as out:
-            for _ in range(copies):
-                with (small_entry / name).open("rb") as source:
-                    shutil.copyfileobj(source, out, 1 << 24)
-    shutil.copy(small_entry / "vocabulary.npy", staging / "vocabulary.npy")
-    meta.update(content=content, variant=variant, examples=meta["examples"] * copies, tokens=meta["tokens"] * copies)
-    (staging / "meta.json").write_text(json.dumps(meta, indent=1))
-    os.replace(staging, big_entry)
-
-
 def store_sizes(cache: Path) -> dict[str, int]:
-    """Bytes on disk of each token-store entry, by its examples count (one entry per corpus here)."""
+    """Bytes on disk of each token-store entry (its segments), by its examples count (one entry per corpus here)."""
     sizes = {}
-    for meta in sorted((cache / "tokens").glob("*/meta.json")):
-        examples = json.loads(meta.read_text())["examples"]
-        sizes[f"{examples} examples"] = sum(path.stat().st_size for path in meta.parent.iterdir())
+    for entry in sorted(path for path in (cache / "tokens").iterdir() if path.is_dir()):
+        metas = [json.loads(meta.read_text()) for meta in entry.glob("segment-*/meta.json")]
+        examples = sum(meta["examples"] for meta in metas)
+        last = " (all)" if any(meta.get("last") for meta in metas) else " (pass unfinished)"
+        sizes[f"{examples} examples in {len(metas)} segments{last}"] = sum(
+            path.stat().st_size for path in entry.rglob("*") if path.is_file())
     return sizes
 
 
@@ -142,11 +118,11 @@ def peak_rss_so_far(pid: int) -> float:
     return 0.0
 
 
-def run_cli(corpus: Path, cache: Path, workdir: Path, steps: int, name: str) -> dict:
+def run_cli(corpus: Path, cache: Path, workdir: Path, steps: int, name: str, *extra: str) -> dict:
     """Run ``lowres adapt nya --text CORPUS`` once and return what it took."""
     run_dir = workdir / "runs" / name
     args = [str(LOWRES), "adapt", "nya", "--text", str(corpus), "--max-steps", str(steps), "--save-every", "0",
-            "--eval-examples", "20", "--quiet", "--overwrite", "--output", str(run_dir)]
+            "--eval-examples", "20", "--quiet", "--overwrite", "--output", str(run_dir), *extra]
     shutil.rmtree(run_dir, ignore_errors=True)
     start = time.perf_counter()
     child = subprocess.Popen(args, env=child_env(cache), stderr=subprocess.PIPE, text=True)
@@ -177,7 +153,11 @@ def run_cli(corpus: Path, cache: Path, workdir: Path, steps: int, name: str) -> 
     train = [record for record in records if record.get("event") == "train"]
     start_record = next(record for record in records if record.get("event") == "start")
     opened = next(line for line in lines if line.startswith(STAGES["corpus_open"]))
+    passes = [PASS_LINE.search(line) for line in lines]
+    progress = [{"segments": int(m[1]), "text_mb": float(m[2].replace(",", "")), "seconds": int(m[3])}
+                for m in passes if m]
     return {"corpus_bytes": corpus.stat().st_size, "from_cache": "token cache reused" in opened,
+            "background_pass": progress, "notes": [line for line in lines if line.startswith("note:")],
             "training_text_line": opened, "train_examples": start_record.get("train_examples"),
             "train_rows": start_record.get("train_rows"), "peak_rss_mb": round(usage.ru_maxrss / 1024),
             "peak_rss_to_first_step_mb": round(peak_to_first_step),
@@ -192,40 +172,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--megabytes", type=float, default=50)
     parser.add_argument("--copies", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/big_corpus"))
     parser.add_argument("--keep", action="store_true", help="keep the corpora and token stores in --workdir")
     args = parser.parse_args()
     cache = benchmark_cache(args.workdir)
     baseline = make_corpus(args.workdir / "nya_verses.txt", 0)  # the pack's text once
-    small = make_corpus(args.workdir / f"nya_{args.megabytes:g}mb.txt", max(args.megabytes, 8))  # not the baseline
-    results: dict = {"command": " ".join(["python", "benchmarks/big_corpus.py", *sys.argv[1:]]),
+    small = make_corpus(args.workdir / f"nya_{args.megabytes:g}mb.txt", max(args.megabytes, 8))
+    big = repeat_file(small, args.copies, args.workdir / f"nya_{args.megabytes * args.copies:g}mb.txt")
+    results: dict = {"command": " ".join(["OMP_NUM_THREADS=1 python", "benchmarks/big_corpus.py", *sys.argv[1:]]),
                      "machine": f"{platform.machine()} {os.cpu_count()} cores (shared), OMP_NUM_THREADS=1",
-                     "model_rss_mb": model_footprint(cache)}
+                     "load_before": os.getloadavg(), "model_rss_mb": model_footprint(cache)}
     run_cli(baseline, cache, args.workdir, args.steps, "warm-up")  # scores the base model once (cached after)
-    for name, corpus in (("baseline", baseline), ("small_cold", small), ("small_warm", small)):
-        results[name] = run_cli(corpus, cache, args.workdir, args.steps, name)
+    runs = (("baseline", baseline, ()), ("baseline_no_trim", baseline, ("--set", "loop.vocab_trim=false")),
+            ("big_first_run", big, ()), ("big_second_run", big, ()))
+    for name, corpus, extra in runs:
+        results[name] = run_cli(corpus, cache, args.workdir, args.steps, name, *extra)
+        results[name]["load_after"] = os.getloadavg()
         print(name, json.dumps(results[name]), file=sys.stderr, flush=True)
-    if args.copies > 1:
-        big = repeat_file(small, args.copies, args.workdir / f"nya_{args.megabytes * args.copies:g}mb.txt")
-        seed_store(small, big, args.copies, cache)
-        results["big_warm"] = run_cli(big, cache, args.workdir, args.steps, "big_warm")
-        results["big_rerun"] = run_cli(big, cache, args.workdir, args.steps, "big_rerun")
     base = results["baseline"]
-    for name in ("baseline", "small_cold", "small_warm", "big_warm", "big_rerun"):
-        if name in results:
-            run = results[name]
-            run["peak_above_model_mb"] = run["peak_rss_mb"] - results["model_rss_mb"]
-            run["peak_above_baseline_mb"] = run["peak_rss_mb"] - base["peak_rss_mb"]
-            run["peak_to_first_step_above_model_mb"] = run["peak_rss_to_first_step_mb"] - results["model_rss_mb"]
-            run["first_step_after_baseline_s"] = round(run["seconds_from_start"]["first_step"]
-                                                       - base["seconds_from_start"]["first_step"], 1)
-    cold, warm = results["small_cold"]["seconds_from_start"], results["small_warm"]["seconds_from_start"]
-    tokenising = (cold["corpus_open"] - cold["data_checked"]) - (warm["corpus_open"] - warm["data_checked"])
-    rate = results["small_cold"]["corpus_bytes"] / tokenising  # the cold run's extra time: the tokenising pass
-    results["tokenise_mb_per_s"] = round(rate / 2**20, 2)
-    if "big_warm" in results:
-        results["big_cold_tokenise_estimate_s"] = round(results["big_warm"]["corpus_bytes"] / rate)
+    for name, _, _ in runs:
+        run = results[name]
+        run["peak_above_model_mb"] = run["peak_rss_mb"] - results["model_rss_mb"]
+        run["peak_above_baseline_mb"] = run["peak_rss_mb"] - base["peak_rss_mb"]
+        run["peak_to_first_step_above_model_mb"] = run["peak_rss_to_first_step_mb"] - results["model_rss_mb"]
+        run["first_step_after_baseline_s"] = round(run["seconds_from_start"]["first_step"]
+                                                   - base["seconds_from_start"]["first_step"], 1)
+        if run["background_pass"]:
+            last = run["background_pass"][-1]
+            run["background_pass_mb_per_s"] = round(last["text_mb"] / max(last["seconds"], 1), 2)
     results["token_store_bytes"] = store_sizes(cache)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")

@@ -225,7 +225,7 @@ class SegmentedStore:
                     if self._report is not None and time.monotonic() - last_report >= 30.0:
                         last_report = time.monotonic()
                         self._report(f"tokenising {self.path.name} in the background: segment {index + 1} done "
-                                     f"({meta['end_offset'] / 2**20:,.0f} MB of text, {last_report - started:.0f} s)")
+                                     f"({meta['end_offset'] / 2**20:,.1f} MB of text, {last_report - started:.0f} s)")
                 if meta.get("last"):
                     return
                 index += 1
