@@ -61,6 +61,9 @@ CONFIGS: dict[str, dict] = {
     "lora_top20_r16": {"adapter": "lora", "max_steps": 30, "lr": 5e-3, "adapter_config": _top(20)},
     "lora_top15_r16": {"adapter": "lora", "max_steps": 30, "lr": 5e-3, "adapter_config": _top(15)},
     "lora_top10_r16": {"adapter": "lora", "max_steps": 30, "lr": 5e-3, "adapter_config": _top(10)},
+    "lora_top15_r16_lr1e2": {"adapter": "lora", "max_steps": 70, "lr": 1e-2, "adapter_config": _top(15)},
+    "lora_top15_r16_b4": {"adapter": "lora", "max_steps": 140, "lr": 5e-3, "batch_size": 4,
+                          "adapter_config": _top(15)},
 }
 
 
@@ -115,9 +118,10 @@ def measure_cost(name: str, steps: int) -> dict:
 
     overrides = CONFIGS[name]
     load_before = os.getloadavg()[0]
-    result = profile(steps, overrides["adapter"], overrides.get("adapter_config", {}))
+    result = profile(steps, overrides["adapter"], overrides.get("adapter_config", {}),
+                     batch_size=overrides.get("batch_size", 0))
     cpu = [record["step_cpu"] for record in result["records"]]
-    row = {"config": name, "steps_timed": steps, "threads": result["threads"],
+    row = {"config": name, "steps_timed": steps, "rows_per_step": result["rows_per_step"], "threads": result["threads"],
            "step_cpu_mean": round(statistics.fmean(cpu), 3),
            "step_cpu_std": round(statistics.stdev(cpu), 3) if len(cpu) > 1 else None,
            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}

@@ -30,8 +30,16 @@ PHASES = ("data (collate)", "body forward", "head + loss forward", "head backwar
           "optimiser (clip + AdamW + zero)")
 
 
-def profile(steps: int, adapter: str, adapter_config: dict, model: str = "") -> dict:
-    """Return per-phase seconds of ``steps`` default-path steps (after one warm-up step)."""
+def profile(steps: int, adapter: str, adapter_config: dict, model: str = "", batch_size: int = 0) -> dict:
+    """Return per-phase seconds of ``steps`` default-path steps (after one warm-up step).
+
+    Args:
+        steps: Timed steps (after one warm-up step).
+        adapter: Adapter type (empty: the recipe's default).
+        adapter_config: Adapter config fields.
+        model: ``"tiny"`` for a tiny random model, else the default model.
+        batch_size: Packed rows per step; 0 keeps the recipe's default.
+    """
     from lowres_adapters.bench.ttq import TtqConfig
     from lowres_adapters.bench.ttq_setups import TtqData, default_job
     from lowres_adapters.training.fast_lm import split_lm_model
@@ -56,7 +64,7 @@ def profile(steps: int, adapter: str, adapter_config: dict, model: str = "") -> 
     body.register_forward_hook(body_done)
     generator = torch.Generator().manual_seed(0)
     order = torch.randperm(len(job.train_features), generator=generator).tolist()
-    rows = settings.batch_size
+    rows = batch_size or settings.batch_size
     records = []
     job.model.train()
     for step in range(steps + 1):
