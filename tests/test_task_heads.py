@@ -255,3 +255,93 @@ def test_refit_head_fits_pooled_rows_full_batch_and_keeps_the_statistics():
     with torch.no_grad():
         predicted = head(rows_of(fresh).unsqueeze(1), torch.ones(80, 1, dtype=torch.long)).argmax(-1)
     assert (predicted == fresh).float().mean() > 0.9
+
+
+def single_member_copy(head: TaskHead, member: int) -> TaskHead:
+    """Return a one-member head holding member ``member`` of ``head`` (same statistics)."""
+    config = head.config
+    single = TaskHead(HeadConfig(kind=config.kind, num_labels=config.num_labels, hidden_size=config.hidden_size,
+                                 pooling=config.pooling, dropout=config.dropout, layers=config.layers,
+                                 member_size=config.member_size))
+    width = config.dense_size
+    with torch.no_grad():
+        single.normalizer.load_state_dict(head.normalizer.state_dict())
+        single.dense[0].weight.copy_(head.dense[0].weight[member * width: (member + 1) * width])
+        single.dense[0].bias.copy_(head.dense[0].bias[member * width: (member + 1) * width])
+        single.output.weight.copy_(head.output.weight[member])
+        single.output.bias.copy_(head.output.bias[member])
+    return single
+
+
+@pytest.mark.parametrize("kind", ["sequence_classification", "token_classification"])
+def test_head_members_are_independent_heads_averaged(kind):
+    """An ensemble head predicts with the mean of its members' logits, and each member computes
+    exactly what a one-member head with its weights computes, for pooled and per-token heads."""
+    torch.manual_seed(0)
+    head = TaskHead(HeadConfig(kind=kind, num_labels=4, hidden_size=8, members=3, member_size=5))
+    hidden, mask = torch.randn(2, 6, 8), torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+    head.train()
+    head(hidden, mask)  # set the standardiser's statistics
+    head.eval()
+    members = head.member_logits(hidden, mask)
+    assert members.shape[-2] == 3
+    torch.testing.assert_close(head(hidden, mask), members.mean(dim=-2))
+    for member in range(3):
+        single = single_member_copy(head, member).eval()
+        torch.testing.assert_close(members.select(-2, member), single(hidden, mask))
+
+
+def test_head_members_learn_apart_from_each_other():
+    """The training loss is the mean of the members' own losses: a member's gradient is its lone
+    head's gradient / members, whatever the other members hold (a loss on the averaged logits would
+    couple them)."""
+    torch.manual_seed(0)
+    head = TaskHead(HeadConfig(num_labels=4, hidden_size=8, members=2, dropout=0.0))
+    rows, mask = torch.randn(16, 1, 8), torch.ones(16, 1, dtype=torch.long)
+    batch = {"labels": torch.randint(0, 4, (16,))}
+    head.normalizer.set_statistics(rows.squeeze(1))
+    head.normalizer.eval()
+    head.training_loss(rows, mask, batch).backward()
+    for member in range(2):
+        single = single_member_copy(head, member)
+        single.normalizer.eval()
+        single.loss(single(rows, mask), batch).backward()
+        torch.testing.assert_close(head.output.weight.grad[member], single.output.weight.grad / 2)
+        torch.testing.assert_close(head.dense[0].weight.grad[member * 8: (member + 1) * 8],
+                                   single.dense[0].weight.grad / 2)
+
+
+def test_head_with_one_member_keeps_the_saved_layout():
+    """A one-member head has the tensors heads were always saved with (plain dense + output)."""
+    head = TaskHead(HeadConfig(num_labels=3, hidden_size=8))
+    assert set(head.state_dict()) >= {"dense.0.weight", "dense.0.bias", "output.weight", "output.bias"}
+    assert head.output.weight.shape == (3, 8)
+    ensemble = TaskHead(HeadConfig(num_labels=3, hidden_size=8, members=4, member_size=2))
+    assert ensemble.dense[0].weight.shape == (8, 8) and ensemble.output.weight.shape == (4, 3, 2)
+    copy = TaskHead(HeadConfig(num_labels=3, hidden_size=8, members=4, member_size=2))
+    copy.load_head_state_dict(ensemble.head_state_dict())
+    hidden, mask = torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.long)
+    ensemble.eval(), copy.eval()
+    torch.testing.assert_close(ensemble(hidden, mask), copy(hidden, mask))
+
+
+def test_refit_reinitialises_every_member():
+    """The refit starts every member afresh (its own draw), so members end up different heads."""
+    from lowres_adapters.training.task_scoring import refit_head
+
+    torch.manual_seed(0)
+    labels = torch.arange(4).repeat(20)
+    rows = torch.randn(4, 16)[labels] + 0.5 * torch.randn(80, 16)
+    head = TaskHead(HeadConfig(num_labels=4, hidden_size=16, members=3))
+    with torch.no_grad():
+        head.output.weight.zero_()
+        head.output.bias.zero_()
+    head.normalizer.set_statistics(rows)
+    refit_head(head, rows, labels.tolist(), None, steps=1, lr=0.0)  # the re-initialisation alone
+    weights = head.output.weight
+    assert weights.abs().min() > 0
+    assert not torch.allclose(weights[0], weights[1]) and not torch.allclose(weights[1], weights[2])
+    refit_head(head, rows, labels.tolist(), None, steps=60)
+    with torch.no_grad():
+        predicted = head(rows.unsqueeze(1), torch.ones(80, 1, dtype=torch.long)).argmax(-1)
+    assert (predicted == labels).float().mean() > 0.9

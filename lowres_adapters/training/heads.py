@@ -17,6 +17,7 @@ task adapter's own tensors, and rebuilt from :class:`HeadConfig` (stored in the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -75,6 +76,10 @@ class HeadConfig:
         normalize: Standardise each feature (per hidden dimension, over the real tokens or pooled
             vectors of the batch while training; a running average of the last batches' statistics
             at evaluation, see :class:`FeatureStandardizer`). Off reproduces heads saved before.
+        members: Independent heads (dense + output each) on the same standardised features; each
+            is trained on its own loss and the head predicts with the mean of their logits (an
+            ensemble: the seed spread of one refitted head averages out). 1 = a single head.
+        member_size: Width of each member's dense layer (None: ``hidden_size``).
     """
 
     kind: str = "sequence_classification"
@@ -84,6 +89,8 @@ class HeadConfig:
     dropout: float = 0.1
     layers: int = 2
     normalize: bool = True
+    members: int = 1
+    member_size: int | None = None
 
     def __post_init__(self) -> None:
         shape, fixed_labels = labels_per_example(self.kind)
@@ -99,6 +106,15 @@ class HeadConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.layers not in (1, 2):
             raise ValueError(f"layers must be 1 or 2, got {self.layers!r}")
+        if not (isinstance(self.members, int) and self.members >= 1):
+            raise ValueError(f"members must be a positive integer, got {self.members!r}")
+        if self.member_size is not None and not (isinstance(self.member_size, int) and self.member_size >= 1):
+            raise ValueError(f"member_size must be a positive integer or None, got {self.member_size!r}")
+
+    @property
+    def dense_size(self) -> int:
+        """Width of one member's dense layer (its input width when ``layers`` is 1)."""
+        return self.hidden_size if self.layers == 1 else self.member_size or self.hidden_size
 
 
 class FeatureStandardizer(nn.Module):
@@ -144,8 +160,38 @@ class FeatureStandardizer(nn.Module):
         self.batches.fill_(max(int(self.batches), 1))
 
 
+class MemberOutputs(nn.Module):
+    """The output layers of ``members`` heads: ``(..., members, size)`` -> ``(..., members, labels)``,
+    each member's block initialised as its own ``nn.Linear(size, labels)``.
+
+    Args:
+        members: Number of heads.
+        size: Width of each member's input.
+        labels: Outputs per member.
+    """
+
+    def __init__(self, members: int, size: int, labels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, labels, size))
+        self.bias = nn.Parameter(torch.empty(members, labels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise every member's block as ``nn.Linear`` does (uniform in +-1/sqrt(size))."""
+        bound = 1.0 / math.sqrt(self.weight.shape[-1])
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("...ms,mls->...ml", rows, self.weight) + self.bias
+
+
 class TaskHead(nn.Module):
     """A task head: hidden states -> logits, with the task's loss.
+
+    With ``members`` > 1 it holds that many independent heads (one wide dense layer, split into
+    blocks, and :class:`MemberOutputs`): ``forward`` returns the mean of their logits and
+    :meth:`training_loss` the mean of their own losses, so each member learns as if alone.
 
     Args:
         config: The head's settings.
@@ -157,23 +203,44 @@ class TaskHead(nn.Module):
         self.labels_per_example = labels_per_example(config.kind)[0]
         self.dropout = nn.Dropout(config.dropout)
         self.normalizer: nn.Module = FeatureStandardizer(config.hidden_size) if config.normalize else nn.Identity()
+        width = config.members * config.dense_size
         if config.layers == 2:
-            self.dense: nn.Module = nn.Sequential(nn.Linear(config.hidden_size, config.hidden_size), nn.Tanh(),
+            self.dense: nn.Module = nn.Sequential(nn.Linear(config.hidden_size, width), nn.Tanh(),
                                                   nn.Dropout(config.dropout))
         else:
             self.dense = nn.Identity()
-        self.output = nn.Linear(config.hidden_size, config.num_labels)
+        self.output: nn.Module = nn.Linear(config.dense_size, config.num_labels) if config.members == 1 \
+            else MemberOutputs(config.members, config.dense_size, config.num_labels)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Return logits: ``(batch, labels)`` for sequences, ``(batch, seq, labels)`` per token,
-        ``(batch, seq, 2)`` start/end for QA."""
+        ``(batch, seq, 2)`` start/end for QA (the members' mean)."""
+        return self.member_logits(hidden, attention_mask).mean(dim=-2)
+
+    def member_logits(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Return each member's logits: :meth:`forward`'s shape with a members axis before the last."""
         hidden = hidden.to(self.output.weight.dtype)
         if self.labels_per_example == "one":
             hidden = pool_sequence(hidden, attention_mask, self.config.pooling)  # (batch, hidden)
             hidden = self.standardize(hidden, torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device))
         else:
             hidden = self.standardize(hidden, attention_mask.bool())  # (batch, seq, hidden)
-        return self.output(self.dense(self.dropout(hidden)))
+        rows = self.dense(self.dropout(hidden))  # (..., members * dense) or (..., hidden) with one layer
+        if self.config.members == 1:
+            return self.output(rows).unsqueeze(-2)
+        if self.config.layers == 1:
+            rows = rows.unsqueeze(-2).expand(*rows.shape[:-1], self.config.members, rows.shape[-1])
+        else:
+            rows = rows.unflatten(-1, (self.config.members, self.config.dense_size))
+        return self.output(rows)  # (..., members, labels)
+
+    def training_loss(self, hidden: torch.Tensor, attention_mask: torch.Tensor, batch: Mapping[str, torch.Tensor],
+                      class_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the mean of the members' own losses (:meth:`loss` of each member's logits): members
+        share no parameter, so each gets the gradient it would get alone (scaled by 1/members)."""
+        logits = self.member_logits(hidden, attention_mask)
+        return torch.stack([self.loss(member, batch, class_weights)
+                            for member in logits.unbind(dim=-2)]).mean()
 
     def feature_rows(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Return the ``(n, hidden)`` rows the head standardises: pooled vectors, or real tokens."""

@@ -131,7 +131,7 @@ def refit_head(head: TaskHead, rows: torch.Tensor, labels: Sequence[int], class_
         weight_decay: AdamW weight decay.
     """
     for module in head.modules():
-        if isinstance(module, torch.nn.Linear):
+        if module is not head.normalizer and hasattr(module, "reset_parameters"):
             module.reset_parameters()
     trained = [parameter for parameter in head.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=weight_decay)
@@ -142,7 +142,7 @@ def refit_head(head: TaskHead, rows: torch.Tensor, labels: Sequence[int], class_
     loss = torch.zeros(())
     with torch.enable_grad():
         for _ in range(steps):
-            loss = head.loss(head(rows.unsqueeze(1), mask), targets, class_weights)
+            loss = head.training_loss(rows.unsqueeze(1), mask, targets, class_weights)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -83,6 +83,9 @@ class TaskOptions:
             :data:`DECODER_FEATURE_LAYER`, an encoder all of them.
         head_layers: 2 (dense + tanh + output, as AdapterHub) or 1 (linear).
         head_dropout: Dropout before the head.
+        head_members: Independent heads averaged (``HeadConfig.members``): each is trained and
+            refitted on its own loss, the prediction is the mean of their logits.
+        head_member_size: Width of each member's dense layer (None: the hidden size).
         eval_split: Split scored before and after: ``test`` (or ``validation`` while tuning).
         max_eval_examples: Score at most this many examples of that split, drawn with
             ``selection_seed`` (splits are often ordered by class or page); None = all.
@@ -108,6 +111,8 @@ class TaskOptions:
     feature_layer: int | None = None
     head_layers: int = 2
     head_dropout: float = 0.1
+    head_members: int = 1
+    head_member_size: int | None = None
     eval_split: str = "test"
     max_eval_examples: int | None = None
     selection_seed: int = 0
@@ -129,6 +134,8 @@ class TaskOptions:
             raise ValueError("refit_examples must be >= 0 and refit_steps >= 1")
         if self.feature_layer is not None and self.feature_layer < 0:
             raise ValueError("feature_layer must be >= 0 (0 keeps every layer)")
+        if self.head_members < 1 or (self.head_member_size is not None and self.head_member_size < 1):
+            raise ValueError("head_members and head_member_size must be >= 1")
         if not 0 <= self.head_dropout < 1:
             raise ValueError("head_dropout must be in [0, 1)")
         if self.eval_split not in ("test", "validation"):
@@ -245,7 +252,8 @@ class TaskRecipe(Recipe):
         num_labels = labels_per_example(task.kind)[1] or len(task.labels)
         head = build_head(HeadConfig(kind=task.kind, num_labels=num_labels, hidden_size=hidden_size_of(context.model),
                                      pooling=options.pooling, dropout=options.head_dropout,
-                                     layers=options.head_layers), context.model)
+                                     layers=options.head_layers, members=options.head_members,
+                                     member_size=options.head_member_size), context.model)
         context.state["head"] = head
         context.state["task"] = (task_name, task)
         if lower is None:
@@ -286,7 +294,7 @@ class TaskRecipe(Recipe):
 
         def loss_fn(model: Any, batch: Any) -> tuple[Any, int]:
             hidden = last_hidden_states(model, batch["input_ids"], batch["attention_mask"])
-            loss = head.loss(head(hidden, batch["attention_mask"]), batch, class_weights)
+            loss = head.training_loss(hidden, batch["attention_mask"], batch, class_weights)
             if labelling(task.kind) == "per_token":
                 return loss, max(int((batch["labels"] != -100).sum()), 1)
             return loss, int(batch["input_ids"].shape[0])
