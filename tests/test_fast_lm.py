@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -121,6 +123,23 @@ def test_targets_outside_the_trim_are_an_error():
         trim.map_targets(torch.tensor([6]))
     with pytest.raises(LowresError, match="outside the vocabulary"):
         VocabularyTrim.from_token_ids([[25]], vocab_size=20)
+
+
+def test_a_widened_trim_scores_a_batch_over_the_kept_ids_and_its_targets():
+    model, tokenizer = tiny_model("llama")
+    batch = _clm_batch(tokenizer)
+    targets = batch["labels"][:, 1:][batch["labels"][:, 1:] >= 0]
+    vocab_size = model.config.vocab_size
+    first_half = VocabularyTrim.from_token_ids([targets[: len(targets) // 2]], vocab_size)  # misses some targets
+    assert (first_half.position_of[targets] < 0).any()
+    with pytest.raises(LowresError, match="not in the trimmed vocabulary"):
+        causal_lm_loss(model, batch, trim=first_half)
+    widened = dataclasses.replace(first_half, widen_to_targets=True)
+    expected = VocabularyTrim.from_token_ids([first_half.kept_ids, targets], vocab_size)
+    assert torch.equal(widened.covering(targets).kept_ids, expected.kept_ids)
+    torch.testing.assert_close(causal_lm_loss(model, batch, trim=widened)[0],
+                               causal_lm_loss(model, batch, trim=expected)[0])
+    assert widened.with_negatives(3).widen_to_targets and widened.covering(first_half.kept_ids) is widened
 
 
 @pytest.mark.parametrize("config", ["seq_bn", "seq_bn_inv"])

@@ -45,15 +45,22 @@ class VocabularyTrim:
     training still pushes down tokens the corpus never uses. With every dropped id drawn, the loss
     is exactly the full-vocabulary loss.
 
+    With ``widen_to_targets``, a scoring whose targets include ids that are not kept keeps them too,
+    for that scoring only (:meth:`covering`): the trim of a corpus whose later part is not read yet
+    (a text still being tokenised) scores every target, and its softmax depends only on the kept
+    ids and the batch.
+
     Attributes:
         kept_ids: ``(kept,)`` sorted original token ids that are scored.
         position_of: ``(vocab,)`` original id -> index into ``kept_ids``, or -1 when not kept.
         negatives: Dropped ids drawn per scoring (0: none).
+        widen_to_targets: Keep a scoring's targets too (else a target that is not kept is an error).
     """
 
     kept_ids: torch.Tensor
     position_of: torch.Tensor
     negatives: int = 0
+    widen_to_targets: bool = False
 
     @property
     def dropped_ids(self) -> torch.Tensor:
@@ -65,7 +72,22 @@ class VocabularyTrim:
         if negatives < 0:
             raise LowresError(f"negatives must be >= 0, got {negatives}")
         dropped = int((self.position_of < 0).sum())
-        return VocabularyTrim(self.kept_ids, self.position_of, min(negatives, dropped))
+        return VocabularyTrim(self.kept_ids, self.position_of, min(negatives, dropped), self.widen_to_targets)
+
+    def covering(self, targets: torch.Tensor) -> "VocabularyTrim":
+        """Return this trim keeping every id of ``targets`` too when ``widen_to_targets`` (else itself)."""
+        if not self.widen_to_targets:
+            return self
+        missing = targets[self.position_of.to(targets.device)[targets] < 0]  # (missing,)
+        if not missing.numel():
+            return self
+        seen = self.position_of >= 0  # (vocab,)
+        seen[missing.unique().to(seen.device)] = True
+        kept_ids = torch.nonzero(seen).reshape(-1)  # (kept,)
+        position_of = torch.full_like(self.position_of, -1)
+        position_of[kept_ids] = torch.arange(kept_ids.numel())
+        dropped = int((position_of < 0).sum())
+        return VocabularyTrim(kept_ids, position_of, min(self.negatives, dropped), widen_to_targets=True)
 
     @classmethod
     def from_token_ids(
@@ -244,6 +266,7 @@ def _scored_loss(
 ) -> torch.Tensor:
     """Return the summed cross-entropy of ``(n, hidden)`` rows against ``(n,)`` original ids."""
     if trim is not None:
+        trim = trim.covering(targets)
         targets = trim.map_targets(targets)
     if chunk_size is None or hidden.shape[0] <= chunk_size:
         return F.cross_entropy(output_logits(parts, hidden, trim).float(), targets, reduction="sum")

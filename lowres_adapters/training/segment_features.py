@@ -140,15 +140,20 @@ class SegmentedFeatures(Sequence):
         """Tokens of the segments read so far."""
         return sum(part.token_count for part in self._parts if hasattr(part, "token_count"))
 
-    def unique_ids(self) -> np.ndarray | None:
-        """Return every token id the training rows use when they lie in segment 0, else None (the
-        later segments' ids are not known before their tokenising is done, and a trimmed vocabulary
-        must not depend on how far the pass got)."""
+    def unique_ids(self) -> np.ndarray:
+        """Return every token id of the first segment (all the training rows use when
+        :attr:`vocabulary_is_partial` is False)."""
         first = self.store.segment(0)
         assert first is not None
-        if self.store.count == 1 or (self.limit is not None and self.limit <= len(first)):
-            return first.unique_ids()
-        return None
+        return first.unique_ids()
+
+    @property
+    def vocabulary_is_partial(self) -> bool:
+        """Whether training rows lie beyond the first segment (whose ids are then known only as the
+        pass goes): True for a text of several segments, however far its pass got."""
+        first = self.store.segment(0)
+        assert first is not None
+        return not (self.store.count == 1 or (self.limit is not None and self.limit <= len(first)))
 
     def batch_order(self, seed: int) -> "SegmentOrder":
         """Return the loop's batch order over these rows (segment by segment, seeded)."""

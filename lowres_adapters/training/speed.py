@@ -97,17 +97,21 @@ def vocabulary_trim_for(features: Iterable[Mapping[str, Any]], vocab_size: int,
     return VocabularyTrim.from_token_ids(targets, vocab_size, always_keep=always_keep)
 
 
-def _training_trim(features: Any, vocab_size: int, special_ids: Iterable[int], on_disk: bool) -> VocabularyTrim | None:
-    """Return the trim keeping every id the training features use; None (no trim) when a segmented
-    store's later segments are not tokenised yet, so the trim never depends on how far a pass got."""
+def _training_trim(features: Any, vocab_size: int, special_ids: Iterable[int], on_disk: bool) -> VocabularyTrim:
+    """Return the trim keeping every id the training features use.
+
+    A segmented store's later segments are not tokenised before training starts, so its trim keeps
+    the first segment's ids and widens each scoring to the batch's targets: it never depends on how
+    far the tokenising pass got.
+    """
     if not on_disk:
         return vocabulary_trim_for(features, vocab_size, always_keep=special_ids)
-    used = features.unique_ids()
-    if used is None:
-        print("note: vocabulary trim off: the training text spans several segments, tokenised in the background "
-              "(the whole vocabulary is known only at the end)", file=sys.stderr)
-        return None
-    return VocabularyTrim.from_token_ids([used.tolist()], vocab_size, always_keep=special_ids)
+    trim = VocabularyTrim.from_token_ids([features.unique_ids().tolist()], vocab_size, always_keep=special_ids)
+    if getattr(features, "vocabulary_is_partial", False):
+        print("note: vocabulary trim: the first segment's ids, widened per batch to its targets (the text's later "
+              "segments are tokenised in the background)", file=sys.stderr)
+        trim = dataclasses.replace(trim, widen_to_targets=True)
+    return trim
 
 
 def count_real_tokens(batch: Mapping[str, torch.Tensor]) -> int:
@@ -146,10 +150,10 @@ def speed_up_job(job: Any, options: SpeedOptions, *, objective: str | LMObjectiv
     if options.vocab_trim:
         vocab_size = _transformers_model(model).get_output_embeddings().out_features
         trim = _training_trim(job.train_features, vocab_size, tokenizer.all_special_ids, on_disk)
-    if trim is not None:
         if job.eval_features:  # validation may use ids the training text never does
             extra = vocabulary_trim_for(job.eval_features, vocab_size).kept_ids.tolist()
-            trim = VocabularyTrim.from_token_ids([trim.kept_ids.tolist(), extra], vocab_size)
+            trim = dataclasses.replace(VocabularyTrim.from_token_ids([trim.kept_ids.tolist(), extra], vocab_size),
+                                       widen_to_targets=trim.widen_to_targets)
         trim = trim.with_negatives(options.trim_negatives)
     loss_fn = objective.fast_loss(masked_only_logits=options.masked_only_logits, trim=trim,
                                   chunk_size=options.chunk_size)

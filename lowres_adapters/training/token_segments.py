@@ -8,9 +8,10 @@ token-store entry of its own, ``<cache>/tokens/<key>/segment-00000/`` (the files
 ``meta.json`` also records where the segment ends in the file (line, byte offset of the
 decompressed text) and whether it is the last.
 
-:class:`SegmentedStore` tokenises the missing segments in a background thread (a fast tokenizer's
-batch encode releases the GIL), in file order, and :meth:`SegmentedStore.segment` hands segment
-``k`` to whoever waits for it. Finished segments outlive the process: a later run tokenises only
+:class:`SegmentedStore` tokenises the first segment when it is opened, then the missing ones in
+file order in a background child process (niced below the training, so it takes the CPU the
+training leaves; no GIL shared with it), and :meth:`SegmentedStore.segment` hands segment ``k`` to
+whoever waits for it, from disk. Finished segments outlive the process: a later run tokenises only
 what is still missing. Only the main process of a multi-process run tokenises; the others wait
 for the segments to appear on disk.
 """
@@ -20,16 +21,20 @@ from __future__ import annotations
 import atexit
 import gzip
 import json
+import multiprocessing
+import os
 import shutil
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from lowres_adapters.data.files import normalize_text
 from lowres_adapters.data.text import is_jsonl_file, raw_text_of_line
-from lowres_adapters.errors import InputError
+from lowres_adapters.errors import InputError, LowresError
 from lowres_adapters.io import atomic_directory
 from lowres_adapters.training.token_store import (
     FORMAT_VERSION,
@@ -43,6 +48,9 @@ from lowres_adapters.training.token_store import (
 FIRST_SEGMENT_CHARS = 4_000_000
 """Characters of text in the first segment; segment ``k`` holds ``FIRST_SEGMENT_CHARS << min(k, 4)``."""
 POLL_SECONDS = 0.2
+BACKGROUND = "process"
+"""Where the pass after the first segment runs: ``"process"`` (a child process below the training's CPU
+priority, no GIL shared) or ``"thread"``."""
 _OPEN_STORES: "set[SegmentedStore]" = set()
 
 
@@ -113,8 +121,88 @@ class _FileTexts:
         return None
 
 
+@dataclass(frozen=True)
+class _SegmentPass:
+    """Tokenise the segments of a file that are not on disk yet, in file order (picklable: it runs in
+    a child process)."""
+
+    path: Path
+    tokenizer: Any
+    tokenize_function: TokenizeFn
+    max_length: int
+    entry: Path
+    first_chars: int
+    content: str
+    variant: str
+    report: bool = False
+
+    def segment_dir(self, index: int) -> Path:
+        return self.entry / f"segment-{index:05d}"
+
+    def run(self, stop: Any, stop_after: int | None = None) -> None:
+        """Write the missing segments (the first ``stop_after`` only, when given) until the last one
+        or until ``stop`` (an Event) is set; raises :class:`_StopPass` when stopped."""
+        reader = _FileTexts(self.path)
+        started = last_report = time.monotonic()
+        try:
+            index = 0
+            while stop_after is None or index < stop_after:
+                meta = _segment_meta(self.segment_dir(index))
+                if meta is not None and _read(self.segment_dir(index)) is not None:
+                    reader.skip_to(int(meta["end_line"]), int(meta["end_offset"]))
+                else:
+                    meta = self._write_segment(index, reader, stop)
+                    if self.report and time.monotonic() - last_report >= 30.0:
+                        last_report = time.monotonic()
+                        print(f"tokenising {self.path.name} in the background: segment {index + 1} done "
+                              f"({meta['end_offset'] / 2**20:,.1f} MB of text, {last_report - started:.0f} s)",
+                              file=sys.stderr, flush=True)
+                if meta.get("last"):
+                    return
+                index += 1
+        finally:
+            reader.close()
+
+    def _write_segment(self, index: int, reader: _FileTexts, stop: Any) -> dict[str, Any]:
+        budget, end = segment_chars(index, self.first_chars), [0, 0]
+
+        def texts() -> Iterator[str]:
+            nonlocal budget
+            while budget > 0 and (found := reader.take()) is not None:
+                if stop.is_set():
+                    raise _StopPass
+                end[:] = found[:2]
+                budget -= len(found[2])
+                yield found[2]
+
+        _remove_abandoned(self.segment_dir(index))
+        with atomic_directory(self.segment_dir(index)) as staging:
+            examples, tokens = _write(staging, texts(), self.tokenizer, self.tokenize_function, self.max_length, None)
+            meta = {"format_version": FORMAT_VERSION, "variant": self.variant, "content": self.content,
+                    "segment": index, "examples": examples, "tokens": tokens, "end_line": end[0],
+                    "end_offset": end[1], "last": reader.peek() is None}
+            (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return meta
+
+
+def _run_in_child(segment_pass: _SegmentPass, stop: Any, errors: Any) -> None:
+    """The background pass as a child process, below the training's CPU priority."""
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    try:
+        segment_pass.run(stop)
+    except _StopPass:
+        return
+    except BaseException as error:  # handed to the parent when it waits for a segment
+        errors.put(str(error))
+        raise SystemExit(1) from None
+
+
 class SegmentedStore:
-    """The segments of one file's token store, tokenised in a background thread as they are needed.
+    """The segments of one file's token store: the first tokenised before this returns, the rest
+    in a background process (or thread) as the run goes.
 
     Args:
         path: The text file (``.txt``/``.jsonl``, ``.gz`` or not), already checked.
@@ -123,40 +211,62 @@ class SegmentedStore:
         max_length: Truncation length (part of the key).
         sha256: The file's SHA-256 when already known.
         root: Cache folder (default ``<cache>/tokens``).
-        tokenise: Run the background pass here (False in the processes other than the main one).
+        tokenise: Tokenise here (False in the processes other than the main one: they wait for the
+            segments on disk).
         first_segment_chars: Characters of the first segment (default :data:`FIRST_SEGMENT_CHARS`).
-        report: Called with one line after a segment is written (at most every 30 s), e.g. ``print``.
+        report: Print a line to stderr after a segment is written (at most every 30 s).
     """
 
     def __init__(self, path: str | Path, tokenizer: Any, tokenize_function: TokenizeFn, max_length: int, *,
                  sha256: str = "", root: Path | None = None, tokenise: bool = True,
-                 first_segment_chars: int | None = None, report: Callable[[str], None] | None = None) -> None:
+                 first_segment_chars: int | None = None, report: bool = False) -> None:
         self.path = Path(path)
-        self.first_chars = first_segment_chars or FIRST_SEGMENT_CHARS
+        first_chars = first_segment_chars or FIRST_SEGMENT_CHARS
         self.entry, self.content, self.variant = cache_entry(
             self.path, tokenizer, tokenize_function, max_length, sha256=sha256, root=root,
-            layout=f"segments-{self.first_chars}")
-        self._tokenizer, self._tokenize_function, self._max_length = tokenizer, tokenize_function, max_length
+            layout=f"segments-{first_chars}")
+        self._pass = _SegmentPass(self.path, tokenizer, tokenize_function, max_length, self.entry, first_chars,
+                                  self.content, self.variant, report)
         self._segments: list[TokenCacheFeatures] = []
         self._count: int | None = None  # segments in the file, once the last one is known
         self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._report = report
-        self._thread: threading.Thread | None = None
-        self._tokenise = tokenise  # else another process tokenises: wait for its segments on disk
+        self._stop: Any = threading.Event()
+        self._worker: threading.Thread | BaseProcess | None = None
+        self._errors: Any = None
+        self._tokenise = tokenise
         self.from_cache = self._known_segments() is not None
         if tokenise and not self.from_cache:
             self._start_pass()
 
     def _start_pass(self) -> None:
-        self._thread = threading.Thread(target=self._run_pass, name=f"tokenising {self.path.name}", daemon=True)
+        """Tokenise the first segment now (training needs it first), the rest in the background."""
+        if _segment_meta(self.segment_dir(0)) is None:
+            self._pass.run(self._stop, stop_after=1)
+        if self._known_segments() is not None:
+            return
         _OPEN_STORES.add(self)
-        self._thread.start()
+        if BACKGROUND == "process":
+            context = multiprocessing.get_context("spawn")
+            self._stop, self._errors = context.Event(), context.SimpleQueue()
+            self._worker = context.Process(target=_run_in_child, args=(self._pass, self._stop, self._errors),
+                                           name=f"tokenising {self.path.name}", daemon=True)
+        else:
+            self._worker = threading.Thread(target=self._run_in_thread, name=f"tokenising {self.path.name}",
+                                            daemon=True)
+        self._worker.start()
+
+    def _run_in_thread(self) -> None:
+        try:
+            self._pass.run(self._stop)
+        except _StopPass:
+            return
+        except BaseException as error:  # handed to the training thread when it waits for a segment
+            self._error = error
 
     # ----------------------------------------------------------------- reading
     def segment_dir(self, index: int) -> Path:
         """Return the folder of segment ``index``."""
-        return self.entry / f"segment-{index:05d}"
+        return self._pass.segment_dir(index)
 
     @property
     def count(self) -> int | None:
@@ -173,14 +283,23 @@ class SegmentedStore:
         while len(self._segments) <= index:
             if self._count is not None and len(self._segments) >= self._count:
                 return None
-            found = self._load(len(self._segments))
-            if found is None:
-                if self._error is not None:
-                    raise self._error
-                if self._thread is None and self._tokenise:  # a damaged segment of a reused store
-                    self._start_pass()
+            if self._load(len(self._segments)) is None:
+                self._check_worker()
                 time.sleep(POLL_SECONDS)
         return self._segments[index]
+
+    def _check_worker(self) -> None:
+        """Raise what stopped the background pass, if it stopped; restart it for a damaged segment."""
+        if self._error is not None:
+            raise self._error
+        if not self._tokenise:
+            return  # another process tokenises
+        if self._worker is None:  # a damaged segment of a reused store
+            self._start_pass()
+        elif not self._worker.is_alive() and self._load(len(self._segments)) is None:
+            if self._errors is not None and not self._errors.empty():
+                raise LowresError(self._errors.get())
+            raise LowresError(f"the tokenising pass of {self.path} stopped before segment {len(self._segments) + 1}")
 
     def _load(self, index: int) -> TokenCacheFeatures | None:
         meta = _segment_meta(self.segment_dir(index))
@@ -203,59 +322,14 @@ class SegmentedStore:
             index += 1
         return None
 
-    # ----------------------------------------------------------------- the pass
     def close(self) -> None:
         """Stop the background pass (the segment it was writing is discarded) and wait for it."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(60)
+            if isinstance(self._worker, BaseProcess) and self._worker.is_alive():
+                self._worker.terminate()
         _OPEN_STORES.discard(self)
-
-    def _run_pass(self) -> None:
-        reader = _FileTexts(self.path)
-        started = last_report = time.monotonic()
-        try:
-            index = 0
-            while True:
-                meta = _segment_meta(self.segment_dir(index))
-                if meta is not None and _read(self.segment_dir(index)) is not None:
-                    reader.skip_to(int(meta["end_line"]), int(meta["end_offset"]))
-                else:
-                    meta = self._write_segment(index, reader)
-                    if self._report is not None and time.monotonic() - last_report >= 30.0:
-                        last_report = time.monotonic()
-                        self._report(f"tokenising {self.path.name} in the background: segment {index + 1} done "
-                                     f"({meta['end_offset'] / 2**20:,.1f} MB of text, {last_report - started:.0f} s)")
-                if meta.get("last"):
-                    return
-                index += 1
-        except _StopPass:
-            return
-        except BaseException as error:  # handed to the training thread when it waits for a segment
-            self._error = error
-        finally:
-            reader.close()
-
-    def _write_segment(self, index: int, reader: _FileTexts) -> dict[str, Any]:
-        budget, end = segment_chars(index, self.first_chars), [0, 0]
-
-        def texts() -> Iterator[str]:
-            nonlocal budget
-            while budget > 0 and (found := reader.take()) is not None:
-                if self._stop.is_set():
-                    raise _StopPass
-                end[:] = found[:2]
-                budget -= len(found[2])
-                yield found[2]
-
-        _remove_abandoned(self.segment_dir(index))
-        with atomic_directory(self.segment_dir(index)) as staging:
-            examples, tokens = _write(staging, texts(), self._tokenizer, self._tokenize_function, self._max_length, None)
-            meta = {"format_version": FORMAT_VERSION, "variant": self.variant, "content": self.content,
-                    "segment": index, "examples": examples, "tokens": tokens, "end_line": end[0],
-                    "end_offset": end[1], "last": reader.peek() is None}
-            (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        return meta
 
 
 def _segment_meta(folder: Path) -> dict[str, Any] | None:

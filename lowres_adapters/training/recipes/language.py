@@ -78,7 +78,7 @@ def file_text_job(context: RecipeContext, corpus: TextFile, name: str,
     """
     store = SegmentedStore(corpus.path, context.tokenizer, type(context.objective).tokenize_function,
                            context.loop.max_length, sha256=corpus.sha256, tokenise=context.process.is_main,
-                           report=_echo_on_main(context))
+                           report=context.process.is_main)
     features, validation = SegmentedFeatures.with_held_out(
         store, limit=context.settings.data.max_train_examples, evaluate=bool(context.loop.eval_every))
     if context.process.is_main:
@@ -111,13 +111,6 @@ def features_job(context: RecipeContext, features: Sequence[Any] | TokenCacheFea
                       eval_features=eval_features, name=name, freezing=context.freezing())
     # Packing, masked-only logits, vocabulary trimming... when the loop settings ask for them.
     return speed_up_for_loop(job, context.loop, objective=context.objective, tokenizer=context.tokenizer)
-
-
-def _echo_on_main(context: RecipeContext) -> Callable[[str], None] | None:
-    """Return a function printing a progress line to stderr on the main process (None elsewhere)."""
-    if not context.process.is_main:
-        return None
-    return lambda line: print(line, file=sys.stderr, flush=True)
 
 
 class LanguageRecipe(Recipe):
