@@ -18,7 +18,8 @@ What is measured, per run: seconds from the process start to each stage line it 
 ``STAGES``) and to the first training step written to ``train_log.jsonl``; peak RSS; the loop's
 tokens/s; the peak RSS up to the first step (``VmHWM`` then: the corpus, the job and one step,
 without the held-out scoring at the end, whose full-vocabulary logits are the run's largest
-allocation); the background pass's progress lines (MB of text tokenised, seconds). The model's own
+allocation); the peak RSS of the background tokenising process (a child of the run) and of both
+together (sampled every 0.5 s); the background pass's progress lines (MB of text tokenised, seconds). The model's own
 footprint is the RSS of a process that only loads it.
 
     OMP_NUM_THREADS=1 python benchmarks/big_corpus.py --megabytes 50 --copies 20 --steps 6
@@ -118,6 +119,34 @@ def peak_rss_so_far(pid: int) -> float:
     return 0.0
 
 
+def _status_mb(pid: int, field: str) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def sample_background(pid: int, done: threading.Event, seen: dict) -> None:
+    """Record the peak RSS of the run's child processes (the background tokenising pass) and of the run
+    and its children together, every 0.5 s until ``done``."""
+    while not done.wait(0.5):
+        children = _children(pid)
+        for child in children:
+            seen["children_peak_mb"] = max(seen.get("children_peak_mb", 0.0), _status_mb(child, "VmHWM"))
+        total = _status_mb(pid, "VmRSS") + sum(_status_mb(child, "VmRSS") for child in children)
+        seen["with_children_peak_mb"] = max(seen.get("with_children_peak_mb", 0.0), total)
+
+
 def run_cli(corpus: Path, cache: Path, workdir: Path, steps: int, name: str, *extra: str) -> dict:
     """Run ``lowres adapt nya --text CORPUS`` once and return what it took."""
     run_dir = workdir / "runs" / name
@@ -138,6 +167,10 @@ def run_cli(corpus: Path, cache: Path, workdir: Path, steps: int, name: str, *ex
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
+    sampled: dict = {}
+    finished = threading.Event()
+    sampler = threading.Thread(target=sample_background, args=(child.pid, finished, sampled), daemon=True)
+    sampler.start()
     log = run_dir / "train_log.jsonl"
     peak_to_first_step = 0.0
     while child.poll() is None and "first_step" not in seen:  # the first step's record is flushed when done
@@ -146,6 +179,8 @@ def run_cli(corpus: Path, cache: Path, workdir: Path, steps: int, name: str, *ex
             peak_to_first_step = peak_rss_so_far(child.pid)
         time.sleep(0.1)
     _, status, usage = os.wait4(child.pid, 0)
+    finished.set()
+    sampler.join()
     reader.join()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n" + "\n".join(lines[-20:]))
@@ -161,6 +196,8 @@ def run_cli(corpus: Path, cache: Path, workdir: Path, steps: int, name: str, *ex
             "training_text_line": opened, "train_examples": start_record.get("train_examples"),
             "train_rows": start_record.get("train_rows"), "peak_rss_mb": round(usage.ru_maxrss / 1024),
             "peak_rss_to_first_step_mb": round(peak_to_first_step),
+            "background_process_peak_rss_mb": round(sampled.get("children_peak_mb", 0.0)),
+            "run_and_background_peak_rss_mb": round(sampled.get("with_children_peak_mb", 0.0)),
             "tokens_per_s": train[-1]["tokens_per_s"], "steps": len(train),
             "seconds_from_start": {stage: round(seen[stage], 1) for stage in (*STAGES, "first_step")},
             "seconds": {"pack_and_trim": round(seen["job_built"] - seen["corpus_open"], 1),
