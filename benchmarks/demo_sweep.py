@@ -32,6 +32,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "demo_sweep.jsonl"
 COSTS = HERE / "results" / "demo_cost.jsonl"
+REFERENCE_CONFIG = "lora_all_r16"  # the make-demo configuration the step costs are compared with
+IDLE_STEP_SECONDS = 4.0  # its step on 2 idle cores (time make demo, 2026-12-04: 121 s / 30 steps)
 RUNS = Path(os.environ.get("DEMO_SWEEP_RUNS", "/tmp/demo-sweep"))
 
 LORA_ALL = {"attn_matrices": ["q", "k", "v"], "intermediate_lora": True, "output_lora": True}
@@ -143,11 +145,36 @@ def report() -> str:
     groups: dict[tuple, list[float]] = {}
     for r in rows:
         groups.setdefault((r["config"], r["steps"], r["eval_examples"]), []).append(r["bits_per_char"])
-    lines += ["", "| config | steps | held-out verses | n | bits/char mean ± std |", "|---|---:|---:|---:|---|"]
+    costs = step_costs()
+    reference = costs.get(REFERENCE_CONFIG)
+    lines += ["", "| config | steps | held-out verses | n | bits/char mean ± std | training s, idle 2 cores (equivalent) |",
+              "|---|---:|---:|---:|---|---:|"]
     for (config, steps, n_eval), values in groups.items():
         std = statistics.stdev(values) if len(values) > 1 else float("nan")
-        lines.append(f"| {config} | {steps} | {n_eval} | {len(values)} | {statistics.mean(values):.3f} ± {std:.3f} |")
+        seconds = (f"{steps * IDLE_STEP_SECONDS * costs[config] / reference:.0f}"
+                   if reference and config in costs and steps else "")
+        lines.append(f"| {config} | {steps} | {n_eval} | {len(values)} | {statistics.mean(values):.3f} ± {std:.3f} "
+                     f"| {seconds} |")
+    if costs:
+        lines += ["", f"CPU seconds per step (1 thread, `--cost`; mean over probes) and the ratio to {REFERENCE_CONFIG}, "
+                  f"whose step takes {IDLE_STEP_SECONDS} s on 2 idle cores (`time make demo`):", "",
+                  "| config | CPU s per step | ratio |", "|---|---:|---:|"]
+        for config, cpu in costs.items():
+            ratio = f"{cpu / reference:.3f}" if reference else ""
+            lines.append(f"| {config} | {cpu:.2f} | {ratio} |")
     return "\n".join(lines) + "\n"
+
+
+def step_costs() -> dict[str, float]:
+    """Return each configuration's mean CPU seconds per step over its ``--cost`` probes."""
+    if not COSTS.exists():
+        return {}
+    probes: dict[str, list[float]] = {}
+    for line in COSTS.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            probes.setdefault(row["config"], []).append(row["step_cpu_mean"])
+    return {config: statistics.fmean(values) for config, values in probes.items()}
 
 
 def main(argv: list[str]) -> int:
