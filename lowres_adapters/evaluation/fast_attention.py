@@ -10,6 +10,7 @@ model to that variant for the duration of a ``with`` block and puts the original
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -52,19 +53,32 @@ def applies_to(model: Any) -> bool:
     return parameter is not None and parameter.device.type == "cpu"
 
 
+_ACTIVE: dict[int, int] = {}
+"""Open :func:`grouped_query_attention` blocks per model config (blocks may overlap on several threads)."""
+_ACTIVE_LOCK = threading.Lock()
+
+
 @contextmanager
 def grouped_query_attention(model: Any) -> Iterator[bool]:
     """Run ``model``'s ``sdpa`` attention with shared key/value heads inside the block; yield whether it did.
 
-    Models with another attention implementation, or not on a CPU, are left as they are.
+    Models with another attention implementation, or not on a CPU, are left as they are. Blocks
+    on the same model may overlap (scoring and generation side by side on two threads): the
+    original comes back when the last one closes.
     """
-    if not applies_to(model):
-        yield False
-        return
-    _register()
-    config = model.config
-    config._attn_implementation = GQA_SDPA
+    config = getattr(model, "config", None)
+    with _ACTIVE_LOCK:
+        switched = _ACTIVE.get(id(config), 0) > 0 or applies_to(model)
+        if switched:
+            _register()
+            config._attn_implementation = GQA_SDPA
+            _ACTIVE[id(config)] = _ACTIVE.get(id(config), 0) + 1
     try:
-        yield True
+        yield switched
     finally:
-        config._attn_implementation = "sdpa"
+        if switched:
+            with _ACTIVE_LOCK:
+                _ACTIVE[id(config)] -= 1
+                if not _ACTIVE[id(config)]:
+                    del _ACTIVE[id(config)]
+                    config._attn_implementation = "sdpa"

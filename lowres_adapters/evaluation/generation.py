@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -21,6 +22,7 @@ from transformers import LogitsProcessor, PreTrainedModel
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.fast_attention import grouped_query_attention
 from lowres_adapters.evaluation.language_modeling import model_device
+from lowres_adapters.evaluation.work_pool import Piece, WorkPool
 
 GENERATION_FIELDS = ("num_beams", "max_new_tokens", "no_repeat_ngram_size", "repetition_penalty", "length_ratio")
 
@@ -180,7 +182,8 @@ def _row_caps_processor(caps: Sequence[int], num_beams: int, prompt_width: int, 
 
 def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], budgets: Sequence[int], *,
                      settings: GenerationSettings, batch_size: int = 16, stop_at_newline: bool = True,
-                     progress: str | None = None, add_special_tokens: bool = True) -> list[str]:
+                     progress: str | None = None, add_special_tokens: bool = True,
+                     pool: WorkPool | None = None) -> list[str]:
     """Generate one answer per prompt, each at most ``budgets[i]`` tokens, and return them in order.
 
     Args:
@@ -194,6 +197,8 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], budgets
         stop_at_newline: End an answer at its first newline.
         progress: Label of a progress bar on stderr (counted in prompts); None shows none.
         add_special_tokens: Let the tokenizer add its BOS etc. to each prompt.
+        pool: Runs the ``generate`` calls side by side on its workers (:class:`~.work_pool.WorkPool`:
+            the same batches, so the same answers); None: one after another in this thread.
 
     Returns:
         One stripped answer per prompt, cut at the first newline with ``stop_at_newline``.
@@ -208,22 +213,24 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], budgets
     device = model_device(model)
     lengths = [len(tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]) for prompt in prompts]
     order = sorted(range(len(prompts)), key=lambda index: (lengths[index], budgets[index]))
-    answers: list[str] = [""] * len(prompts)
+    batches = [order[offset:offset + batch_size] for offset in range(0, len(order), batch_size)]
     previous_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:  # the tokenizer is used in this thread only (a fast tokenizer is not safe to share between threads)
+        encoded = [tokenizer([prompts[index] for index in indices], return_tensors="pt", padding=True,
+                             add_special_tokens=add_special_tokens) for indices in batches]
+    finally:
+        tokenizer.padding_side = previous_side
     was_training = model.training
     model.eval()
-    use_cache: bool | None = None
     bar = tqdm(total=len(prompts), desc=progress, unit="seg", disable=progress is None, dynamic_ncols=True,
                leave=False)
     with cache_compatible(model), grouped_query_attention(model):
         try:
-            for offset in range(0, len(order), batch_size):
-                indices = order[offset:offset + batch_size]
-                encoded = tokenizer([prompts[index] for index in indices], return_tensors="pt", padding=True,
-                                    add_special_tokens=add_special_tokens)
-                input_ids, attention_mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
-                if use_cache is None:
-                    use_cache = cache_is_filled(model, input_ids, attention_mask)
+            use_cache = bool(batches) and cache_is_filled(model, encoded[0]["input_ids"].to(device),
+                                                          encoded[0]["attention_mask"].to(device))
+
+            def generate_batch(indices: list[int], batch: Any) -> list[list[int]]:
+                input_ids, attention_mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
                 caps = [max(1, budgets[index]) for index in indices]
                 shared = ({"past_key_values": prompt_cache(model, input_ids, attention_mask, settings.num_beams)}
                           if use_cache and settings.num_beams > 1 and input_ids.shape[1] > 1
@@ -237,13 +244,19 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], budgets
                         logits_processor=[_row_caps_processor(caps, settings.num_beams, input_ids.shape[1], end_id)],
                         temperature=None, top_p=None, top_k=None,
                     )
-                continuations = output[:, input_ids.shape[1]:]  # (batch, new tokens)
-                for index, row in zip(indices, continuations.tolist()):
-                    text = tokenizer.decode(row, skip_special_tokens=True)
-                    answers[index] = text.split("\n")[0].strip() if stop_at_newline else text.strip()
                 bar.update(len(indices))
+                return output[:, input_ids.shape[1]:].tolist()  # (batch, new tokens)
+
+            pieces = [Piece(cost=settings.num_beams * len(indices) * (batch["input_ids"].shape[1] + max(
+                budgets[index] for index in indices)), run=partial(generate_batch, indices, batch))
+                for indices, batch in zip(batches, encoded)]
+            continuations = (pool or WorkPool()).run(pieces)
         finally:
             bar.close()
-            tokenizer.padding_side = previous_side
             model.train(was_training)
+    answers: list[str] = [""] * len(prompts)
+    for indices, rows in zip(batches, continuations):
+        for index, row in zip(indices, rows):
+            text = tokenizer.decode(row, skip_special_tokens=True)
+            answers[index] = text.split("\n")[0].strip() if stop_at_newline else text.strip()
     return answers

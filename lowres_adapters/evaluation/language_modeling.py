@@ -7,6 +7,7 @@ the character count) and does not depend on the batch size.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Sequence
 
 import torch
@@ -17,12 +18,14 @@ from lowres_adapters.evaluation.fast_attention import grouped_query_attention
 from lowres_adapters.models import objective_facts
 from lowres_adapters.evaluation.lm_scores import LanguageModelScores, model_device, window_spans
 from lowres_adapters.evaluation.pseudo_perplexity import score_texts_mlm
+from lowres_adapters.evaluation.work_pool import Piece, WorkPool
 
 OBJECTIVES = ("clm", "mlm")
 
 
 def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, objective: str = "clm",
-                batch_size: int = 8, max_length: int = 512, progress: str | None = None) -> LanguageModelScores:
+                batch_size: int = 8, max_length: int = 512, progress: str | None = None,
+                pool: WorkPool | None = None) -> LanguageModelScores:
     """Score ``texts`` with ``model`` and return the summed negative log-likelihood and counts.
 
     For ``clm`` every token of each text is predicted: a BOS (or, without one, EOS) token is
@@ -39,6 +42,8 @@ def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, objective: 
         batch_size: Number of windows (``clm``) or masked copies (``mlm``) per forward pass.
         max_length: Longest sequence fed to the model, in tokens (special tokens included).
         progress: Label of a progress bar on stderr; None (the default) shows none.
+        pool: ``clm``: runs the batches side by side on its workers (:class:`~.work_pool.WorkPool`;
+            the same figures); None: one after another.
 
     Returns:
         The totals; derived figures are properties of the result.
@@ -49,7 +54,8 @@ def score_texts(model: Any, tokenizer: Any, texts: Sequence[str], *, objective: 
         raise LowresError("batch_size must be >= 1 and max_length >= 4")
     if objective_facts(objective).masked:
         return score_texts_mlm(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
-    return _score_texts_clm(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress)
+    return _score_texts_clm(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress,
+                            pool=pool)
 
 
 def _context_token_id(tokenizer: Any) -> int:
@@ -69,7 +75,7 @@ def _pad_id(tokenizer: Any) -> int:
 
 
 def _score_texts_clm(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int,
-                     max_length: int, progress: str | None = None) -> LanguageModelScores:
+                     max_length: int, progress: str | None = None, pool: WorkPool | None = None) -> LanguageModelScores:
     """Score texts with a causal LM; see :func:`score_texts`."""
     context_id = _context_token_id(tokenizer)
     rows: list[tuple[list[int], int]] = []  # (window ids, first scored position within the window)
@@ -87,19 +93,20 @@ def _score_texts_clm(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_
     if not rows:
         raise LowresError("nothing to score: every text is empty")
     nll_nats, tokens = score_token_rows(model, rows, pad_id=_pad_id(tokenizer), batch_size=batch_size,
-                                        progress=progress)
+                                        progress=progress, pool=pool)
     return LanguageModelScores(nll_nats=nll_nats, tokens=tokens, chars=chars, bytes=n_bytes,
                                texts=n_texts, objective="clm")
 
 
 def score_token_rows(model: Any, rows: Sequence[tuple[Sequence[int], int]], *, pad_id: int, batch_size: int = 8,
-                     progress: str | None = None) -> tuple[float, int]:
+                     progress: str | None = None, pool: WorkPool | None = None) -> tuple[float, int]:
     """Return the summed negative log-likelihood (nats) and the count of the scored tokens of ``rows``.
 
     Each row is ``(ids, first_scored)``: tokens ``ids[first_scored:]`` are predicted from the
     ones before them (``first_scored >= 1``). Rows are sorted by length and right-padded into
     batches of ``batch_size``, one forward pass per batch; the result does not depend on the batch
-    size or the order of the rows (up to float rounding).
+    size or the order of the rows (up to float rounding), nor on the pool's workers (the batches
+    and the order they are added up in stay the same).
 
     Args:
         model: A causal LM (or a wrapper taking ``input_ids`` and ``attention_mask``, returning ``.logits``).
@@ -107,34 +114,43 @@ def score_token_rows(model: Any, rows: Sequence[tuple[Sequence[int], int]], *, p
         pad_id: Token id used for padding (masked, so its value does not matter).
         batch_size: Rows per forward pass.
         progress: Label of a progress bar on stderr (counted in tokens); None shows none.
+        pool: Runs the batches side by side on its workers (:class:`~.work_pool.WorkPool`); None:
+            one after another in this thread.
     """
     device = model_device(model)
     order = sorted(range(len(rows)), key=lambda index: len(rows[index][0]))
-    nll_nats, tokens = 0.0, 0
+    batches = [[rows[index] for index in order[offset:offset + batch_size]] for offset in range(0, len(order), batch_size)]
     was_training = model.training
     model.eval()
     bar = tqdm(total=sum(len(ids) for ids, _ in rows), desc=progress, unit="tok", disable=progress is None,
                dynamic_ncols=True, leave=False)
+
+    def score_batch(batch: list[tuple[Sequence[int], int]]) -> tuple[float, int]:
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)  # (batch, seq)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)  # (batch, seq)
+        targets = torch.full((len(batch), width), -100, dtype=torch.long)  # (batch, seq); -100: not scored
+        for row, (ids, first_scored) in enumerate(batch):
+            input_ids[row, :len(ids)] = torch.as_tensor(list(ids))
+            attention_mask[row, :len(ids)] = 1
+            targets[row, first_scored:len(ids)] = input_ids[row, first_scored:len(ids)]
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+        shifted = targets[:, 1:].to(device)  # (batch, seq-1)
+        losses = torch.nn.functional.cross_entropy(  # (batch * (seq-1),): 0 where not scored
+            logits[:, :-1].float().flatten(0, 1), shifted.flatten(), ignore_index=-100, reduction="none")
+        bar.update(sum(len(ids) for ids, _ in batch))
+        return float(losses.double().sum()), int((shifted != -100).sum())
+
+    pieces = [Piece(cost=len(batch) * max(len(ids) for ids, _ in batch), run=partial(score_batch, batch))
+              for batch in batches]
     try:
         with torch.no_grad(), grouped_query_attention(model):
-            for offset in range(0, len(order), batch_size):
-                batch = [rows[index] for index in order[offset:offset + batch_size]]
-                width = max(len(ids) for ids, _ in batch)
-                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)  # (batch, seq)
-                attention_mask = torch.zeros((len(batch), width), dtype=torch.long)  # (batch, seq)
-                targets = torch.full((len(batch), width), -100, dtype=torch.long)  # (batch, seq); -100: not scored
-                for row, (ids, first_scored) in enumerate(batch):
-                    input_ids[row, :len(ids)] = torch.as_tensor(list(ids))
-                    attention_mask[row, :len(ids)] = 1
-                    targets[row, first_scored:len(ids)] = input_ids[row, first_scored:len(ids)]
-                logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-                shifted = targets[:, 1:].to(device)  # (batch, seq-1)
-                losses = torch.nn.functional.cross_entropy(  # (batch * (seq-1),): 0 where not scored
-                    logits[:, :-1].float().flatten(0, 1), shifted.flatten(), ignore_index=-100, reduction="none")
-                nll_nats += float(losses.double().sum())
-                tokens += int((shifted != -100).sum())
-                bar.update(sum(len(ids) for ids, _ in batch))
+            results = (pool or WorkPool()).run(pieces)
     finally:
         bar.close()
         model.train(was_training)
+    nll_nats, tokens = 0.0, 0
+    for batch_nll, batch_tokens in results:  # in batch order, as one thread adds them up
+        nll_nats += batch_nll
+        tokens += batch_tokens
     return nll_nats, tokens

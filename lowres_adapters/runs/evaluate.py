@@ -8,11 +8,15 @@ and the layer-wise analysis.
 
 from __future__ import annotations
 
+import copy
 import gc
 import json as json_module
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
+
+import torch
 
 from lowres_adapters.artifact import METRICS_FILE, ArtifactMetadata, read_metadata
 from lowres_adapters.configs import config_from_dict
@@ -29,13 +33,14 @@ from lowres_adapters.evaluation.translation import (
     score_translations,
     translation_inputs,
 )
+from lowres_adapters.evaluation.work_pool import WorkPool, run_side_by_side
 from lowres_adapters.io import atomic_write_text
 from lowres_adapters.merge import check_mergeable
 from lowres_adapters.models import load_base_model, load_tokenizer, objective_facts
 from lowres_adapters.runs.analysis import BASE, analyze
 from lowres_adapters.runs.snapshots import is_run_folder, load_run, merge_into_weights
 from lowres_adapters.task_loading import load_task_model
-from lowres_adapters.training.base_scores import cached_base_scores
+from lowres_adapters.training.base_scores import HELD_OUT_SCORES, cached_base_scores, held_out_parts
 from lowres_adapters.training.run_data import load_run_data
 from lowres_adapters.training.settings import DataSettings
 from lowres_adapters.training.task_scoring import evaluate_task
@@ -146,15 +151,20 @@ def prompt_for(role: str, tokenizer: Any, held_out: HeldOut, options: Mapping[st
 
 
 class ModelOnDemand:
-    """A model loaded the first time it is needed: a base whose figures are all cached is never loaded."""
+    """A model loaded the first time it is needed: a base whose figures are all cached is never loaded.
+
+    Safe to share between the phases that run side by side: the model is loaded once.
+    """
 
     def __init__(self, load: Callable[[], Any]):
         self._load, self._model = load, None
+        self._lock = threading.Lock()
 
     def get(self) -> Any:
         """Return the model, loading it on the first call."""
-        if self._model is None:
-            self._model = self._load()
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
         return self._model
 
 
@@ -172,27 +182,32 @@ def evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: 
     """Return ``(figures, extras)`` of one model: LM figures, translation figures, signatures and outputs.
 
     ``options`` as :func:`evaluate_run` builds them; ``options["score_text"] = False`` leaves the
-    language-modelling figures out (translation only). ``model`` may be a :class:`ModelOnDemand`.
-    ``remember`` is asked for the held-out scores (``"held-out scores"``: keyed by objective, scoring
-    length and texts) and the hypotheses (``"translations"``: keyed by the prompts, answer caps and
-    decoding settings) before they are computed; the figures derived from them are always
-    recomputed.
+    language-modelling figures out (translation only); ``options["pool"]`` (a running
+    :class:`~lowres_adapters.evaluation.work_pool.WorkPool`) runs held-out scoring and generation
+    side by side on its workers. ``model`` may be a :class:`ModelOnDemand`. ``remember`` is asked
+    for the held-out scores (``"held-out scores"``: keyed by objective, scoring length and texts)
+    and the hypotheses (``"translations"``: keyed by the prompts, answer caps and decoding settings)
+    before they are computed; the figures derived from them are always recomputed.
     """
     load = model.get if isinstance(model, ModelOnDemand) else (lambda: model)
     progress = options.get("progress")
-    figures: dict[str, Any] = {}
-    if options.get("score_text", True):
-        def score() -> dict:
-            return score_texts(load(), tokenizer, held_out.texts, objective=objective,
-                               batch_size=options["batch_size"], max_length=options["max_length"],
-                               progress=f"{label}: scoring" if progress else None).to_dict()
+    pool = options.get("pool") or WorkPool()
+    score_text = options.get("score_text", True)
+    translate = bool(held_out.sources) and not objective_facts(objective).masked
+    # a fast tokenizer is not safe to share between threads: the scoring phase gets its own
+    scoring_tokenizer = copy.deepcopy(tokenizer) if pool.parallel and score_text and translate else tokenizer
 
-        scores = remember("held-out scores", {"objective": objective, "max_length": options["max_length"]},
-                          list(held_out.texts), score)
-        figures = {key: value for key, value in scores.items() if key in LM_FIGURES}
-        say(f"{label}: bits/char {scores['bits_per_char']:.4f} on {len(held_out.texts)} held-out texts")
-    extras: dict[str, Any] = {}
-    if held_out.sources and not objective_facts(objective).masked:
+    def held_out_scores() -> dict:
+        def score() -> dict:
+            return score_texts(load(), scoring_tokenizer, held_out.texts, objective=objective,
+                               batch_size=options["batch_size"], max_length=options["max_length"],
+                               progress=f"{label}: scoring" if progress else None, pool=pool).to_dict()
+
+        return remember(HELD_OUT_SCORES, held_out_parts(objective, options["max_length"]), list(held_out.texts),
+                        score)
+
+    phases: list[Callable[[], Any]] = [held_out_scores] if score_text else []
+    if translate:
         prompt, prompt_format = prompt_for(label, tokenizer, held_out, options)
         settings = GenerationSettings(**{**options["generation"], "length_ratio": length_ratio_of(
             tokenizer, held_out.sources, held_out.references)})
@@ -202,11 +217,21 @@ def evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: 
             return {"hypotheses": generate_answers(
                 load(), tokenizer, inputs.prompts, inputs.budgets, settings=settings,
                 batch_size=options["generation_batch_size"], add_special_tokens=inputs.add_special_tokens,
-                progress=f"{label}: translating" if progress else None)}
+                progress=f"{label}: translating" if progress else None, pool=pool)}
 
         parts = {"settings": settings.to_dict(), "budgets": inputs.budgets, "stop_at_newline": True,
                  "add_special_tokens": inputs.add_special_tokens}
-        hypotheses = list(remember("translations", parts, list(inputs.prompts), generate)["hypotheses"])
+        phases.append(lambda: list(remember("translations", parts, list(inputs.prompts), generate)["hypotheses"]))
+    results = run_side_by_side(pool, *phases)
+
+    figures: dict[str, Any] = {}
+    if score_text:
+        scores = results.pop(0)
+        figures = {key: value for key, value in scores.items() if key in LM_FIGURES}
+        say(f"{label}: bits/char {scores['bits_per_char']:.4f} on {len(held_out.texts)} held-out texts")
+    extras: dict[str, Any] = {}
+    if translate:
+        hypotheses = results.pop(0)
         translation = score_translations(hypotheses, held_out.references,
                                          bleu_tokenize="char" if script in UNSPACED_SCRIPTS else None)
         figures.update({key: getattr(translation, key) for key in TRANSLATION_FIGURES})
@@ -244,7 +269,8 @@ def _evaluate_base(metadata: ArtifactMetadata, held_out: HeldOut, options: Mappi
         def counted() -> dict:
             computed.append(what)
             return compute()
-        return cached_base_scores(metadata.base_model, {"what": f"lowres evaluate: {what}", **parts}, texts, counted)
+        key = {"what": f"lowres evaluate: {what}", **parts}  # held-out scores: the entry adapt shares (its own "what")
+        return cached_base_scores(metadata.base_model, key, texts, counted)
 
     figures, extras = evaluate_model(ModelOnDemand(load), tokenizer, held_out, objective=metadata.objective,
                                      script=metadata.script, options=options, say=say, label="base",
@@ -301,7 +327,7 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
                  max_new_tokens: int | None = None, no_repeat_ngram_size: int | None = None,
                  repetition_penalty: float | None = None, batch_size: int = 8, generation_batch_size: int = 16,
                  max_length: int = 512, base_prompt: str = "auto", layers: bool = True, skip_base: bool = False,
-                 progress: bool = True, record: bool = True,
+                 progress: bool = True, record: bool = True, workers: int | None = None,
                  echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate a run folder, base model and adapted model side by side.
 
@@ -326,6 +352,9 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
         progress: Progress bars on stderr for scoring and generation (never in ``json`` mode).
         record: Write the figures and the decoding settings into the run's ``metrics.json``
             (under ``"evaluate"``).
+        workers: CPU cores to score and generate on, one single-threaded worker each, side by side
+            (:mod:`~lowres_adapters.evaluation.work_pool`; the same figures); None: PyTorch's
+            thread count (``OMP_NUM_THREADS``).
         echo: Where progress lines go (None: nowhere).
 
     Returns:
@@ -352,17 +381,19 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
     figures: dict[str, dict[str, Any]] = {}
     extras: dict[str, dict[str, Any]] = {}
     recorded = read_json(run_dir / METRICS_FILE)
-    if skip_base and recorded.get("base"):
-        figures["base"], extras["base"] = dict(recorded["base"]), {}
-    else:
-        figures["base"], extras["base"] = _evaluate_base(metadata, held_out, options, say)
-    say(f"scoring the adapted model {run_dir}")
-    loaded = load_run(run_dir)
-    figures["adapted"], extras["adapted"] = evaluate_model(
-        inference_model(loaded), loaded.tokenizer, held_out, objective=metadata.objective, script=metadata.script,
-        options=options, say=say, label="adapted")
-    del loaded
-    gc.collect()
+    with WorkPool(workers if workers is not None else torch.get_num_threads()) as pool:
+        options["pool"] = pool
+        if skip_base and recorded.get("base"):
+            figures["base"], extras["base"] = dict(recorded["base"]), {}
+        else:
+            figures["base"], extras["base"] = _evaluate_base(metadata, held_out, options, say)
+        say(f"scoring the adapted model {run_dir}")
+        loaded = load_run(run_dir)
+        figures["adapted"], extras["adapted"] = evaluate_model(
+            inference_model(loaded), loaded.tokenizer, held_out, objective=metadata.objective, script=metadata.script,
+            options=options, say=say, label="adapted")
+        del loaded
+        gc.collect()
 
     results: dict[str, Any] = {
         "run_dir": str(run_dir), "language": metadata.language, "script": metadata.script,

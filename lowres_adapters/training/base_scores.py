@@ -2,7 +2,10 @@
 
 Only models with a pinned revision (the embedded default) are cached: a local folder or a Hub id
 without a revision may change under the same name. The key covers the model and its revision,
-the objective, the recipe and its options, the scoring length and the held-out texts themselves.
+what was computed and how (for a recipe's figures: the recipe and its options) and the held-out
+texts themselves. The base model's language-modelling scores of held-out texts have one entry
+that ``lowres adapt`` and ``lowres evaluate`` share (:func:`held_out_parts`): it depends on the
+model, its revision and weight precision, the objective, the scoring length and the texts only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,24 @@ from typing import Any, Callable, Mapping
 from lowres_adapters.io import atomic_write_text
 from lowres_adapters.models import model_revision
 from lowres_adapters.paths import cache_dir
+
+
+HELD_OUT_SCORES = "held-out scores"
+"""What the shared entry of the base model's held-out language-modelling scores is called."""
+
+
+def held_out_parts(objective: str, max_length: int, weights: str | None = None) -> dict[str, Any]:
+    """Return the key parts of the base model's held-out language-modelling scores (shared by adapt and evaluate).
+
+    Args:
+        objective: ``"clm"`` or ``"mlm"``.
+        max_length: Longest scored window in tokens.
+        weights: The weights' dtype when not float32 (a base loaded in bf16 scores differently).
+    """
+    parts: dict[str, Any] = {"what": HELD_OUT_SCORES, "objective": objective, "max_length": max_length}
+    if weights is not None:
+        parts["weights"] = weights
+    return parts
 
 
 def cache_key(model_id: str, revision: str, parts: Mapping[str, Any], texts: list[str]) -> str:
