@@ -135,11 +135,6 @@ class SegmentedFeatures(Sequence):
         """Return ``(rows, examples)`` when the file is tokenised, or None while the pass still runs."""
         return (len(self), self.example_count) if self.store.complete else None
 
-    @property
-    def token_count(self) -> int:
-        """Tokens of the segments read so far."""
-        return sum(part.token_count for part in self._parts if hasattr(part, "token_count"))
-
     def unique_ids(self) -> np.ndarray:
         """Return every token id of the first segment (all the training rows use when
         :attr:`vocabulary_is_partial` is False)."""

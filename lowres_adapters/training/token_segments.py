@@ -21,14 +21,16 @@ from __future__ import annotations
 import atexit
 import gzip
 import json
-import multiprocessing
 import os
+import pickle
+import select
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,8 +51,8 @@ FIRST_SEGMENT_CHARS = 4_000_000
 """Characters of text in the first segment; segment ``k`` holds ``FIRST_SEGMENT_CHARS << min(k, 4)``."""
 POLL_SECONDS = 0.2
 BACKGROUND = "process"
-"""Where the pass after the first segment runs: ``"process"`` (a child process below the training's CPU
-priority, no GIL shared) or ``"thread"``."""
+"""Where the pass after the first segment runs: ``"process"`` (a child Python process below the
+training's CPU priority, no GIL shared) or ``"thread"`` (tests hold a thread's pass back)."""
 _OPEN_STORES: "set[SegmentedStore]" = set()
 
 
@@ -185,19 +187,89 @@ class _SegmentPass:
         return meta
 
 
-def _run_in_child(segment_pass: _SegmentPass, stop: Any, errors: Any) -> None:
-    """The background pass as a child process, below the training's CPU priority."""
+class _ChildStop:
+    """``is_set()`` once the parent asked this process to stop: SIGTERM, or its stdin closed (the parent
+    exited)."""
+
+    def __init__(self, stream: Any, every: int = 256) -> None:
+        self._stream, self._every, self._calls, self._stopped = stream, every, 0, False
+        signal.signal(signal.SIGTERM, lambda *_: self.set())
+
+    def set(self) -> None:
+        self._stopped = True
+
+    def is_set(self) -> bool:
+        self._calls += 1
+        if not self._stopped and self._calls % self._every == 0:
+            readable, _, _ = select.select([self._stream], [], [], 0)
+            self._stopped = bool(readable) and not self._stream.read1(1)
+        return self._stopped
+
+
+def child_main() -> None:
+    """Run the pass pickled on stdin, niced below the training, until it ends or the parent stops it.
+
+    A failure is written to stdout (one line) for the parent, with exit code 1.
+    """
     try:
         os.nice(10)
     except OSError:
         pass
+    stdin = sys.stdin.buffer
+    segment_pass = pickle.load(stdin)
     try:
-        segment_pass.run(stop)
+        segment_pass.run(_ChildStop(stdin))
     except _StopPass:
         return
     except BaseException as error:  # handed to the parent when it waits for a segment
-        errors.put(str(error))
+        sys.stdout.write(str(error))
+        sys.stdout.flush()
         raise SystemExit(1) from None
+
+
+class _ChildPass:
+    """The background pass in a child Python process (started with ``python -c``, so the parent's
+    main module is not imported again, as ``multiprocessing``'s spawn would); closing its stdin stops it."""
+
+    def __init__(self, segment_pass: _SegmentPass) -> None:
+        command = "from lowres_adapters.training.token_segments import child_main; child_main()"
+        self._process = subprocess.Popen([sys.executable, "-c", command], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE)
+        payload = pickle.dumps(segment_pass)
+        # written by a thread: the pipe takes 64 KB until the child, still importing, reads the rest
+        threading.Thread(target=self._feed, args=(payload,), name="tokenising pass input", daemon=True).start()
+
+    def _feed(self, payload: bytes) -> None:
+        try:
+            assert self._process.stdin is not None
+            self._process.stdin.write(payload)
+            self._process.stdin.flush()
+        except (OSError, ValueError):  # the child ended, or the parent closed the pipe to stop it
+            pass
+
+    def is_alive(self) -> bool:
+        return self._process.poll() is None
+
+    def error(self) -> str:
+        """Return what the pass failed with (empty when it did not fail)."""
+        if self._process.poll() in (None, 0) or self._process.stdout is None:
+            return ""
+        return self._process.stdout.read().decode("utf-8", errors="replace").strip() or (
+            f"the tokenising pass exited with code {self._process.returncode}")
+
+    def stop(self, timeout: float) -> None:
+        """Ask the pass to stop (its unfinished segment is discarded) and wait up to ``timeout`` seconds:
+        a pass starved of CPU by the training finishes stopping on its own."""
+        try:
+            assert self._process.stdin is not None
+            self._process.stdin.close()
+            self._process.terminate()  # SIGTERM: the pass stops at its next text
+        except OSError:
+            pass
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 class SegmentedStore:
@@ -230,9 +302,8 @@ class SegmentedStore:
         self._segments: list[TokenCacheFeatures] = []
         self._count: int | None = None  # segments in the file, once the last one is known
         self._error: BaseException | None = None
-        self._stop: Any = threading.Event()
-        self._worker: threading.Thread | BaseProcess | None = None
-        self._errors: Any = None
+        self._stop = threading.Event()
+        self._worker: threading.Thread | _ChildPass | None = None
         self._tokenise = tokenise
         self.from_cache = self._known_segments() is not None
         if tokenise and not self.from_cache:
@@ -246,14 +317,11 @@ class SegmentedStore:
             return
         _OPEN_STORES.add(self)
         if BACKGROUND == "process":
-            context = multiprocessing.get_context("spawn")
-            self._stop, self._errors = context.Event(), context.SimpleQueue()
-            self._worker = context.Process(target=_run_in_child, args=(self._pass, self._stop, self._errors),
-                                           name=f"tokenising {self.path.name}", daemon=True)
+            self._worker = _ChildPass(self._pass)
         else:
             self._worker = threading.Thread(target=self._run_in_thread, name=f"tokenising {self.path.name}",
                                             daemon=True)
-        self._worker.start()
+            self._worker.start()
 
     def _run_in_thread(self) -> None:
         try:
@@ -297,8 +365,8 @@ class SegmentedStore:
         if self._worker is None:  # a damaged segment of a reused store
             self._start_pass()
         elif not self._worker.is_alive() and self._load(len(self._segments)) is None:
-            if self._errors is not None and not self._errors.empty():
-                raise LowresError(self._errors.get())
+            if isinstance(self._worker, _ChildPass) and self._worker.error():
+                raise LowresError(self._worker.error())
             raise LowresError(f"the tokenising pass of {self.path} stopped before segment {len(self._segments) + 1}")
 
     def _load(self, index: int) -> TokenCacheFeatures | None:
@@ -322,13 +390,14 @@ class SegmentedStore:
             index += 1
         return None
 
-    def close(self) -> None:
-        """Stop the background pass (the segment it was writing is discarded) and wait for it."""
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop the background pass (the segment it was writing is discarded), waiting for a child
+        process up to ``timeout`` seconds."""
         self._stop.set()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(60)
-            if isinstance(self._worker, BaseProcess) and self._worker.is_alive():
-                self._worker.terminate()
+        if isinstance(self._worker, _ChildPass):
+            self._worker.stop(timeout)
+        elif self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join()
         _OPEN_STORES.discard(self)
 
 
@@ -356,4 +425,4 @@ def _remove_abandoned(folder: Path, idle_seconds: float = 600.0) -> None:
 def close_open_stores() -> None:
     """Stop every background pass of this process (at exit: its unfinished segment is discarded)."""
     for store in list(_OPEN_STORES):
-        store.close()
+        store.close(timeout=5.0)
