@@ -178,3 +178,14 @@ def test_a_cold_base_cache_is_filled_with_both_parts(runs, pinned, tmp_path):
          "perplexity", "texts", "tokens"]), ["hypotheses"]]
     assert all(isinstance(text, str) for entry in entries if "hypotheses" in entry for text in entry["hypotheses"])
 
+
+
+def test_two_workers_give_the_figures_and_hypotheses_of_one(runs):
+    options = {"num_beams": 2, "max_new_tokens": 6, "record": False, "progress": False, "skip_base": False,
+               "generation_batch_size": 1, "batch_size": 1}
+    one = evaluate_run(runs["lora"], workers=1, **options)
+    two = evaluate_run(runs["lora"], workers=2, **options)
+    assert two["samples"] == one["samples"] and two["base"]["chrf_pp"] == one["base"]["chrf_pp"]
+    for role in ("base", "adapted"):
+        assert two[role]["bits_per_char"] == pytest.approx(one[role]["bits_per_char"], rel=1e-9)
+        assert two[role]["tokens"] == one[role]["tokens"]

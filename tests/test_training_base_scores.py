@@ -1,10 +1,12 @@
-"""The base model's held-out figures are cached only for models with a pinned revision."""
+"""The base model's held-out figures are cached only for models with a pinned revision; its held-out scores are
+one entry that ``lowres adapt`` and ``lowres evaluate`` share when model, revision, texts and scoring settings
+are equal."""
 
 from __future__ import annotations
 
 import pytest
 
-from lowres_adapters.training.base_scores import cached_base_scores
+from lowres_adapters.training.base_scores import cached_base_scores, held_out_parts
 
 
 @pytest.fixture
@@ -36,3 +38,52 @@ def test_models_without_a_revision_are_always_scored(calls):
     cached_base_scores("some/folder", {}, ["a"], score)
     cached_base_scores("some/folder", {}, ["a"], score)
     assert len(counter) == 2
+
+
+def test_held_out_scores_are_shared_only_for_equal_model_revision_texts_and_scoring_settings(calls, monkeypatch):
+    counter, score = calls
+    first = cached_base_scores("pinned", held_out_parts("clm", 512), ["a", "b"], score)
+    assert cached_base_scores("pinned", held_out_parts("clm", 512), ["a", "b"], score) == first
+    assert len(counter) == 1
+    for model_id, parts, texts in [("pinned", held_out_parts("clm", 512), ["a", "c"]),
+                                   ("pinned", held_out_parts("clm", 256), ["a", "b"]),
+                                   ("pinned", held_out_parts("mlm", 512), ["a", "b"]),
+                                   ("pinned", held_out_parts("clm", 512, "torch.bfloat16"), ["a", "b"]),
+                                   ("also-pinned", held_out_parts("clm", 512), ["a", "b"])]:
+        before = len(counter)
+        cached_base_scores(model_id, parts, texts, score)
+        assert len(counter) == before + 1, (model_id, parts, texts)
+    monkeypatch.setattr("lowres_adapters.training.base_scores.model_revision", lambda model_id: "rev2")
+    cached_base_scores("pinned", held_out_parts("clm", 512), ["a", "b"], score)  # another revision
+    assert len(counter) == 7
+
+
+@pytest.fixture
+def tiny_files(tmp_path, monkeypatch):
+    from training_support import tiny_run_files
+
+    files = tiny_run_files(tmp_path)
+    monkeypatch.setenv("LOWRES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("lowres_adapters.training.base_scores.model_revision", lambda model_id: "rev1")
+    return files, tmp_path
+
+
+def test_evaluate_reuses_the_base_held_out_scores_adapt_computed(tiny_files, monkeypatch):
+    from lowres_adapters.runs import evaluate as evaluate_module
+    from lowres_adapters.training.adapt import adapt
+
+    files, tmp_path = tiny_files
+    result = adapt("nya", model=files["model"], adapter="toy", text=files["text"], eval_text=files["eval_text"],
+                   max_steps=2, progress=False, lr=1e-2, output=str(tmp_path / "run"))
+    scored = []
+    original = evaluate_module.score_texts
+    monkeypatch.setattr(evaluate_module, "score_texts", lambda model, *args, **kwargs: scored.append(model) or
+                        original(model, *args, **kwargs))
+    options = {"num_beams": 1, "max_new_tokens": 2, "record": False, "progress": False}
+    results = evaluate_module.evaluate_run(result.run_dir, **options)
+    assert len(scored) == 1  # only the adapted model: the base's scores are adapt's
+    assert results["base"]["bits_per_char"] == result.metrics["base"]["bits_per_char"]
+    evaluate_module.evaluate_run(result.run_dir, max_length=256, **options)  # other scoring length: not shared
+    assert len(scored) == 3
+    evaluate_module.evaluate_run(result.run_dir, max_examples=1, **options)  # other texts: not shared
+    assert len(scored) == 5

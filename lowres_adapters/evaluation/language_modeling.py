@@ -119,7 +119,8 @@ def score_token_rows(model: Any, rows: Sequence[tuple[Sequence[int], int]], *, p
     """
     device = model_device(model)
     order = sorted(range(len(rows)), key=lambda index: len(rows[index][0]))
-    batches = [[rows[index] for index in order[offset:offset + batch_size]] for offset in range(0, len(order), batch_size)]
+    batches = [[rows[index] for index in order[offset:offset + batch_size]]
+               for offset in range(0, len(order), batch_size)]
     was_training = model.training
     model.eval()
     bar = tqdm(total=sum(len(ids) for ids, _ in rows), desc=progress, unit="tok", disable=progress is None,

@@ -148,7 +148,8 @@ def run_side_by_side(pool: WorkPool, *tasks: Callable[[], Any]) -> list[Any]:
         except BaseException as error:  # raised in the caller below
             errors[index] = error
 
-    threads = [threading.Thread(target=call, args=(index,), name=f"lowres-phase-{index}") for index in range(len(tasks))]
+    threads = [threading.Thread(target=call, args=(index,), name=f"lowres-phase-{index}")
+               for index in range(len(tasks))]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -19,7 +19,7 @@ from lowres_adapters.devices import base_dtype, cast_floating_, low_precision_dt
 from lowres_adapters.errors import LowresError
 from lowres_adapters.models import DEFAULT_MODEL, load_base_model
 from lowres_adapters.registry import get_registry
-from lowres_adapters.training.base_scores import cached_base_scores
+from lowres_adapters.training.base_scores import HELD_OUT_SCORES, cached_base_scores
 from lowres_adapters.training.checkpoint import checkpoint_steps
 from lowres_adapters.training.distributed import current_process
 from lowres_adapters.training.lm_objectives import objective_for_config
@@ -180,7 +180,8 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
     loop = resolve_loop_settings(recipe.loop_defaults(objective), settings.loop, where="loop")
     context = RecipeContext(settings=settings, loop=loop, options=options, model=model, tokenizer=tokenizer,
                             objective=objective, data=data, language=settings.language,
-                            script=pack.script if pack is not None else "", run_dir=run_dir, process=process)
+                            script=pack.script if pack is not None else "", run_dir=run_dir, process=process,
+                            base_model_id=model_id)
     recipe.check_data(context)
 
     if base_metrics is None and process.is_main:
@@ -219,7 +220,8 @@ def run(settings: RunSettings, *, base_metrics: Mapping[str, Any] | None = None,
 
 def _score_base(recipe: Recipe, context: RecipeContext, model_id: str,
                 echo: Callable[[str], None]) -> dict[str, Any]:
-    """Score the base model on the held-out data (cached for models with a pinned revision)."""
+    """Score the base model on the held-out data (cached for models with a pinned revision: the recipe's
+    figures as one entry, and inside it the held-out scores as the entry ``lowres evaluate`` shares)."""
     texts = context.held_out_texts()
 
     def score() -> dict[str, Any]:
@@ -230,8 +232,9 @@ def _score_base(recipe: Recipe, context: RecipeContext, model_id: str,
     if not recipe.cache_base_scores:
         return score()
 
+    # "held_out_scores": entries written before the shared one existed never filled it, so are not reused
     parts = {"objective": context.objective, "recipe": recipe.name, "options": config_to_dict(context.options),
-             "max_length": context.loop.max_length}
+             "max_length": context.loop.max_length, "held_out_scores": HELD_OUT_SCORES}
     if low_precision_dtype(context.model) is not None:  # a base loaded in bf16/fp16 scores differently
         parts["weights"] = str(low_precision_dtype(context.model))
     held_out_pairs = [side for pair in context.data.pairs.get("test", [])[:1000] for side in (pair.source, pair.target)]

@@ -23,8 +23,10 @@ from typing import Any, Mapping, Sequence
 
 from lowres_adapters.configs import config_from_dict
 from lowres_adapters.data.examples import PackData, TextExample
+from lowres_adapters.devices import low_precision_dtype
 from lowres_adapters.errors import LowresError
 from lowres_adapters.registry import get_registry
+from lowres_adapters.training.base_scores import cached_base_scores, held_out_parts
 from lowres_adapters.training.distributed import ProcessInfo
 from lowres_adapters.training.lm_objectives import LMObjective
 from lowres_adapters.training.loop import TrainingJob, select_parameters
@@ -60,6 +62,9 @@ class RecipeContext:
         vocabulary: The :class:`~lowres_adapters.training.vocabulary.ExtendedVocabulary` when the
             vocabulary was extended (``--extend-vocab``): its new rows train and are saved too.
         state: Free space for recipes to pass objects between their methods or stages.
+        base_model_id: The base model's id as ``adapt`` loaded it: with a pinned revision, the base
+            model's held-out scores (:func:`score_held_out`) come from and go to the base-score
+            cache entry that ``lowres evaluate`` shares ("" leaves the cache out).
     """
 
     settings: RunSettings
@@ -78,6 +83,7 @@ class RecipeContext:
     extra_tensors: dict[str, Any] = field(default_factory=dict)
     vocabulary: Any = None
     state: dict[str, Any] = field(default_factory=dict)
+    base_model_id: str = ""
 
     def held_out_texts(self) -> list[str]:
         """Return the held-out texts scored for bits per character (the first ``eval_examples``)."""
@@ -194,12 +200,25 @@ def attach_adapter(context: RecipeContext) -> Any:
 
 
 def score_held_out(context: RecipeContext, model: Any) -> dict[str, Any]:
-    """Return bits per character etc. of ``model`` on the held-out texts, with split and size."""
+    """Return bits per character etc. of ``model`` on the held-out texts, with split and size.
+
+    The base model's scores (no adapter attached yet) go through the base-score cache entry that
+    ``lowres evaluate`` shares (:func:`~lowres_adapters.training.base_scores.held_out_parts`).
+    """
     texts = context.held_out_texts()
     show = context.loop.progress and context.process.is_main
-    scores = context.objective.score(model, context.tokenizer, texts, max_length=max(context.loop.max_length, 512),
-                                     progress="scoring held-out" if show else None)
-    figures = dict(scores.to_dict())
+    max_length = max(context.loop.max_length, 512)
+
+    def score() -> dict[str, Any]:
+        return dict(context.objective.score(model, context.tokenizer, texts, max_length=max_length,
+                                            progress="scoring held-out" if show else None).to_dict())
+
+    if context.base_model_id and context.handle is None and model is context.model and context.vocabulary is None:
+        weights = low_precision_dtype(model)
+        parts = held_out_parts(context.objective.code, max_length, str(weights) if weights is not None else None)
+        figures = dict(cached_base_scores(context.base_model_id, parts, texts, score))
+    else:
+        figures = score()
     figures.update({"eval_split": "test", "eval_examples": len(texts)})
     return figures
 
