@@ -19,7 +19,6 @@ for the segments to appear on disk.
 from __future__ import annotations
 
 import atexit
-import gzip
 import json
 import os
 import pickle
@@ -34,9 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from lowres_adapters.data.files import normalize_text
-from lowres_adapters.data.text import is_jsonl_file, raw_text_of_line
-from lowres_adapters.errors import InputError, LowresError
+from lowres_adapters.data.positioned_texts import PositionedTexts
+from lowres_adapters.errors import LowresError
 from lowres_adapters.io import atomic_directory
 from lowres_adapters.training.token_store import (
     FORMAT_VERSION,
@@ -65,64 +63,6 @@ class _StopPass(Exception):
     """Raised inside the background pass when its store is closed."""
 
 
-class _FileTexts:
-    """The normalised texts of a file with the line number and byte offset after each, seekable to a
-    segment's end."""
-
-    def __init__(self, path: Path, text_field: str = "text") -> None:
-        self.path, self.text_field, self.is_jsonl = path, text_field, is_jsonl_file(path)
-        self._handle: Any = None
-        self.line, self.offset = 0, 0
-        self._pending: tuple[int, int, str] | None = None
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-    def skip_to(self, line: int, offset: int) -> None:
-        """Continue reading after line ``line``, which ends at byte ``offset`` (of the decompressed text)."""
-        self._pending = None
-        compressed = self.path.name.endswith(".gz")
-        if self._handle is None or not compressed or self.line > line:
-            self.close()
-            self._handle = gzip.open(self.path, "rb") if compressed else self.path.open("rb")
-            self.line = self.offset = 0
-        if not compressed:
-            self._handle.seek(offset)
-            self.line, self.offset = line, offset
-        while self.line < line and (raw := self._handle.readline()):  # a .gz file is read through to the line
-            self.line, self.offset = self.line + 1, self.offset + len(raw)
-
-    def peek(self) -> tuple[int, int, str] | None:
-        """Return the next ``(line, offset after it, text)`` without consuming it (None at the end)."""
-        if self._pending is None:
-            self._pending = self._next()
-        return self._pending
-
-    def take(self) -> tuple[int, int, str] | None:
-        """Return the next ``(line, offset after it, text)`` and consume it (None at the end)."""
-        found, self._pending = self.peek(), None
-        return found
-
-    def _next(self) -> tuple[int, int, str] | None:
-        if self._handle is None:
-            self.skip_to(0, 0)
-        while raw := self._handle.readline():
-            self.line, self.offset = self.line + 1, self.offset + len(raw)
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:  # the file changed since its check: name the line
-                raise InputError(self.path, self.line, "expected UTF-8 text (the file changed after its check)") from None
-            if self.line == 1:
-                line = line.lstrip("\ufeff")
-            found = raw_text_of_line(self.path, self.line, line, self.is_jsonl, self.text_field)
-            text = normalize_text(found[1]) if found is not None else ""
-            if text:
-                return self.line, self.offset, text
-        return None
-
-
 @dataclass(frozen=True)
 class _SegmentPass:
     """Tokenise the segments of a file that are not on disk yet, in file order (picklable: it runs in
@@ -144,7 +84,7 @@ class _SegmentPass:
     def run(self, stop: Any, stop_after: int | None = None) -> None:
         """Write the missing segments (the first ``stop_after`` only, when given) until the last one
         or until ``stop`` (an Event) is set; raises :class:`_StopPass` when stopped."""
-        reader = _FileTexts(self.path)
+        reader = PositionedTexts(self.path)
         started = last_report = time.monotonic()
         try:
             index = 0
@@ -165,7 +105,7 @@ class _SegmentPass:
         finally:
             reader.close()
 
-    def _write_segment(self, index: int, reader: _FileTexts, stop: Any) -> dict[str, Any]:
+    def _write_segment(self, index: int, reader: PositionedTexts, stop: Any) -> dict[str, Any]:
         budget, end = segment_chars(index, self.first_chars), [0, 0]
 
         def texts() -> Iterator[str]:

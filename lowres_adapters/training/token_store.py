@@ -1,5 +1,9 @@
 """Corpora bigger than memory: one streaming tokenising pass into a memory-mapped token cache.
 
+A ``--text`` file goes through :mod:`~lowres_adapters.training.token_segments` instead, whose
+segments are entries of this format, so training starts on the first; this one-pass form is for
+any iterable of texts from Python.
+
 :func:`stream_token_cache` reads a text file (``.txt``/``.jsonl``, ``.gz`` or not) or any
 iterable of texts (a ``datasets`` streaming split, say) once, tokenises it in batches and appends
 the ids to ``ids.bin`` (uint32) and each example's length to ``lengths.bin`` under

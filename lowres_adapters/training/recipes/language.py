@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from lowres_adapters.data.examples import TextExample
 from lowres_adapters.data.text import TextFile
