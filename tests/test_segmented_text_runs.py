@@ -6,6 +6,7 @@ pass keeps its finished segments, and a bad line late in the file is refused bef
 from __future__ import annotations
 
 import gzip
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import lowres_adapters.training.adapt as adapt_module
 import lowres_adapters.training.token_segments as segments_module
 from lowres_adapters.artifact import read_tensors
 from lowres_adapters.data.text import read_text_file
+from lowres_adapters.errors import LowresError
 from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_tokenizer
 from lowres_adapters.training.batching import tokenize_for_clm
 from lowres_adapters.training.checkpoint import LoopState
@@ -236,3 +238,19 @@ def test_a_bad_line_late_in_the_file_is_one_line_before_the_model_loads(files, c
     code, err = run_cli(adapt_args(files, Path(files["tmp"]) / "run"), capsys)
     assert code == 1 and err.count("\n") == 1 and "train.txt:190: expected UTF-8 text" in err, err
     assert not loaded and not (Path(files["tmp"]) / "cache" / "tokens").exists()
+
+
+def test_a_failing_child_pass_is_reported_as_one_line(tmp_path, monkeypatch):
+    corpus = write_lines(tmp_path / "corpus.txt")
+    store = open_store(corpus, tmp_path / "cache")  # thread mode: segment 1 written here, then the rest
+    close_open_stores()
+    gone = segments_module._SegmentPass(tmp_path / "missing.txt", *(getattr(store._pass, name) for name in (
+        "tokenizer", "tokenize_function", "max_length", "entry", "first_chars", "content", "variant")))
+    child = segments_module._ChildPass(gone)
+    child._process.wait(120)
+    assert "missing.txt" in child.error() and "\n" not in child.error()
+    for folder in store.entry.glob("segment-0000[1-9]"):  # as if the child had stopped after segment 1
+        shutil.rmtree(folder)
+    store._worker, store._segments = child, store._segments[:1]
+    with pytest.raises(LowresError, match="missing.txt"):
+        store.segment(3)

@@ -175,6 +175,7 @@ class _ChildPass:
         command = "from lowres_adapters.training.token_segments import child_main; child_main()"
         self._process = subprocess.Popen([sys.executable, "-c", command], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE)
+        self._error: str | None = None
         payload = pickle.dumps(segment_pass)
         # written by a thread: the pipe takes 64 KB until the child, still importing, reads the rest
         threading.Thread(target=self._feed, args=(payload,), name="tokenising pass input", daemon=True).start()
@@ -191,11 +192,13 @@ class _ChildPass:
         return self._process.poll() is None
 
     def error(self) -> str:
-        """Return what the pass failed with (empty when it did not fail)."""
+        """Return what the pass failed with (empty while it runs or when it did not fail)."""
         if self._process.poll() in (None, 0) or self._process.stdout is None:
             return ""
-        return self._process.stdout.read().decode("utf-8", errors="replace").strip() or (
-            f"the tokenising pass exited with code {self._process.returncode}")
+        if self._error is None:
+            self._error = self._process.stdout.read().decode("utf-8", errors="replace").strip() or (
+                f"the tokenising pass exited with code {self._process.returncode}")
+        return self._error
 
     def stop(self, timeout: float) -> None:
         """Ask the pass to stop (its unfinished segment is discarded) and wait up to ``timeout`` seconds:
