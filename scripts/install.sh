@@ -13,7 +13,8 @@ PIP="$VENV/bin/python -m pip"
 $PIP install --quiet --upgrade pip
 # The CPU build of torch; a range admitting newer releases would pull a multi-GB CUDA build.
 $PIP install --quiet "torch==2.13.0"
-$PIP install --quiet -e ".[test]"
+# datasets: the optional extra behind `--text hf:...`, installed so its tests run on a fresh machine.
+$PIP install --quiet -e ".[test,datasets]"
 for plugin in plugins/*/; do
   [ -f "$plugin/pyproject.toml" ] && $PIP install --quiet --no-deps -e "$plugin"
 done

@@ -13,7 +13,7 @@ from lowres_adapters.errors import LowresError
 
 def test_missing_datasets_package_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` raise ImportError
-    with pytest.raises(LowresError, match=r"pip install 'lowres-adapters\[hub-datasets\]'"):
+    with pytest.raises(LowresError, match=r"pip install 'lowres-adapters\[datasets\]'"):
         list(open_hub_dataset(HubDatasetConfig(repo_id="org/corpus", lang="nya")))
 
 

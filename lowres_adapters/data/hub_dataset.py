@@ -15,7 +15,7 @@ from lowres_adapters.data.files import normalize_text
 from lowres_adapters.data.languages import validate_language
 from lowres_adapters.errors import LowresError
 
-INSTALL_HINT = "pip install 'lowres-adapters[hub-datasets]'"
+INSTALL_HINT = "pip install 'lowres-adapters[datasets]'"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ pack works from files alone; a pack whose data is not fetched works too when fil
 The ``--text`` file, of any size, is not read into memory: it is checked (UTF-8, not empty; one
 line naming the file and line otherwise) in one fast pass before any model loads and kept as a
 streaming :class:`~lowres_adapters.data.text.TextFile`, which the text recipes tokenise into the
-on-disk token store.
+on-disk token store. ``--text hf:PATH_OR_NAME[:SPLIT[:COLUMN]]`` names a ``datasets`` dataset
+instead (:mod:`~lowres_adapters.data.dataset_text`), checked the same way and streamed as well.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from lowres_adapters.data.dataset_text import is_dataset_spec, open_dataset_text
 from lowres_adapters.data.examples import PackData, TextExample
 from lowres_adapters.data.packs import load_pack_data
 from lowres_adapters.data.parallel import read_pairs_file
@@ -63,7 +65,10 @@ def with_user_files(pack_data: PackData, language: str, data: DataSettings) -> P
     text = dict(pack_data.text)
     pairs = dict(pack_data.pairs)
     if data.text:
-        text["train"] = open_text_file(data.text, language)  # streams: any size
+        if is_dataset_spec(data.text):  # hf:PATH_OR_NAME[:SPLIT[:COLUMN]], checked here, streams too
+            text["train"] = open_dataset_text(data.text, language)
+        else:
+            text["train"] = open_text_file(data.text, language)  # streams: any size
         text.pop("validation", None)
     if data.eval_text:
         text["test"] = read_text_file(data.eval_text, language)

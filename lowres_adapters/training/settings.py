@@ -48,7 +48,8 @@ class DataSettings:
     (or ``pairs``) and an evaluation file.
 
     Attributes:
-        text: Training text file (one example per line; ``.gz`` allowed).
+        text: Training text file (one example per line; ``.gz`` allowed), or a ``datasets`` dataset as
+            ``hf:PATH_OR_NAME[:SPLIT[:COLUMN]]`` (:mod:`~lowres_adapters.data.dataset_text`).
         eval_text: Held-out text file for bits per character (replaces the pack's ``text["test"]``).
         pairs: Training pairs file (TSV: source<TAB>target).
         eval_pairs: Held-out pairs file.

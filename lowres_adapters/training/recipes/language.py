@@ -10,7 +10,9 @@ verses are packed into rows of ``max_length`` tokens, so a batch of 8 rows holds
 A ``--text`` file (a :class:`~lowres_adapters.data.text.TextFile`, of any size) never becomes a
 list: with the token cache on (the default) it is tokenised segment by segment into the on-disk
 token store (:mod:`~lowres_adapters.training.token_segments`, reused by later runs of the same
-file and tokenizer) and trained on from the memory map as soon as the first segment is ready.
+file and tokenizer) and trained on from the memory map as soon as the first segment is ready. A
+``--text hf:...`` dataset (:class:`~lowres_adapters.data.dataset_text.DatasetText`) streams in one
+pass into the token store, keyed by the dataset's fingerprint, and trains from its memory map.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from lowres_adapters.data.dataset_text import DatasetText
 from lowres_adapters.data.examples import TextExample
 from lowres_adapters.data.text import TextFile
 from lowres_adapters.training.lm_objectives import LMObjective
@@ -26,9 +29,9 @@ from lowres_adapters.training.loop import TrainingJob
 from lowres_adapters.training.objectives import MASK_PROBABILITY
 from lowres_adapters.training.recipes.base import Recipe, RecipeContext, split_validation
 from lowres_adapters.training.speed import cached_text_features, fast_text_defaults, speed_up_for_loop
-from lowres_adapters.training.segment_features import SegmentedFeatures
+from lowres_adapters.training.segment_features import HELD_OUT_MAX, HELD_OUT_SHARE, SegmentedFeatures
 from lowres_adapters.training.token_segments import SegmentedStore
-from lowres_adapters.training.token_store import TokenCacheFeatures
+from lowres_adapters.training.token_store import TokenCacheFeatures, stream_token_cache
 
 ENCODER_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "max_length": 128, "max_steps": 100_000,
                     "schedule": "linear", "warmup_ratio": 0.0}
@@ -89,6 +92,32 @@ def file_text_job(context: RecipeContext, corpus: TextFile, name: str,
     return features_job(context, features, eval_features, name, mask_probability)
 
 
+def dataset_text_job(context: RecipeContext, corpus: DatasetText, name: str,
+                     mask_probability: float = MASK_PROBABILITY) -> TrainingJob:
+    """Return the job on a ``datasets`` split tokenised in one streaming pass into the token store.
+
+    The entry is keyed by the dataset's content (:attr:`DatasetText.content_key`), so a later run on
+    the same dataset and tokenizer reuses it and a changed dataset is tokenised again. Examples are
+    kept and held out as :func:`file_text_job` keeps them from a file of one segment: the first
+    ``max_train_examples``, and the last 5% (at most 200) of them held out when the run evaluates.
+    """
+    features, from_cache = stream_token_cache(
+        corpus.texts(), context.tokenizer, type(context.objective).tokenize_function, context.loop.max_length,
+        source_key=f"dataset:{corpus.content_key}")
+    limit = context.settings.data.max_train_examples
+    kept = features.select(0, limit) if limit is not None else features
+    held_out = min(HELD_OUT_MAX, int(len(kept) * HELD_OUT_SHARE)) if context.loop.eval_every else 0
+    eval_features = None
+    if held_out >= 1:
+        validation = kept.select(len(kept) - held_out, len(kept))
+        eval_features = [validation[i] for i in range(min(len(validation), context.loop.eval_examples))]
+        kept = kept.select(0, len(kept) - held_out)
+    if context.process.is_main:
+        print(f"training text {corpus.provenance.detail}: {len(features):,} examples, {features.token_count:,} "
+              f"tokens ({'token cache reused' if from_cache else 'tokenised into the token cache'})", file=sys.stderr)
+    return features_job(context, kept, eval_features, name, mask_probability)
+
+
 def _describe_store(store: SegmentedStore) -> str:
     """Return how far the store of a training text is, e.g. ``3 segments, 12,000 examples, ... (token cache reused)``."""
     first = store.segment(0)
@@ -140,20 +169,23 @@ class LanguageRecipe(Recipe):
     def job(self, context: RecipeContext) -> TrainingJob:
         """Return the masked/causal LM job on the training text (a ``--text`` file through the token store)."""
         if self.streams_file(context):
-            return file_text_job(context, context.data.text["train"], self.name, context.options.mask_probability)
+            corpus = context.data.text["train"]
+            if isinstance(corpus, DatasetText):
+                return dataset_text_job(context, corpus, self.name, context.options.mask_probability)
+            return file_text_job(context, corpus, self.name, context.options.mask_probability)
         train, validation = self.training_texts(context)
         return text_job(context, train, validation, self.name, context.options.mask_probability)
 
     def streams_file(self, context: RecipeContext) -> bool:
-        """Return whether the training text is a ``--text`` file trained on as it is, streamed through
-        the token store (the token cache on). A recipe that changes the training texts (overrides
+        """Return whether the training text is a ``--text`` file or dataset trained on as it is, streamed
+        through the token store (the token cache on). A recipe that changes the training texts (overrides
         :meth:`training_texts`, e.g. to mix other texts in) gets them as a list instead."""
-        return (isinstance(context.data.text.get("train"), TextFile) and context.loop.token_cache
+        return (isinstance(context.data.text.get("train"), (TextFile, DatasetText)) and context.loop.token_cache
                 and type(self).training_texts is LanguageRecipe.training_texts)
 
     def datasets(self, context: RecipeContext) -> list[str]:
-        """Return the names of the corpora trained on (a ``--text`` file's name without reading it)."""
+        """Return the names of the corpora trained on (a ``--text`` file's or dataset's name without reading it)."""
         corpus = context.data.text.get("train")
-        if isinstance(corpus, TextFile):
+        if isinstance(corpus, (TextFile, DatasetText)):
             return [corpus.provenance.source]
         return super().datasets(context)
