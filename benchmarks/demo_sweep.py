@@ -66,6 +66,8 @@ CONFIGS: dict[str, dict] = {
     "lora_top15_r16_lr1e2": {"adapter": "lora", "max_steps": 70, "lr": 1e-2, "adapter_config": _top(15)},
     "lora_top15_r16_b4": {"adapter": "lora", "max_steps": 140, "lr": 5e-3, "batch_size": 4,
                           "adapter_config": _top(15)},
+    "lora_top15_r16_b4_lr1e2": {"adapter": "lora", "max_steps": 140, "lr": 1e-2, "batch_size": 4,
+                                "adapter_config": _top(15)},
 }
 
 
