@@ -191,17 +191,18 @@ def probe_row(context: TaskContext, seed: int) -> dict[str, Any]:
 
 def probe_refit_row(context: TaskContext, seed: int) -> dict[str, Any]:
     """Head only on the same frozen features, fitted the way the recipe refits its head after
-    training (``task_scoring.refit_head``: full batch, ``refit_steps`` steps); the seed sets the
-    head's initialisation."""
+    training (``task_scoring.refit_head``: full batch, ``refit_steps`` steps, ``REFIT_HEAD_MEMBERS``
+    members); the seed sets the head's initialisation."""
     import torch
 
     from lowres_adapters.training.heads import HeadConfig, TaskHead, balanced_class_weights
-    from lowres_adapters.training.recipes.task import TaskOptions
+    from lowres_adapters.training.recipes.task import REFIT_HEAD_MEMBERS, TaskOptions
     from lowres_adapters.training.task_scoring import refit_head
 
     (train_x, train_y), (test_x, _) = _probe_features(context)["train"], _probe_features(context)["test"]
     torch.manual_seed(seed)
-    head = TaskHead(HeadConfig(num_labels=len(context.labels), hidden_size=train_x.shape[1]))
+    head = TaskHead(HeadConfig(num_labels=len(context.labels), hidden_size=train_x.shape[1],
+                               members=REFIT_HEAD_MEMBERS))
     head.normalizer.set_statistics(train_x)
     weights = balanced_class_weights(train_y.tolist(), len(context.labels))
     refit_head(head, train_x, train_y.tolist(), weights, TaskOptions().refit_steps)

@@ -322,3 +322,23 @@ def test_feature_layer_resolution():
     assert resolved_feature_layer(auto, masked=False, layers=None) == 0  # a body it cannot cut
     assert resolved_feature_layer(TaskOptions(feature_layer=0), masked=False, layers=30) == 0
     assert resolved_feature_layer(TaskOptions(feature_layer=7), masked=False, layers=30) == 7
+
+
+def test_refitted_sequence_heads_default_to_an_ensemble_recorded_for_reload(setup, tmp_path):
+    """Unset ``head_members``: a refitted sequence head holds REFIT_HEAD_MEMBERS members, the resolved
+    value is recorded, and the reloaded head (same members) predicts what the run reported; a head
+    that is not refitted stays a single head."""
+    from lowres_adapters.artifact import read_metadata
+    from lowres_adapters.training.recipes.task import REFIT_HEAD_MEMBERS
+
+    model_dir, _ = setup
+    result = run(model_dir, tmp_path / "task", recipe="task")
+    assert read_metadata(result.run_dir).recipe_settings["options"]["head_members"] == REFIT_HEAD_MEMBERS
+    model, head, tokenizer, task = load_task_model(result.run_dir,
+                                                   model=AutoModelForCausalLM.from_pretrained(str(model_dir)))
+    assert head.config.members == REFIT_HEAD_MEMBERS
+    assert head.output.weight.shape[0] == REFIT_HEAD_MEMBERS
+    assert evaluate_task(model, head, tokenizer, task, SENTENCES)["macro_f1"] == pytest.approx(
+        result.metrics["adapted"]["task_macro_f1"])
+    single = run(model_dir, tmp_path / "kept", recipe="task", recipe_options={"refit_examples": 0})
+    assert read_metadata(single.run_dir).recipe_settings["options"]["head_members"] == 1
