@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -22,6 +23,21 @@ from lowres_adapters.artifact import read_tensors
 from lowres_adapters.data.dataset_text import open_dataset_text
 
 datasets = pytest.importorskip("datasets")
+
+
+@pytest.fixture
+def name_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every host name looked up (the test network guard refuses them, and ``datasets`` would then
+    quietly fall back to its cache: the lookups show whether the Hub was tried at all)."""
+    hosts: list[str] = []
+    lookup = socket.getaddrinfo
+
+    def recording_lookup(host, *args, **kwargs):
+        hosts.append(str(host))
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording_lookup)
+    return hosts
 
 
 def train_lines(files: dict[str, str]) -> list[str]:
@@ -45,7 +61,7 @@ def token_entries(files: dict[str, str]) -> list[Path]:
     return sorted((Path(files["tmp"]) / "cache" / "tokens").glob("*/meta.json"))
 
 
-def test_a_saved_dataset_trains_on_the_batches_of_the_same_text_file(files, batches, capsys):
+def test_a_saved_dataset_trains_on_the_batches_of_the_same_text_file(files, batches, capsys, name_lookups):
     tmp = Path(files["tmp"])
     folder = save_dataset(tmp / "saved", train_lines(files))
     evaluating = ("--eval-every", "3")  # holds out the last examples: evaluated batches are recorded too
@@ -62,9 +78,10 @@ def test_a_saved_dataset_trains_on_the_batches_of_the_same_text_file(files, batc
     assert json.loads((tmp / "dataset" / "lowres_adapter.json").read_text())["datasets"] == ["saved"]
     code, err = run_cli(adapt_args(files, f"hf:{folder}", tmp / "again"), capsys)  # split and column: defaults
     assert code == 0 and "token cache reused" in err, err
+    assert not name_lookups
 
 
-def test_a_json_data_file_streams_and_a_changed_file_is_tokenised_again(files, batches, capsys):
+def test_a_json_data_file_streams_and_a_changed_file_is_tokenised_again(files, batches, capsys, name_lookups):
     tmp = Path(files["tmp"])
     data = tmp / "rows.jsonl"
     data.write_text("".join(json.dumps({"body": line}) + "\n" for line in train_lines(files)), encoding="utf-8")
@@ -74,7 +91,7 @@ def test_a_json_data_file_streams_and_a_changed_file_is_tokenised_again(files, b
     data.write_text(data.read_text(encoding="utf-8") + json.dumps({"body": "Mawu atsopano."}) + "\n", encoding="utf-8")
     code, err = run_cli(adapt_args(files, f"hf:{data}:train:body", tmp / "second"), capsys)
     assert code == 0 and "tokenised into the token cache" in err, err
-    assert len(token_entries(files)) == 2
+    assert len(token_entries(files)) == 2 and not name_lookups  # the Hub is not told of the load either
 
 
 def test_a_changed_saved_dataset_has_another_content_key(tmp_path):
@@ -88,7 +105,9 @@ def test_a_changed_saved_dataset_has_another_content_key(tmp_path):
 def cache_dataset(cache: Path, name: str, lines: list[str], data: Path) -> None:
     """Put ``lines`` in a datasets cache as the Hub dataset ``name`` is laid out there once loaded."""
     data.write_text("".join(json.dumps({"text": line}) + "\n" for line in lines), encoding="utf-8")
-    datasets.load_dataset("json", data_files=str(data), cache_dir=str(cache / "build"))
+    with pytest.MonkeyPatch.context() as offline:  # no download count sent to the Hub
+        offline.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+        datasets.load_dataset("json", data_files=str(data), cache_dir=str(cache / "build"))
     (built,) = [path for path in glob.glob(str(cache / "build" / "json" / "*" / "*" / "*")) if os.path.isdir(path)]
     target = cache / name.replace("/", "___") / "default" / "0.0.0" / Path(built).name
     shutil.copytree(built, target)
@@ -96,13 +115,16 @@ def cache_dataset(cache: Path, name: str, lines: list[str], data: Path) -> None:
     arrow.rename(target / arrow.name.replace("json-", f"{name.split('/')[-1]}-"))
 
 
-def test_a_dataset_name_is_found_in_the_local_cache_only(files, batches, capsys, monkeypatch):
+def test_a_dataset_name_is_found_in_the_local_cache_only(files, batches, capsys, monkeypatch, name_lookups):
     tmp = Path(files["tmp"])
     cache_dataset(tmp / "hf-datasets", "org/corpus", train_lines(files), tmp / "corpus.jsonl")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp / "hf-datasets"))
-    code, err = run_cli(adapt_args(files, "hf:org/corpus", tmp / "cached"), capsys)  # a socket would raise here
+    code, err = run_cli(adapt_args(files, "hf:org/corpus", tmp / "cached"), capsys)
     assert code == 0, err
-    assert len(batches) == STEPS and datasets.config.HF_HUB_OFFLINE is False  # offline only while loading
+    assert len(batches) == STEPS and not name_lookups
+    assert datasets.config.HF_HUB_OFFLINE is False  # offline only while loading
+    code, err = run_cli(adapt_args(files, "hf:org/other", tmp / "other"), capsys)
+    assert code == 1 and "no dataset of that name in the local datasets cache" in err and not name_lookups, err
 
 
 @pytest.mark.parametrize("text, message", [
