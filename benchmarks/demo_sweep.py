@@ -10,12 +10,14 @@ Usage::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/demo_sweep.py --list
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/demo_sweep.py lora_all_r16 seqbn_lr3e3 --eval-examples 100
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/demo_sweep.py lora_all_r16 --seeds 0,1,2 --eval-examples 300
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/demo_sweep.py --cost lora_all_r16 lora_top15_r16_b4
     .venv/bin/python benchmarks/demo_sweep.py --report        # results/demo_sweep.md from the .jsonl
 
 Every run appends one JSON line to ``results/demo_sweep.jsonl``: the configuration, seed, steps,
 real training tokens, training seconds (wall, from ``train_log.jsonl``), the process CPU seconds
 of the whole run (training + scoring), the load average before and after, and base -> adapted
-bits/char.
+bits/char. ``--cost`` appends CPU seconds per step (``profile_step.profile``) to
+``results/demo_cost.jsonl``; the report turns them into training seconds on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _top(k: int) -> dict:
     return {"r": 16, "alpha": 32, **LORA_ALL, "leave_out": list(range(LAYERS - k))}
 
 
-# name -> adapt() overrides. Steps: 30 of 8 rows x 128 tokens ~ the demo's 180 s on 2 idle cores.
+# name -> adapt() overrides (rows of 128 tokens; --report converts steps to idle 2-core seconds).
 CONFIGS: dict[str, dict] = {
     "lora_default": {"adapter": "lora", "max_steps": 30},
     "lora_qv_r8_lr2e2": {"adapter": "lora", "max_steps": 30, "lr": 2e-2},
