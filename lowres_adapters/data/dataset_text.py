@@ -88,8 +88,8 @@ class DatasetText:
         object.__setattr__(self, "provenance", Provenance(name, "user", detail=detail))
 
     def __iter__(self) -> Iterator[TextExample]:
-        for index, row in enumerate(self.rows):
-            text = normalize_text(str(row[self.spec.column] or ""))
+        for index, value in enumerate(self._column_values()):
+            text = normalize_text(str(value or ""))
             if text:
                 yield TextExample(text=text, id=f"{self.spec.split}:{index}", lang=self.lang,
                                   provenance=self.provenance)
@@ -97,6 +97,11 @@ class DatasetText:
     def texts(self) -> Iterator[str]:
         """Yield the texts alone (what a tokeniser reads)."""
         return (example.text for example in self)
+
+    def _column_values(self, batch_rows: int = 1000) -> Iterator[Any]:
+        """Yield the text column's values in order, read a batch of rows at a time (the other columns unread)."""
+        for batch in self.rows.select_columns([self.spec.column]).iter(batch_size=batch_rows):
+            yield from batch[self.spec.column]
 
     def __bool__(self) -> bool:
         return True  # open_dataset_text refused a split without rows
