@@ -44,7 +44,9 @@ def _parse_seeds(text: str | None) -> tuple[int, ...] | None:
 @click.option("--resume", is_flag=True, default=None,
               help="Continue from the latest checkpoint in --output (the default when it holds an unfinished run with the same settings).")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace a finished run in --output (refused otherwise).")
-@click.option("--text", type=click.Path(dir_okay=False), help="Training text file (one example per line).")
+@click.option("--text", type=click.Path(dir_okay=False),
+              help="Training text file (one example per line), or a `datasets` dataset: hf:PATH_OR_NAME[:SPLIT[:COLUMN]] "
+                   "(a save_to_disk folder, a .jsonl/.txt/.csv/.parquet file, or a name in the local datasets cache).")
 @click.option("--eval-text", type=click.Path(dir_okay=False), help="Held-out text file (bits per character).")
 @click.option("--pairs", type=click.Path(dir_okay=False), help="Training pairs (TSV source<TAB>target).")
 @click.option("--eval-pairs", type=click.Path(dir_okay=False), help="Held-out pairs.")
