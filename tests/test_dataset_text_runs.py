@@ -81,6 +81,20 @@ def test_a_saved_dataset_trains_on_the_batches_of_the_same_text_file(files, batc
     assert not name_lookups
 
 
+def test_max_train_examples_stops_the_pass_and_keeps_the_files_first_examples(files, batches, capsys):
+    tmp = Path(files["tmp"])
+    folder = save_dataset(tmp / "saved", train_lines(files))
+    first = ("--max-train-examples", "20", "--eval-every", "3")
+    code, err = run_cli(adapt_args(files, f"hf:{folder}", tmp / "dataset", *first), capsys)
+    assert code == 0, err
+    (meta,) = token_entries(files)
+    assert json.loads(meta.read_text())["examples"] == 20  # the rows after the 20th texts are not tokenised
+    dataset_batches = list(batches)
+    batches.clear()
+    code, err = run_cli(adapt_args(files, files["train"], tmp / "file", *first), capsys)
+    assert code == 0 and batches == dataset_batches, err
+
+
 def test_a_json_data_file_streams_and_a_changed_file_is_tokenised_again(files, batches, capsys, name_lookups):
     tmp = Path(files["tmp"])
     data = tmp / "rows.jsonl"

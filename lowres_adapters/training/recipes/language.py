@@ -17,6 +17,7 @@ pass into the token store, keyed by the dataset's fingerprint, and trains from i
 
 from __future__ import annotations
 
+import itertools
 import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -99,12 +100,15 @@ def dataset_text_job(context: RecipeContext, corpus: DatasetText, name: str,
     The entry is keyed by the dataset's content (:attr:`DatasetText.content_key`), so a later run on
     the same dataset and tokenizer reuses it and a changed dataset is tokenised again. Examples are
     kept and held out as :func:`file_text_job` keeps them from a file of one segment: the first
-    ``max_train_examples``, and the last 5% (at most 200) of them held out when the run evaluates.
+    ``max_train_examples`` (the pass stops there), and the last 5% (at most 200) of them held out
+    when the run evaluates.
     """
-    features, from_cache = stream_token_cache(
-        corpus.texts(), context.tokenizer, type(context.objective).tokenize_function, context.loop.max_length,
-        source_key=f"dataset:{corpus.content_key}")
     limit = context.settings.data.max_train_examples
+    texts, key = corpus.texts(), f"dataset:{corpus.content_key}"
+    if limit is not None:  # the pass reads the first rows only (each non-blank text is one example or more)
+        texts, key = itertools.islice(texts, limit), f"{key}:first:{limit}"
+    features, from_cache = stream_token_cache(texts, context.tokenizer, type(context.objective).tokenize_function,
+                                              context.loop.max_length, source_key=key)
     kept = features.select(0, limit) if limit is not None else features
     held_out = min(HELD_OUT_MAX, int(len(kept) * HELD_OUT_SHARE)) if context.loop.eval_every else 0
     eval_features = None
