@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -164,3 +165,29 @@ def test_a_bad_dataset_is_one_line_before_the_model_loads(files, capsys, monkeyp
     code, err = run_cli(adapt_args(files, text.format(saved=tmp / "saved", tmp=tmp), tmp / "run"), capsys)
     assert code == 1 and err.count("\n") == 1 and message in err, err
     assert not loaded and not (tmp / "run").exists() and not token_entries(files)
+
+
+def test_two_processes_tokenise_the_dataset_once_and_match_one_process(tmp_path):
+    """``accelerate launch`` on two CPU processes: the main process writes the token store entry, the
+    other reads it after the barrier; the run's figures are the one-process run's."""
+    from test_training_distributed import accelerate_command
+    from training_support import save_tiny_model, write_corpus
+
+    model = save_tiny_model(tmp_path / "model")
+    train_file, held_out = write_corpus(tmp_path)
+    folder = save_dataset(tmp_path / "saved", train_file.read_text(encoding="utf-8").splitlines())
+    args = ["adapt", "tum", "--model", str(model), "--adapter", "lora", "--text", f"hf:{folder}", "--eval-text",
+            str(held_out), "--max-steps", "3", "--batch-size", "4", "--lr", "1e-2", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LOWRES_CACHE": str(tmp_path / "cache")}
+    one = subprocess.run([sys.executable, "-m", "lowres_adapters.cli", *args, "-o", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    shutil.rmtree(tmp_path / "cache" / "tokens")  # the two processes start without the entry
+    two = subprocess.run(
+        [*accelerate_command(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lowres_adapters.cli", *args,
+         "-o", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stderr.count("tokenised into the token cache") == 1 and "token cache reused" not in two.stderr
+    figures = [json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two")]
+    assert figures[1]["adapted"]["bits_per_char"] == pytest.approx(figures[0]["adapted"]["bits_per_char"], rel=1e-5)

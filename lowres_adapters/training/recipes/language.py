@@ -17,6 +17,7 @@ pass into the token store, keyed by the dataset's fingerprint, and trains from i
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 from dataclasses import dataclass
@@ -107,8 +108,13 @@ def dataset_text_job(context: RecipeContext, corpus: DatasetText, name: str,
     texts, key = corpus.texts(), f"dataset:{corpus.content_key}"
     if limit is not None:  # the pass reads the first rows only (each non-blank text is one example or more)
         texts, key = itertools.islice(texts, limit), f"{key}:first:{limit}"
-    features, from_cache = stream_token_cache(texts, context.tokenizer, type(context.objective).tokenize_function,
-                                              context.loop.max_length, source_key=key)
+    tokenise = functools.partial(stream_token_cache, texts, context.tokenizer,
+                                 type(context.objective).tokenize_function, context.loop.max_length, source_key=key)
+    if context.process.is_main:  # one pass; in a multi-process run the others then read its entry
+        features, from_cache = tokenise()
+    context.process.barrier()
+    if not context.process.is_main:
+        features, from_cache = tokenise()
     kept = features.select(0, limit) if limit is not None else features
     held_out = min(HELD_OUT_MAX, int(len(kept) * HELD_OUT_SHARE)) if context.loop.eval_every else 0
     eval_features = None
