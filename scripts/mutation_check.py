@@ -99,6 +99,14 @@ MUTATIONS = (
         new="    selected = torch.ones_like(next_labels, dtype=torch.bool)\n",
         tests=("tests/test_fast_lm.py",),
     ),
+    Mutation(
+        name="dataset-held-out-trained",
+        description="`--text hf:...`: the held-out examples are scored but also trained on",
+        path="lowres_adapters/training/recipes/language.py",
+        old="        kept = kept.select(0, len(kept) - held_out)\n",
+        new="",
+        tests=("tests/test_dataset_text_runs.py::test_a_saved_dataset_trains_on_the_batches_of_the_same_text_file",),
+    ),
 )
 
 
