@@ -70,6 +70,8 @@ CONFIGS: dict[str, dict] = {
                           "adapter_config": _top(15)},
     "lora_top15_r16_b4_lr1e2": {"adapter": "lora", "max_steps": 140, "lr": 1e-2, "batch_size": 4,
                                 "adapter_config": _top(15)},
+    "lora_top15_r16_b2": {"adapter": "lora", "max_steps": 250, "lr": 5e-3, "batch_size": 2,
+                          "adapter_config": _top(15)},
 }
 
 
