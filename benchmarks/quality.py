@@ -71,6 +71,7 @@ class TaskContext:
     task: Any
     test: list[Any]
     labels: list[str]
+    reuse: bool = False
 
 
 def _loop(budget: Budget) -> dict[str, Any]:
@@ -230,17 +231,22 @@ def recipe_row(adapter: str, *, lr: float | None = None, madx: bool = False) -> 
     def row(context: TaskContext, seed: int) -> dict[str, Any]:
         from lowres_adapters.training.adapt import adapt
 
-        options: dict[str, Any] = {"max_eval_examples": context.budget.eval_examples}
-        if madx:
-            options["lang_adapter"] = str(language_adapter(context))
         name = f"{'madx-' if madx else ''}{adapter}-seed{seed}"
-        result = adapt("dzo", recipe="task", adapter=adapter, seed=seed, lr=lr, **_loop(context.budget),
-                       recipe_options=options, output=str(context.work / name), progress=False,
-                       echo=lambda line: None, overwrite=True)
-        adapted, training = result.metrics["adapted"], result.metrics["training"]
+        folder = context.work / name
+        reused = context.reuse and (folder / "metrics.json").exists() and not (folder / "run_in_progress.json").exists()
+        if reused:
+            metrics = json.loads((folder / "metrics.json").read_text("utf-8"))
+        else:
+            options: dict[str, Any] = {"max_eval_examples": context.budget.eval_examples}
+            if madx:
+                options["lang_adapter"] = str(language_adapter(context))
+            metrics = adapt("dzo", recipe="task", adapter=adapter, seed=seed, lr=lr, **_loop(context.budget),
+                            recipe_options=options, output=str(folder), progress=False,
+                            echo=lambda line: None, overwrite=True).metrics
+        adapted, training = metrics["adapted"], metrics["training"]
         return {"accuracy": adapted["task_accuracy"], "macro_f1": adapted["task_macro_f1"],
                 "trainable": training["trainable_parameters"], "total": training["total_parameters"],
-                "train_seconds": round(training["seconds"], 1)}
+                "train_seconds": round(training["seconds"], 1), "reused": reused}
 
     return row
 
@@ -340,6 +346,9 @@ def main(arguments: list[str]) -> int:
     parser.add_argument("--work", default=os.environ.get("LOWRES_QUALITY_WORK", "runs/quality"),
                         help="folder for run folders and cached features")
     parser.add_argument("--force", action="store_true", help="rerun (row, seed) pairs already in the results")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a recipe row's figures from its finished run folder under --work when there is "
+                             "one (e.g. the same `lowres adapt` run from the command line) instead of rerunning it")
     options = parser.parse_args(arguments)
     budget = BUDGETS["quick" if options.quick else "default"]
     build_context, rows = TABLES[options.table]
@@ -358,6 +367,7 @@ def main(arguments: list[str]) -> int:
     command = result["command"]
     result["commands"] = [*[c for c in result.get("commands", []) if c != command], command]
     context = build_context(budget, work)
+    context.reuse = options.reuse
     result["test_examples"] = len(context.test)
     started = time.perf_counter() - result["wall_seconds"]
     for seed in seeds:
@@ -368,7 +378,8 @@ def main(arguments: list[str]) -> int:
                 continue
             began = time.perf_counter()
             figures = function(context, seed)
-            figures["wall_seconds"] = round(time.perf_counter() - began, 1)
+            if not figures.pop("reused", False):  # a reused run folder's wall time is not known here
+                figures["wall_seconds"] = round(time.perf_counter() - began, 1)
             result = record(path, result, key, title, seed, figures)
             result["wall_seconds"] = max(result["wall_seconds"], time.perf_counter() - started)
             path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -303,7 +303,9 @@ def test_decoders_cut_at_the_default_feature_layer_and_the_run_records_it(setup,
     monkeypatch.setattr(task_recipe, "DECODER_FEATURE_LAYER", 1)  # the tiny decoder has 2 layers
     model_dir, _ = setup
     result = run(model_dir, tmp_path / "task", recipe="task", progress=True)
-    assert "the head reads layer 1 of 2" in capsys.readouterr().err  # the start line
+    shown = capsys.readouterr().err
+    assert "the head reads layer 1 of 2" in shown  # the start line
+    assert "refitting the head" in shown  # the refit's steps have a bar of their own
     assert read_metadata(result.run_dir).recipe_settings["options"]["feature_layer"] == 1
     model, head, tokenizer, task = load_task_model(result.run_dir,
                                                    model=AutoModelForCausalLM.from_pretrained(str(model_dir)))

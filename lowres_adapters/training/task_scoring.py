@@ -113,7 +113,7 @@ def calibrate_head(model: torch.nn.Module, head: TaskHead, features: Sequence[An
 
 
 def refit_head(head: TaskHead, rows: torch.Tensor, labels: Sequence[int], class_weights: torch.Tensor | None,
-               steps: int, lr: float = 3e-3, weight_decay: float = 0.01) -> float:
+               steps: int, lr: float = 3e-3, weight_decay: float = 0.01, progress: str | None = None) -> float:
     """Train a sequence head afresh, full batch, on pooled ``(n, hidden)`` rows of the trained model.
 
     Training steps see each example about once, too few for the head to converge; the pooled
@@ -129,6 +129,7 @@ def refit_head(head: TaskHead, rows: torch.Tensor, labels: Sequence[int], class_
         steps: Full-batch optimiser steps.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
+        progress: Label of a progress bar over the steps (None: no bar).
     """
     for module in head.modules():
         if module is not head.normalizer and hasattr(module, "reset_parameters"):
@@ -141,7 +142,7 @@ def refit_head(head: TaskHead, rows: torch.Tensor, labels: Sequence[int], class_
     head.normalizer.eval()  # standardise with the rows' statistics, not per batch
     loss = torch.zeros(())
     with torch.enable_grad():
-        for _ in range(steps):
+        for _ in tqdm(range(steps), desc=progress, unit="step", leave=False, disable=progress is None):
             loss = head.training_loss(rows.unsqueeze(1), mask, targets, class_weights)
             optimizer.zero_grad()
             loss.backward()

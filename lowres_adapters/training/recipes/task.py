@@ -335,7 +335,8 @@ class TaskRecipe(Recipe):
                                   progress="features of training examples" if show else None)
             if rows is not None and labelling(task.kind) == "one" and context.options.refit_examples != 0:
                 refit_head(head, rows, [feature["labels"] for feature in calibration],
-                           context.state.get("class_weights"), context.options.refit_steps)
+                           context.state.get("class_weights"), context.options.refit_steps,
+                           progress="refitting the head" if show else None)
         examples = evaluation_examples(task, context.options)
         scores = evaluate_task(model, context.state["head"], context.tokenizer, task, examples,
                                max_length=context.loop.max_length,
