@@ -385,7 +385,7 @@ def main(arguments: list[str]) -> int:
             path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
             write_markdown(result, path.with_suffix(".md"))
             print(f"{key} seed {seed}: accuracy {figures['accuracy']:.1f}, macro-F1 {figures['macro_f1']:.1f} "
-                  f"({figures['wall_seconds']:.0f} s)", flush=True)
+                  f"({figures.get('wall_seconds', 'reused run,')} s)", flush=True)
     print(path.with_suffix(".md").read_text("utf-8"))
     return 0
 
