@@ -23,7 +23,6 @@ import json
 import os
 import pickle
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from lowres_adapters.training.token_store import (
     _read,
     _write,
     cache_entry,
+    remove_abandoned_passes,
 )
 
 FIRST_SEGMENT_CHARS = 4_000_000
@@ -117,7 +117,7 @@ class _SegmentPass:
                 budget -= len(found[2])
                 yield found[2]
 
-        _remove_abandoned(self.segment_dir(index))
+        remove_abandoned_passes(self.segment_dir(index))
         with atomic_directory(self.segment_dir(index)) as staging:
             examples, tokens = _write(staging, texts(), self.tokenizer, self.tokenize_function, self.max_length, None)
             meta = {"format_version": FORMAT_VERSION, "variant": self.variant, "content": self.content,
@@ -349,19 +349,6 @@ def _segment_meta(folder: Path) -> dict[str, Any] | None:
         return json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _remove_abandoned(folder: Path, idle_seconds: float = 600.0) -> None:
-    """Remove staging folders of this segment left by killed passes (their ids file idle for ``idle_seconds``)."""
-    for staging in folder.parent.glob(f".{folder.name}.*.tmp"):
-        ids_file = staging / "ids.bin"
-        try:
-            idle = time.time() - (ids_file if ids_file.exists() else staging).stat().st_mtime
-        except OSError:
-            continue
-        if idle > idle_seconds:
-            print(f"note: removing {staging}, an interrupted tokenising pass", file=sys.stderr)
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 @atexit.register

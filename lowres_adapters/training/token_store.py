@@ -265,7 +265,7 @@ def stream_token_cache(
         print(f"note: token cache entry {entry} is damaged; tokenising again", file=sys.stderr)
         shutil.rmtree(entry, ignore_errors=True)
     texts = file_texts(source) if is_file else iter(source)
-    _remove_abandoned_passes(entry)
+    remove_abandoned_passes(entry)
     with atomic_directory(entry) as staging:
         examples, tokens = _write(staging, texts, tokenizer, tokenize_function, max_length, progress)
         meta = {"format_version": FORMAT_VERSION, "variant": variant, "content": content,
@@ -293,9 +293,10 @@ def cache_entry(source: str | Path | Iterable[str], tokenizer: Any, tokenize_fun
     return (Path(root) if root is not None else cache_dir() / "tokens") / key, content, variant
 
 
-def _remove_abandoned_passes(entry: Path, idle_seconds: float = 600.0) -> None:
-    """Remove the staging folders of this entry's earlier passes that were killed (their ids file
-    unchanged for ``idle_seconds``; a live pass appends to it every few seconds)."""
+def remove_abandoned_passes(entry: Path, idle_seconds: float = 600.0) -> None:
+    """Remove the staging folders of this entry (a store entry or one segment of it) left by earlier
+    passes that were killed (their ids file unchanged for ``idle_seconds``; a live pass appends to it
+    every few seconds)."""
     for staging in entry.parent.glob(f".{entry.name}.*.tmp"):
         ids_file = staging / "ids.bin"
         try:
