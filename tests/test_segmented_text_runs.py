@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_support import run_cli
-from training_support import install_toy_registry, save_tiny_model
+from training_support import install_toy_registry, record_training_batches, save_tiny_model
 
 import lowres_adapters.training.adapt as adapt_module
 import lowres_adapters.training.token_segments as segments_module
@@ -168,27 +168,15 @@ class Recorder:
         self.training_started = threading.Event()
         self.crash_at = 0
 
+    def append(self, batch: list[list[int]]) -> None:
+        self.batches.append(batch)
+        self.training_started.set()
+
 
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    seen, original = Recorder(), adapt_module.train
-
-    def recording_train(job, settings, run_dir=None, **kwargs):
-        collate = job.collate
-
-        def recording_collate(features, generator):
-            seen.batches.append([list(feature["input_ids"]) for feature in features])
-            seen.training_started.set()
-            return collate(features, generator)
-
-        def crash(report):
-            if report.step == seen.crash_at:
-                raise KeyboardInterrupt
-
-        job = type(job)(**{**job.__dict__, "collate": recording_collate})
-        return original(job, settings, run_dir, **{**kwargs, "callbacks": [*kwargs.get("callbacks", ()), crash]})
-
-    monkeypatch.setattr(adapt_module, "train", recording_train)
+    seen = Recorder()
+    record_training_batches(monkeypatch, seen)
     return seen
 
 

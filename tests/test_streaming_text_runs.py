@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_support import run_cli
-from training_support import install_toy_registry, save_tiny_model
+from training_support import install_toy_registry, record_training_batches, save_tiny_model
 
 import lowres_adapters.training.adapt as adapt_module
 from lowres_adapters.artifact import read_tensors
@@ -51,23 +51,7 @@ class Batches(list):
 @pytest.fixture
 def batches(monkeypatch: pytest.MonkeyPatch) -> Batches:
     seen = Batches()
-    original = adapt_module.train
-
-    def recording_train(job, settings, run_dir=None, **kwargs):
-        collate = job.collate
-
-        def recording_collate(features, generator):
-            seen.append([list(feature["input_ids"]) for feature in features])
-            return collate(features, generator)
-
-        def crash(report):
-            if report.step == seen.crash_at:
-                raise KeyboardInterrupt
-
-        job = type(job)(**{**job.__dict__, "collate": recording_collate})
-        return original(job, settings, run_dir, **{**kwargs, "callbacks": [*kwargs.get("callbacks", ()), crash]})
-
-    monkeypatch.setattr(adapt_module, "train", recording_train)
+    record_training_batches(monkeypatch, seen)
     return seen
 
 

@@ -143,3 +143,27 @@ def tiny_run_files(tmp_path: Path) -> dict[str, str]:
                      encoding="utf-8")
     return {"model": str(model_dir), "text": str(train), "eval_text": str(held_out), "pairs": str(pairs),
             "eval_pairs": str(pairs)}
+
+
+def record_training_batches(monkeypatch: Any, seen: Any) -> None:
+    """Patch ``lowres adapt``'s training call so that every batch it collates (the rows' ids) goes to
+    ``seen.append`` and a run stops (KeyboardInterrupt) after step ``seen.crash_at`` (0: never)."""
+    import lowres_adapters.training.adapt as adapt_module
+
+    original = adapt_module.train
+
+    def recording_train(job, settings, run_dir=None, **kwargs):
+        collate = job.collate
+
+        def recording_collate(features, generator):
+            seen.append([list(feature["input_ids"]) for feature in features])
+            return collate(features, generator)
+
+        def crash(report):
+            if report.step == seen.crash_at:
+                raise KeyboardInterrupt
+
+        job = type(job)(**{**job.__dict__, "collate": recording_collate})
+        return original(job, settings, run_dir, **{**kwargs, "callbacks": [*kwargs.get("callbacks", ()), crash]})
+
+    monkeypatch.setattr(adapt_module, "train", recording_train)
