@@ -46,10 +46,6 @@ def logits(spec: str, seed: int, steps: int, lr: float, members: int, width: int
         return head(test_x.unsqueeze(1), torch.ones(len(test_x), 1, dtype=torch.long))
 
 
-def train_x_width(spec: str) -> int:
-    return rows("test", spec).shape[1]
-
-
 def f1(predicted: torch.Tensor) -> float:
     return 100 * f1_score(test_y.numpy(), predicted.numpy(), average="macro")
 
@@ -67,5 +63,6 @@ for spec in SPECS:
     outs = [logits(spec, seed, steps, lr, members, width) for seed in (1, 2, 3)]
     figures = [f1(out.argmax(-1)) for out in outs]
     ensemble = f1(torch.stack([out.softmax(-1) for out in outs]).mean(0).argmax(-1))
-    print(f"| {spec} | {steps} | {lr:g} | {members} x {width or train_x_width(spec)} | {', '.join(f'{x:.1f}' for x in figures)} | {statistics.mean(figures):.1f} ± "
-          f"{statistics.stdev(figures):.1f} | {ensemble:.1f} |", flush=True)
+    shape = f"{members} x {width or rows('test', spec).shape[1]}"
+    print(f"| {spec} | {steps} | {lr:g} | {shape} | {', '.join(f'{x:.1f}' for x in figures)} | "
+          f"{statistics.mean(figures):.1f} ± {statistics.stdev(figures):.1f} | {ensemble:.1f} |", flush=True)
