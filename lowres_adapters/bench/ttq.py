@@ -9,8 +9,8 @@ budgets (the equal-tokens view). Scoring time is taken off the training clock. T
 - ``adapters+trainer`` (the baseline) and ``peft+loop``: LoRA r=16, alpha 32 on q/v, AdamW at a
   constant 1e-3, batches of 8 verses padded to the longest (as in the step-speed bench);
 - ``lowres``: this library's default path, i.e. what ``make demo`` runs: the ``language`` recipe's
-  decoder loop defaults (schedule, packed batch, row length, fast-path switches) with the demo's
-  adapter and learning rate (:data:`DEMO_ADAPTER_CONFIG`, :data:`DEMO_LOOP`), or what the plan names. Its learning-rate schedule
+  decoder defaults (its LoRA in the top half of the blocks, learning rate, schedule, packed batch,
+  row length, fast-path switches), or what the plan names. Its learning-rate schedule
   spans the recipe's ``max_steps``; when that ends before the last budget the adapter is done and
   keeps its figure, as a user's run would.
 
@@ -35,11 +35,6 @@ from lowres_adapters.errors import LowresError
 
 TTQ_SETUPS = ("adapters+trainer", "peft+loop", "lowres")
 BASELINE_LR = 1e-3
-DEMO_ADAPTER = "lora"
-DEMO_ADAPTER_CONFIG = {"r": 16, "alpha": 32, "attn_matrices": ["q", "k", "v"], "intermediate_lora": True,
-                       "output_lora": True}
-DEMO_LOOP = {"lr": 5e-3}
-"""What ``make demo`` adds to the recipe's defaults (the Makefile's demo line; docs/training.md)."""
 
 
 @dataclass(frozen=True)
@@ -242,8 +237,8 @@ class TtqPlan:
         heldout_examples: Held-out verses scored at each point.
         threads: Torch threads of each child.
         seed: Adapter initialisation and data order.
-        adapter: Adapter type of the ``lowres`` setup (default: the demo's; "" = the recipe's default).
-        adapter_config: Its config fields.
+        adapter: Adapter type of the ``lowres`` setup ("" = the recipe's default, as ``make demo``).
+        adapter_config: Its config fields over the recipe's defaults.
         loop: Loop settings over the recipe's defaults.
     """
 
@@ -253,9 +248,9 @@ class TtqPlan:
     heldout_examples: int = 300
     threads: int = 2
     seed: int = 0
-    adapter: str = DEMO_ADAPTER
-    adapter_config: dict[str, Any] = field(default_factory=lambda: dict(DEMO_ADAPTER_CONFIG))
-    loop: dict[str, Any] = field(default_factory=lambda: dict(DEMO_LOOP))
+    adapter: str = ""
+    adapter_config: dict[str, Any] = field(default_factory=dict)
+    loop: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def quick(cls, **overrides: Any) -> "TtqPlan":

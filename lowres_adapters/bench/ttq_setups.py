@@ -157,7 +157,8 @@ def _peft_loop(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, An
 def default_job(config: TtqConfig, data: TtqData) -> tuple[Any, Any, str]:
     """Return ``(job, loop settings, adapter type)`` of this library's default path: the ``language``
     recipe's decoder loop defaults (with ``config.loop`` over them) and its default adapter (or
-    ``config.adapter``), sped up as the recipe does."""
+    ``config.adapter``) with the recipe's adapter defaults (``config.adapter_config`` over them), sped
+    up as the recipe does."""
     # lazy: only the bench run that uses it pays for this import (a setup's child, a plot)
     from lowres_adapters.registry import get_registry
     from lowres_adapters.training.lm_objectives import CAUSAL_LM
@@ -169,8 +170,8 @@ def default_job(config: TtqConfig, data: TtqData) -> tuple[Any, Any, str]:
     recipe = LanguageRecipe()
     kind = config.adapter or recipe.default_adapter
     spec = get_registry().adapter_type(kind)
-    fields = {key: tuple(value) if isinstance(value, list) else value for key, value in config.adapter_config.items()}
-    handle = spec.attach(data.model, config.language, spec.config_class(**fields))  # JSON lists -> tuples
+    fields = adapter_fields(config, kind, data.model)
+    handle = spec.attach(data.model, config.language, spec.config_class(**fields))
     handle.activate()
     settings = LoopSettings(**{**recipe.loop_defaults(CAUSAL_LM), **config.loop, "seed": config.seed, "progress": False})
     job = TrainingJob(model=handle.model, parameters=dict(handle.trainable_parameters()),
@@ -178,6 +179,15 @@ def default_job(config: TtqConfig, data: TtqData) -> tuple[Any, Any, str]:
                       collate=CAUSAL_LM.collator(data.tokenizer), loss_fn=CAUSAL_LM.loss,
                       name="ttq", freezing=f"adapter {kind} only")
     return speed_up_for_loop(job, settings, objective=CAUSAL_LM, tokenizer=data.tokenizer), settings, kind
+
+
+def adapter_fields(config: TtqConfig, kind: str, model: Any) -> dict[str, Any]:
+    """Return the ``lowres`` setup's adapter config fields: the recipe's defaults for ``kind`` on
+    ``model``, with ``config.adapter_config`` over them (JSON lists as tuples)."""
+    from lowres_adapters.training.recipes.language import decoder_lora_defaults
+
+    own = {key: tuple(value) if isinstance(value, list) else value for key, value in config.adapter_config.items()}
+    return {**decoder_lora_defaults(kind, False, getattr(model.config, "num_hidden_layers", None)), **own}
 
 
 def _lowres(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, Any]]]:
@@ -198,7 +208,7 @@ def _lowres(config: TtqConfig, data: TtqData) -> tuple[str, list[dict[str, Any]]
         train(job, settings, callbacks=[on_step])
     except BudgetSpent:
         pass
-    return f"{describe_adapter(kind, config.adapter_config)} (lowres)", clock.finish(last["tokens"], last["steps"])
+    return f"{describe_adapter(kind, adapter_fields(config, kind, data.model))} (lowres)", clock.finish(last["tokens"], last["steps"])
 
 
 def describe_adapter(kind: str, fields: dict[str, Any]) -> str:

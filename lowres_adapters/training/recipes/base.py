@@ -154,9 +154,14 @@ class Recipe:
             raise LowresError(f"no held-out text for {context.language}: "
                               f"run `lowres data fetch {context.language}` or pass --eval-text FILE")
 
+    def adapter_defaults(self, context: RecipeContext) -> dict[str, Any]:
+        """Return this recipe's default ``adapter_config`` for the run's adapter type and model (the
+        run's own ``adapter_config`` wins key by key); empty: the adapter type's own defaults."""
+        return {}
+
     def attach(self, context: RecipeContext) -> Any:
         """Attach the run's adapter type to ``context.model``, activate it and return the handle."""
-        return attach_adapter(context)
+        return attach_adapter(context, self.adapter_defaults(context))
 
     def job(self, context: RecipeContext) -> TrainingJob:
         """Return the :class:`TrainingJob` the loop runs (features, collator, loss)."""
@@ -183,14 +188,14 @@ class Recipe:
         return sorted(name for name in names if name and name != "unknown")
 
 
-def attach_adapter(context: RecipeContext) -> Any:
-    """Attach ``settings.adapter`` with ``settings.adapter_config`` and activate it.
+def attach_adapter(context: RecipeContext, defaults: Mapping[str, Any] | None = None) -> Any:
+    """Attach ``settings.adapter`` with ``settings.adapter_config`` over ``defaults`` and activate it.
 
     Also selects the ``train_also`` base parameters into ``context.extra_parameters``.
     """
     settings = context.settings
     spec = get_registry().adapter_type(settings.adapter)
-    config = config_from_dict(spec.config_class, dict(settings.adapter_config),
+    config = config_from_dict(spec.config_class, {**(defaults or {}), **settings.adapter_config},
                               where=f"adapter_config for {settings.adapter}")
     handle = spec.attach(context.model, settings.adapter_name or context.language, config)
     handle.activate()

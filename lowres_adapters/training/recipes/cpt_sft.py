@@ -275,6 +275,8 @@ class SftRecipe(Recipe):
         """Return the SFT defaults (see the module docstring) on the fast path (``SFT_SPEED_CHANGES``)."""
         return {**fast_text_defaults(), **SFT_SPEED_CHANGES, **SFT_DEFAULTS}
 
+    adapter_defaults = LanguageRecipe.adapter_defaults  # the decoder text recipes' LoRA defaults
+
     def check_data(self, context: RecipeContext) -> None:
         """Require a causal LM besides the pairs and the held-out text."""
         super().check_data(context)
@@ -382,6 +384,8 @@ class CptSftRecipe(Recipe):
         cpt_options = {name: getattr(options, name) for name in CPT_OPTION_NAMES}
         return [("cpt", CptRecipe(), loop(options.cpt_max_steps, options.cpt_lr), cpt_options),
                 ("sft", SftRecipe(), loop(options.sft_max_steps, options.sft_lr), sft_options)]
+
+    adapter_defaults = LanguageRecipe.adapter_defaults  # the decoder text recipes' LoRA defaults
 
     def check_data(self, context: RecipeContext) -> None:
         """Require text, pairs, held-out text and a causal model."""
