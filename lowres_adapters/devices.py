@@ -200,6 +200,15 @@ def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
             for key, value in batch.items()}
 
 
+def move_parameters_(parameters: Iterable[torch.nn.Parameter], device: torch.device) -> None:
+    """Move ``parameters`` to ``device`` in place: the same Parameter objects (an optimiser or a
+    module holding them keeps working), their data on ``device``. For trained parameters outside
+    the model (a task head, say), which ``model.to(device)`` does not reach."""
+    for parameter in parameters:
+        if parameter.device != device:
+            parameter.data = parameter.data.to(device)
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """Return the device of ``model``'s first parameter (the CPU for a model without any)."""
     first = next(iter(model.parameters()), None)

@@ -7,7 +7,13 @@ import contextlib
 import pytest
 import torch
 
-from lowres_adapters.devices import autocast, choose_device, choose_precision, to_device, under_autocast
+from lowres_adapters.devices import (
+    autocast,
+    choose_device,
+    choose_precision,
+    to_device,
+    under_autocast,
+)
 from lowres_adapters.errors import LowresError
 from lowres_adapters.training import loop as loop_module
 from lowres_adapters.training.settings import SettingsError, resolve_loop_settings
@@ -108,6 +114,21 @@ def test_train_refuses_a_missing_device_in_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(LowresError, match="--device cuda"):
         _train_tiny(monkeypatch, device="cuda")
+
+
+def test_trained_parameters_outside_the_model_follow_it_to_the_device(monkeypatch):
+    from lowres_adapters.training.loop import TrainingJob
+    from lowres_adapters.training.settings import LoopSettings
+
+    model, head = torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)  # a task head lives outside the model
+    job = TrainingJob(model=model, parameters={"weight": model.weight, "head.weight": head.weight},
+                      train_features=[{}], collate=None, loss_fn=None)
+    moved = []  # no GPU here: record where _place sends the trained parameters
+    monkeypatch.setattr(loop_module, "move_parameters_", lambda params, device: moved.extend((p, device) for p in params))
+    monkeypatch.setattr(loop_module, "choose_device", lambda *args, **kwargs: torch.device("cuda", 1))
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *args, **kwargs: self)
+    loop_module._place(job, LoopSettings(precision="fp32"), loop_module.current_process())
+    assert any(p is head.weight and device == torch.device("cuda", 1) for p, device in moved)
 
 
 def test_loaded_model_goes_to_the_requested_device(monkeypatch):

@@ -34,6 +34,7 @@ from lowres_adapters.devices import (
     choose_device,
     choose_precision,
     model_device,
+    move_parameters_,
     restore_dtypes_,
     to_device,
     under_autocast,
@@ -311,6 +312,7 @@ def _place(job: TrainingJob, settings: LoopSettings, process: ProcessInfo) -> tu
     device = choose_device(settings.device, local_index=process.local_rank)
     precision = choose_precision(settings.precision, device, cpu_bf16=settings.bf16)
     job.model.to(device)  # in place: the trained Parameter objects stay the same
+    move_parameters_(job.parameters.values(), device)  # trained parameters outside the model (a task head)
     if device.type != "cpu" or settings.precision != "auto":  # the CPU's auto bf16 is the speed switch's own
         job = dataclasses.replace(job, loss_fn=under_autocast(job.loss_fn, device, precision))
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
