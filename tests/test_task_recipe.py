@@ -63,6 +63,7 @@ def test_task_adapter_on_frozen_language_adapter(setup, tmp_path):
     result = run(model_dir, tmp_path / "task", recipe="task", lr=5e-3, echo=lines.append,
                  recipe_options={"lang_adapter": str(lang.run_dir), "score_text": True})
     assert any("macro-F1" in line and "majority class" in line for line in lines), lines
+    assert any(line.startswith("scoring the base model on") for line in lines)  # score_text: the held-out text
     adapted = result.metrics["adapted"]
     assert {"task_accuracy", "task_macro_f1", "task_majority_macro_f1", "bits_per_char"} <= set(adapted)
     assert "task_accuracy" not in result.metrics["base"]  # no head before training
@@ -151,7 +152,9 @@ def test_exact_match_of_known_answers():
 def test_token_classification_and_qa_train_on_the_base_model(setup, tmp_path, kind, examples, labels, metric):
     model_dir, install = setup
     install({"probe": task_of(kind, examples, labels)})
-    result = run(model_dir, tmp_path / kind, recipe="task", lr=1e-2, max_steps=30)
+    lines: list[str] = []
+    result = run(model_dir, tmp_path / kind, recipe="task", lr=1e-2, max_steps=30, echo=lines.append)
+    assert not any("scoring the base model" in line for line in lines)  # nothing to score before a head exists
     adapted = result.metrics["adapted"]
     # the reported figure is the hand-counted score of what the saved model predicts on the test split
     model, head, tokenizer, task = load_task_model(result.run_dir,

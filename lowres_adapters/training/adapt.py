@@ -222,6 +222,8 @@ def _score_base(recipe: Recipe, context: RecipeContext, model_id: str,
                 echo: Callable[[str], None]) -> dict[str, Any]:
     """Score the base model on the held-out data (cached for models with a pinned revision: the recipe's
     figures as one entry, and inside it the held-out scores as the entry ``lowres evaluate`` shares)."""
+    if not recipe.scores_base(context):
+        return {}
     texts = context.held_out_texts()
 
     def score() -> dict[str, Any]:

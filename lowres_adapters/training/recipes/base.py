@@ -154,6 +154,10 @@ class Recipe:
             raise LowresError(f"no held-out text for {context.language}: "
                               f"run `lowres data fetch {context.language}` or pass --eval-text FILE")
 
+    def scores_base(self, context: RecipeContext) -> bool:
+        """Return whether :meth:`evaluate` has anything to score on the base model (before an adapter)."""
+        return True
+
     def adapter_defaults(self, context: RecipeContext) -> dict[str, Any]:
         """Return this recipe's default ``adapter_config`` for the run's adapter type and model (the
         run's own ``adapter_config`` wins key by key); empty: the adapter type's own defaults."""

@@ -318,6 +318,10 @@ class TaskRecipe(Recipe):
                            freezing=f"task adapter {context.handle.name!r} + {task.kind} head{lower}; "
                                     "everything else frozen" + context.state.get("reads", ""))
 
+    def scores_base(self, context: RecipeContext) -> bool:
+        """Return whether the base model is scored: only held-out text (``score_text``); the task needs a head."""
+        return bool(context.options.score_text and context.data.text.get("test"))
+
     def evaluate(self, context: RecipeContext, model: Any) -> dict[str, Any]:
         """Return, once a head is trained, the task scores on ``eval_split`` with the majority-class
         figures beside them (and held-out bits/char with ``score_text``)."""
