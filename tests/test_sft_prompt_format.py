@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lowres_adapters.runs.evaluate import generation_settings
-from lowres_adapters.evaluation.translation import CHAT_INSTRUCTION, make_prompt
+from lowres_adapters.evaluation.translation import CHAT_INSTRUCTION, DEFAULT_PROMPT, make_prompt
 from lowres_adapters.testing.tiny import tiny_tokenizer
 from lowres_adapters.training.batching import IGNORE_INDEX
 from lowres_adapters.training.recipes.cpt_sft import CptSftOptions, SftOptions, sft_feature
@@ -22,10 +22,11 @@ def tokenizer():
 
 
 def test_chat_feature_prompt_is_what_evaluation_asks_and_only_the_answer_is_labelled(tokenizer):
-    options = SftOptions(prompt_format="chat")
-    instruction = options.template.format(source="God is light.", source_name="English", target_name="Chichewa")
+    prompt_format, template = SftOptions().in_format(tokenizer)  # "auto": the tokenizer has a chat template
+    assert prompt_format == "chat"
+    instruction = template.format(source="God is light.", source_name="English", target_name="Chichewa")
     feature = sft_feature(tokenizer, instruction, " Mulungu ndiye kuwala.", 1024, "chat")
-    asked = make_prompt(tokenizer, "English", "Chichewa", prompt_format="chat")("God is light.")
+    asked = make_prompt(tokenizer, "English", "Chichewa", prompt_format="auto")("God is light.")
     prompt_ids = tokenizer(asked, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer("Mulungu ndiye kuwala.", add_special_tokens=False)["input_ids"]
     assert feature["input_ids"] == prompt_ids + answer_ids + [tokenizer.eos_token_id]
@@ -33,9 +34,10 @@ def test_chat_feature_prompt_is_what_evaluation_asks_and_only_the_answer_is_labe
 
 
 def test_plain_feature_keeps_the_plain_prompt_and_options_pick_the_formats_template(tokenizer):
-    assert SftOptions().template.startswith("Translate from {source_name}")
-    assert SftOptions(prompt_format="chat").template == CHAT_INSTRUCTION
-    assert SftOptions(prompt="{source} ->").template == "{source} ->"
+    assert SftOptions().in_format(tiny_tokenizer()) == ("plain", DEFAULT_PROMPT)  # "auto", no chat template
+    assert SftOptions(prompt_format="plain").in_format(tokenizer) == ("plain", DEFAULT_PROMPT)
+    assert SftOptions(prompt_format="chat").in_format(tokenizer) == ("chat", CHAT_INSTRUCTION)
+    assert SftOptions(prompt="{source} ->").in_format(tokenizer) == ("chat", "{source} ->")
     feature = sft_feature(tokenizer, "Translate: God", " Mulungu", 64, "plain")
     assert feature["input_ids"][0] == tokenizer.bos_token_id
     assert "<s>user" not in tokenizer.decode(feature["input_ids"])

@@ -27,6 +27,15 @@ CHAT_INSTRUCTION = ("Translate the following {source_name} text into {target_nam
                     "Reply with the {target_name} translation only.\n\n{source}")
 """User message of the chat prompt (an instruction-tuned model is asked in its own chat template)."""
 PROMPT_FORMATS = ("plain", "chat")
+AUTO_FORMAT = "auto"
+"""A run's prompt format that follows its tokenizer: ``chat`` when it has a chat template, else ``plain``."""
+
+
+def resolve_prompt_format(prompt_format: str, tokenizer: Any) -> str:
+    """Return the concrete format of ``prompt_format`` for ``tokenizer`` (:data:`AUTO_FORMAT` resolved)."""
+    if prompt_format != AUTO_FORMAT:
+        return prompt_format
+    return "chat" if getattr(tokenizer, "chat_template", None) else "plain"
 
 
 @dataclass(frozen=True)
@@ -115,10 +124,11 @@ class ChatPrompt:
 
 def make_prompt(tokenizer: Any, source_name: str, target_name: str, *, prompt_format: str = "plain",
                 template: str | None = None) -> Callable[[str], str]:
-    """Return the prompt builder of a direction in ``prompt_format`` (``"plain"`` or ``"chat"``).
+    """Return the prompt builder of a direction in ``prompt_format`` (``"plain"``, ``"chat"`` or ``"auto"``).
 
     ``template`` replaces :data:`DEFAULT_PROMPT` (plain) or :data:`CHAT_INSTRUCTION` (chat).
     """
+    prompt_format = resolve_prompt_format(prompt_format, tokenizer)
     if prompt_format == "chat":
         return ChatPrompt(tokenizer, source_name, target_name, template or CHAT_INSTRUCTION)
     if prompt_format != "plain":

@@ -30,6 +30,7 @@ from lowres_adapters.evaluation.report import write_report
 from lowres_adapters.evaluation.translation import (
     length_ratio_of,
     make_prompt,
+    resolve_prompt_format,
     score_translations,
     translation_inputs,
 )
@@ -140,7 +141,8 @@ def prompt_for(role: str, tokenizer: Any, held_out: HeldOut, options: Mapping[st
 
     The adapted model is asked in its run's format; the base as ``options["base_prompt"]`` says.
     """
-    run_format, template = options.get("prompt_format") or "plain", options.get("prompt")
+    run_format = resolve_prompt_format(options.get("prompt_format") or "plain", tokenizer)
+    template = options.get("prompt")
     chosen = options.get("base_prompt", "auto") if role == "base" else "run"
     if chosen == "auto":
         chosen = "chat" if getattr(tokenizer, "chat_template", None) else "run"

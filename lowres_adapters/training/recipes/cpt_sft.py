@@ -31,7 +31,13 @@ from lowres_adapters.data.languages import language_name
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.generation import GenerationSettings
 from lowres_adapters.evaluation.language_modeling import score_token_rows
-from lowres_adapters.evaluation.translation import CHAT_INSTRUCTION, DEFAULT_PROMPT, PROMPT_FORMATS
+from lowres_adapters.evaluation.translation import (
+    AUTO_FORMAT,
+    CHAT_INSTRUCTION,
+    DEFAULT_PROMPT,
+    PROMPT_FORMATS,
+    resolve_prompt_format,
+)
 from lowres_adapters.training.batching import (
     IGNORE_INDEX,
     CausalCollator,
@@ -153,7 +159,8 @@ class SftOptions:
             takes the format's own (``DEFAULT_PROMPT`` plain, ``CHAT_INSTRUCTION`` chat).
         prompt_format: ``"plain"``: the filled template, the answer after a space, then EOS;
             ``"chat"``: the template as the user turn of the tokenizer's chat template, the answer
-            as the assistant turn ending with its end-of-turn token. ``lowres evaluate`` asks the
+            as the assistant turn ending with its end-of-turn token; ``"auto"`` (default): chat
+            when the tokenizer has a chat template, else plain. ``lowres evaluate`` asks the
             adapted model in the same format.
         num_beams: Decoding the run is evaluated with (None: ``lowres evaluate``'s default); so
             are ``no_repeat_ngram_size`` (default 3: measured to stop the loops of CPT and SFT
@@ -167,7 +174,7 @@ class SftOptions:
     directions: str = "both"
     mix_share: float = 0.2
     prompt: str | None = None
-    prompt_format: str = "plain"
+    prompt_format: str = AUTO_FORMAT
     num_beams: int | None = None
     no_repeat_ngram_size: int | None = 3
     repetition_penalty: float | None = None
@@ -182,8 +189,9 @@ class SftOptions:
             raise ValueError("mix_share must be in [0, 1)")
         if self.prompt is not None and "{source}" not in self.prompt:
             raise ValueError("prompt must contain {source}")
-        if self.prompt_format not in PROMPT_FORMATS:
-            raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}")
+        if self.prompt_format not in (*PROMPT_FORMATS, AUTO_FORMAT):
+            raise ValueError(f"prompt_format must be one of {', '.join((*PROMPT_FORMATS, AUTO_FORMAT))}, "
+                             f"got {self.prompt_format!r}")
         if self.max_pairs is not None and self.max_pairs < 1:
             raise ValueError("max_pairs must be >= 1")
         if self.eval_pairs < 0:
@@ -194,10 +202,11 @@ class SftOptions:
             ("repetition_penalty", self.repetition_penalty), ("max_new_tokens", self.max_new_tokens))
             if value is not None})
 
-    @property
-    def template(self) -> str:
-        """Return the instruction template in use (the given one, else the format's own)."""
-        return self.prompt or (CHAT_INSTRUCTION if self.prompt_format == "chat" else PROMPT)
+    def in_format(self, tokenizer: Any) -> tuple[str, str]:
+        """Return ``(prompt format, instruction template)`` in use with ``tokenizer``: ``"auto"``
+        resolved, and the given template, else the format's own."""
+        prompt_format = resolve_prompt_format(self.prompt_format, tokenizer)
+        return prompt_format, self.prompt or (CHAT_INSTRUCTION if prompt_format == "chat" else PROMPT)
 
 
 def _names(code: str) -> str:
@@ -286,8 +295,9 @@ class SftRecipe(Recipe):
     def features(self, context: RecipeContext, pairs: Sequence[PairExample]) -> list[Feature]:
         """Return answer-only instruction features plus the mixed-in plain-text features."""
         options, max_length = context.options, context.loop.max_length
-        examples = instruction_examples(pairs, context.language, options.directions, options.template)
-        features = [sft_feature(context.tokenizer, prompt, answer, max_length, options.prompt_format)
+        prompt_format, template = options.in_format(context.tokenizer)
+        examples = instruction_examples(pairs, context.language, options.directions, template)
+        features = [sft_feature(context.tokenizer, prompt, answer, max_length, prompt_format)
                     for prompt, answer in examples]
         mixed = mixed_in_texts(pairs, context.language, options.mix_share, len(features))
         return features + tokenize_for_clm(context.tokenizer, mixed, max_length)
@@ -328,10 +338,11 @@ def answer_scores(context: RecipeContext, model: Any, pairs: Sequence[PairExampl
     Scored on the batched, length-sorted path of held-out scoring
     (:func:`~lowres_adapters.evaluation.language_modeling.score_token_rows`).
     """
-    examples = instruction_examples(pairs, context.language, "into", context.options.template)
+    prompt_format, template = context.options.in_format(context.tokenizer)
+    examples = instruction_examples(pairs, context.language, "into", template)
     rows = []
     for prompt, answer in examples:
-        feature = sft_feature(context.tokenizer, prompt, answer, 512, context.options.prompt_format)
+        feature = sft_feature(context.tokenizer, prompt, answer, 512, prompt_format)
         first_scored = next(index for index, label in enumerate(feature["labels"]) if label != IGNORE_INDEX)
         rows.append((feature["input_ids"], first_scored))
     pad_id = context.tokenizer.pad_token_id if context.tokenizer.pad_token_id is not None else 0
