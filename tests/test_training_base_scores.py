@@ -87,3 +87,20 @@ def test_evaluate_reuses_the_base_held_out_scores_adapt_computed(tiny_files, mon
     assert len(scored) == 3
     evaluate_module.evaluate_run(result.run_dir, max_examples=1, **options)  # other texts: not shared
     assert len(scored) == 5
+
+
+def test_cpt_sft_runs_that_differ_in_training_options_score_the_base_once(tiny_files):
+    from lowres_adapters.training.adapt import adapt
+
+    files, tmp_path = tiny_files
+    lines: list[str] = []
+
+    def run(name, **options):
+        adapt("nya", recipe="cpt_sft", model=files["model"], adapter="toy", text=files["text"],
+              eval_text=files["eval_text"], pairs=files["pairs"], eval_pairs=files["eval_pairs"], max_steps=1,
+              progress=False, output=str(tmp_path / name), echo=lines.append, recipe_options=options)
+        return sum(line.startswith("scoring the base model") for line in lines)
+
+    assert run("a", sft_lr=1e-3) == 1
+    assert run("b", sft_lr=5e-4, cpt_max_steps=2, mix_share=0.1) == 1  # training options: the cached figures
+    assert run("c", eval_pairs=3) == 2  # fewer answers scored: the base is scored again

@@ -235,7 +235,7 @@ def _score_base(recipe: Recipe, context: RecipeContext, model_id: str,
         return score()
 
     # "held_out_scores": entries written before the shared one existed never filled it, so are not reused
-    parts = {"objective": context.objective, "recipe": recipe.name, "options": config_to_dict(context.options),
+    parts = {"objective": context.objective, "recipe": recipe.name, "options": recipe.base_score_options(context),
              "max_length": context.loop.max_length, "held_out_scores": HELD_OUT_SCORES}
     if low_precision_dtype(context.model) is not None:  # a base loaded in bf16/fp16 scores differently
         parts["weights"] = str(low_precision_dtype(context.model))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from lowres_adapters.configs import config_from_dict
+from lowres_adapters.configs import config_from_dict, config_to_dict
 from lowres_adapters.data.examples import PackData, TextExample
 from lowres_adapters.devices import low_precision_dtype
 from lowres_adapters.errors import LowresError
@@ -153,6 +153,11 @@ class Recipe:
         if not context.data.text.get("test"):
             raise LowresError(f"no held-out text for {context.language}: "
                               f"run `lowres data fetch {context.language}` or pass --eval-text FILE")
+
+    def base_score_options(self, context: RecipeContext) -> dict[str, Any]:
+        """Return the options :meth:`evaluate` of the base model depends on (the key of its cached
+        figures, with the model and the held-out data): all of them unless a recipe knows better."""
+        return config_to_dict(context.options)
 
     def scores_base(self, context: RecipeContext) -> bool:
         """Return whether :meth:`evaluate` has anything to score on the base model (before an adapter)."""

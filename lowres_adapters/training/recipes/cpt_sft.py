@@ -286,6 +286,11 @@ class SftRecipe(Recipe):
 
     adapter_defaults = LanguageRecipe.adapter_defaults  # the decoder text recipes' LoRA defaults
 
+    def base_score_options(self, context: RecipeContext) -> dict[str, Any]:
+        """Return what the base model's figures depend on: the answer prompts and how many are scored
+        (not the training options: a sweep over steps or rates scores the base once)."""
+        return answer_score_options(context)
+
     def check_data(self, context: RecipeContext) -> None:
         """Require a causal LM besides the pairs and the held-out text."""
         super().check_data(context)
@@ -329,6 +334,12 @@ class SftRecipe(Recipe):
         """Return the pairs' corpora."""
         names = {pair.provenance.source for pair in context.data.pairs.get("train", [])}
         return sorted(name for name in names if name and name != "unknown")
+
+
+def answer_score_options(context: RecipeContext) -> dict[str, Any]:
+    """Return the options :func:`answer_scores` depends on, ``"auto"`` resolved (a cache key)."""
+    prompt_format, template = context.options.in_format(context.tokenizer)
+    return {"prompt_format": prompt_format, "template": template, "eval_pairs": context.options.eval_pairs}
 
 
 def answer_scores(context: RecipeContext, model: Any, pairs: Sequence[PairExample]) -> dict[str, Any]:
@@ -397,6 +408,10 @@ class CptSftRecipe(Recipe):
                 ("sft", SftRecipe(), loop(options.sft_max_steps, options.sft_lr), sft_options)]
 
     adapter_defaults = LanguageRecipe.adapter_defaults  # the decoder text recipes' LoRA defaults
+
+    def base_score_options(self, context: RecipeContext) -> dict[str, Any]:
+        """Return what the base model's figures depend on: those of the SFT stage's scoring."""
+        return answer_score_options(context)
 
     def check_data(self, context: RecipeContext) -> None:
         """Require text, pairs, held-out text and a causal model."""
