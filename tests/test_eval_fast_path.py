@@ -140,7 +140,11 @@ def test_evaluate_records_decoding_settings_and_output_checks_in_metrics(tmp_pat
     from _eval_runs import save_tiny_base, write_tiny_run
     from click.testing import CliRunner
 
+    from lowres_adapters.artifact import read_metadata
     from lowres_adapters.cli import cli
+    from lowres_adapters.evaluation.translation import length_ratio_of
+    from lowres_adapters.runs.evaluate import held_out_data, read_json
+    from transformers import AutoTokenizer
 
     run = write_tiny_run(tmp_path / "run", save_tiny_base(tmp_path / "base"))
     result = CliRunner().invoke(cli, ["evaluate", str(run), "--json", "--max-examples", "3", "--num-beams", "1",
@@ -153,6 +157,11 @@ def test_evaluate_records_decoding_settings_and_output_checks_in_metrics(tmp_pat
     assert {key: recorded["generation"][key] for key in ("num_beams", "no_repeat_ngram_size", "repetition_penalty",
                                                          "max_new_tokens")} == {
         "num_beams": 1, "no_repeat_ngram_size": 3, "repetition_penalty": 1.3, "max_new_tokens": 7}
+    held_out = held_out_data(read_metadata(run), read_json(run / "run_config.json"), max_examples=3,
+                             translation_examples=32)
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "base"))
+    # the answer cap actually used: calibrated on the held-out pairs, not the 3.0 default
+    assert recorded["generation"]["length_ratio"] == length_ratio_of(tokenizer, held_out.sources, held_out.references)
     for role in ("base", "adapted"):
         assert 0.0 <= recorded[role]["target_language_share"] <= 1.0
         assert math.isfinite(recorded[role]["repeated_ngram_rate"])

@@ -241,7 +241,7 @@ def evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: 
                        repeated_ngram_rate=repeated_ngram_rate(hypotheses))
         extras = {"signatures": {"bleu": translation.bleu_signature, "chrf": translation.chrf_signature,
                                  "chrf_pp": translation.chrf_pp_signature},
-                  "hypotheses": hypotheses, "prompt_format": prompt_format}
+                  "hypotheses": hypotheses, "prompt_format": prompt_format, "generation": settings.to_dict()}
         say(f"{label}: chrF {translation.chrf:.2f}, chrF++ {translation.chrf_pp:.2f}, BLEU {translation.bleu:.2f} "
             f"on {len(held_out.sources)} {held_out.direction} pairs ({prompt_format} prompt); "
             f"{figures['target_language_share']:.0%} in {held_out.target_lang}, "
@@ -406,7 +406,7 @@ def evaluate_run(run_dir: str | Path, *, json: bool = False, report_dir: str | P
     if held_out.sources and not objective_facts(metadata.objective).masked:
         results.update(
             translation_direction=held_out.direction, translation_examples=len(held_out.sources),
-            generation=generation.to_dict(),
+            generation=extras["adapted"].get("generation", generation.to_dict()),  # with the calibrated length ratio
             prompt_formats={role: extras[role].get("prompt_format") for role in ("base", "adapted")},
             signatures=extras["adapted"].get("signatures", {}),
             samples=[{"source": source, "reference": reference,
