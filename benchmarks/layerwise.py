@@ -145,12 +145,14 @@ def run_facts(run_dir: Path) -> dict[str, Any]:
         return json.loads(path.read_text("utf-8")) if path.is_file() else {}
 
     config, metrics = read(run_dir / "run_config.json"), read(run_dir / "metrics.json")
-    settings = config.get("settings", {})
-    keep = ("base", "adapted", "stages", "train_seconds", "wall_seconds", "trainable_parameters")
-    return {"adapter": settings.get("adapter", config.get("adapter")),
-            "adapter_config": settings.get("adapter_config", config.get("adapter_config")),
-            "recipe_options": settings.get("recipe_options", config.get("recipe_options")),
-            "metrics": {key: metrics[key] for key in keep if key in metrics}}
+    wanted = ("bits_per_char", "answer_bits_per_char")
+    figures = {"base": metrics.get("base", {}), **(metrics.get("stages") or {})}
+    return {"adapter": config.get("adapter"), "adapter_config": config.get("adapter_config"),
+            "recipe_options": config.get("recipe_options"),
+            "held_out": {name: {key: stage[key] for key in wanted if key in stage} for name, stage in figures.items()},
+            "eval_examples": metrics.get("eval_examples"),
+            "training": {key: (metrics.get("training") or {}).get(key)
+                         for key in ("seconds", "steps", "trainable_parameters")}}
 
 
 def machine() -> dict[str, Any]:
@@ -164,7 +166,8 @@ def machine() -> dict[str, Any]:
 
 
 def _slug(text: str) -> str:
-    return "".join(character if character.isalnum() else "_" for character in text).strip("_")
+    """Return ``text`` as a file-name part: ``"base -> cpt"`` -> ``"base-cpt"``."""
+    return "-".join("".join(character if character.isalnum() else " " for character in text).split())
 
 
 def save_plots(analysis: Mapping[str, Any], plot_dir: Path, stem: str, title: str) -> list[str]:
@@ -238,14 +241,12 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines += [f"## {label}: `{run['run_dir']}`", ""]
         for command in results.get("adapt_commands", {}).get(label, []):
             lines += [f"Trained with `{command}`.", ""]
-        stages = (run["metrics"].get("stages") or {})
-        if stages:
-            figures = "; ".join(f"{name}: " + ", ".join(f"{key} {value:.3f}" for key, value in
-                                                        (stage.get("adapted") or {}).items()
-                                                        if isinstance(value, float) and "bits" in key)
-                                for name, stage in stages.items() if isinstance(stage, dict))
-            if figures:
-                lines += [f"Held-out figures after each stage: {figures}.", ""]
+        held_out = "; ".join(f"{name}: " + ", ".join(f"{key.replace('_', ' ')} {value:.3f}" for key, value in stage.items())
+                             for name, stage in run["held_out"].items() if stage)
+        if held_out:
+            lines += [f"Held-out figures ({run['eval_examples']} texts; answer bits/char on the SFT pairs): "
+                      f"{held_out}. Adapter `{run['adapter']}` {json.dumps(run['adapter_config'])}; "
+                      f"{run['training']['trainable_parameters'] or 0:,} trainable parameters.", ""]
         comparisons = run["comparisons"]
         titles = list(comparisons)
         kinds = [kind for kind in KINDS if any(kind in c["by_kind"] for c in comparisons.values())]
@@ -257,15 +258,30 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             cells = _bold_max([by_kind.get(kind, {}).get("relative") for kind in kinds])
             cells = [f"{cell} ({by_kind[kind]['delta_norm']:.3g})" if kind in by_kind else cell
                      for cell, kind in zip(cells, kinds)]
-            lines.append(f"| {title} | " + " | ".join(cells) + " | " + " > ".join(comparisons[title]["ranking"]) + " |")
-        lines += ["", "By third of the blocks (relative change; blocks in brackets):", "",
-                  "| comparison | type | early | middle | late | moves most |", "|---|---|---:|---:|---:|---|"]
+            moved = [kind for kind in comparisons[title]["ranking"] if by_kind[kind]["delta_norm"] > 0]
+            lines.append(f"| {title} | " + " | ".join(cells) + " | " + " > ".join(moved) + " |")
+        lines += ["", "Per-element RMS change ||dW||_F / sqrt(n) by type (the same figure for every type means the "
+                  "optimiser moved each weight by about as much, and the relative change only mirrors 1 / rms(W)):", "",
+                  "| comparison | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
+        for title in titles:
+            by_kind = comparisons[title]["by_kind"]
+            lines.append(f"| {title} | " + " | ".join(
+                _e(by_kind[kind]["delta_norm"] / by_kind[kind]["numel"] ** 0.5) if kind in by_kind else "-"
+                for kind in kinds) + " |")
+        spans = {}
+        for summary in comparisons.values():
+            for thirds in summary["thirds"].values():
+                spans.update({third: thirds[third]["blocks"] for third in THIRDS if third in thirds})
+        lines += ["", "By third of the blocks: relative change (per-element RMS change in brackets):", "",
+                  "| comparison | type | " + " | ".join(f"{third} (blocks {spans[third][0]}-{spans[third][1]})"
+                                                       if third in spans else third for third in THIRDS)
+                  + " | moves most |", "|---|---|---:|---:|---:|---|"]
         for title in titles:
             for kind, thirds in comparisons[title]["thirds"].items():
                 cells = _bold_max([thirds.get(third, {}).get("relative") for third in THIRDS])
-                spans = [f"{cell} ({thirds[third]['blocks'][0]}-{thirds[third]['blocks'][1]})" if third in thirds
-                         else cell for cell, third in zip(cells, THIRDS)]
-                lines.append(f"| {title} | {kind} | " + " | ".join(spans) + f" | {thirds['most'] or '-'} |")
+                cells = [f"{cell} ({_e(thirds[third]['delta_norm'] / thirds[third]['numel'] ** 0.5)})"
+                         if third in thirds else cell for cell, third in zip(cells, THIRDS)]
+                lines.append(f"| {title} | {kind} | " + " | ".join(cells) + f" | {thirds['most'] or '-'} |")
         lines += ["", "Blocks that move most (all block tensors together; per type: top 3):", "",
                   "| comparison | top blocks (relative) | attention | MLP | norm |", "|---|---|---|---|---|"]
         for title in titles:
@@ -294,13 +310,13 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         cka_rows = [(title, c["cka"]) for title, c in comparisons.items() if c.get("cka")]
         if cka_rows:
             lines += ["", f"Linear CKA between the stages' hidden states ({run['cka_texts']} held-out texts; "
-                      "1 = unchanged; layer 0 = embeddings, last = final block):", ""]
+                      "1 = unchanged; index 0 = embeddings, index i = output of block i - 1, the last after the "
+                      "final norm):", ""]
             for title, cka in cka_rows:
                 values = cka["per_layer"]
                 lowest = min(range(len(values)), key=lambda i: values[i])
-                lines.append(f"- {title} ({cka['level']} level): layer 0 {values[0]:.4f}, layer {len(values) // 2} "
-                             f"{values[len(values) // 2]:.4f}, last {values[-1]:.4f}; lowest {values[lowest]:.4f} "
-                             f"at layer {lowest}")
+                lines.append(f"- {title} ({cka['level']} level; lowest {values[lowest]:.3f} at index {lowest}): "
+                             + " ".join(f"{value:.3f}" for value in values))
         lines += ["", "Relative change per type and block:", ""]
         for title in titles:
             per_layer = comparisons[title]["by_kind_and_layer"]
