@@ -241,7 +241,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         lines += [f"## {label}: `{run['run_dir']}`", ""]
         for command in results.get("adapt_commands", {}).get(label, []):
             lines += [f"Trained with `{command}`.", ""]
-        held_out = "; ".join(f"{name}: " + ", ".join(f"{key.replace('_', ' ')} {value:.3f}" for key, value in stage.items())
+        held_out = "; ".join(f"{name}: " + ", ".join(f"{key.replace('_', ' ')} {value:.3f}"
+                                                     for key, value in stage.items())
                              for name, stage in run["held_out"].items() if stage)
         if held_out:
             lines += [f"Held-out figures ({run['eval_examples']} texts; answer bits/char on the SFT pairs): "
@@ -302,11 +303,13 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             for title, summary in adapter_rows:
                 norms = summary["adapter_norms_thirds"]
                 top = ", ".join(str(b["block"]) for b in top_adapter_blocks(summary["adapter_norms"], 5))
-                lines.append(f"| {title} | norm after | " + " | ".join(f"{norms[t]:.3g}" for t in THIRDS) + f" | {top} |")
+                lines.append(f"| {title} | norm after | " + " | ".join(f"{norms[t]:.3g}" for t in THIRDS)
+                             + f" | {top} |")
                 change = summary["adapter_change_thirds"]
                 if change:
                     top = ", ".join(str(b["block"]) for b in summary["top_adapter_change_blocks"])
-                    lines.append(f"| {title} | change | " + " | ".join(f"{change[t]:.3g}" for t in THIRDS) + f" | {top} |")
+                    lines.append(f"| {title} | change | " + " | ".join(f"{change[t]:.3g}" for t in THIRDS)
+                                 + f" | {top} |")
         cka_rows = [(title, c["cka"]) for title, c in comparisons.items() if c.get("cka")]
         if cka_rows:
             lines += ["", f"Linear CKA between the stages' hidden states ({run['cka_texts']} held-out texts; "
