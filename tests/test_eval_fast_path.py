@@ -97,6 +97,22 @@ def test_no_repeat_ngram_size_and_repetition_penalty_change_looping_output(llama
         assert controlled != looping
 
 
+def test_an_answer_never_ends_before_its_first_token():
+    model, tokenizer = tiny_model("llama")  # its own copy: the head is changed below
+    word = tokenizer("Mulungu", add_special_tokens=False)["input_ids"][0]
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    with torch.no_grad():  # the end token always first, then one word: what a CPT stage often does
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[tokenizer.eos_token_id] = 100.0
+        head.bias[word] = 90.0
+    model.lm_head = head
+    for num_beams in (1, 2):
+        answers = generate_translations(model, tokenizer, ["God is light.", "Light."], prompt=plain_prompt(
+            "English", "Chichewa"), settings=GenerationSettings(num_beams=num_beams, max_new_tokens=5))
+        assert answers == [tokenizer.decode([word]).strip()] * 2
+
+
 def test_every_token_holding_a_newline_ends_a_one_line_answer():
     tokenizer = tiny_tokenizer(vocab_size=600, corpus=("one.\n\ntwo\n three.\n", "a\n\nb\nc.\n") * 40)
     tokenizer.add_tokens([".\n\n", "\nAnd"])

@@ -140,6 +140,9 @@ def stop_token_ids(tokenizer: Any, stop_at_newline: bool) -> list[int]:
     return sorted(token_id for token_id in stops if token_id is not None)
 
 
+MIN_ANSWER_TOKENS = 1
+"""No answer ends before its first token: a model whose training separated texts with the end token
+(a CPT stage on SmolLM2, whose end token is ``<|im_start|>``) otherwise often stops at once, empty."""
 NEWLINE_MARKS = ("\n", "\u010a", "<0x0A>")
 """How a newline shows in vocabulary entries: itself, byte-level BPE's ``Ċ``, SentencePiece's byte token."""
 
@@ -238,7 +241,8 @@ def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], budgets
                 with torch.no_grad():
                     output = model.generate(
                         input_ids=input_ids, attention_mask=attention_mask, num_beams=settings.num_beams, **shared,
-                        max_new_tokens=max(caps) + 1, do_sample=False, eos_token_id=stop_ids, pad_token_id=pad_id,
+                        max_new_tokens=max(caps) + 1, min_new_tokens=MIN_ANSWER_TOKENS, do_sample=False,
+                        eos_token_id=stop_ids, pad_token_id=pad_id,
                         use_cache=use_cache, no_repeat_ngram_size=settings.no_repeat_ngram_size or None,
                         repetition_penalty=settings.repetition_penalty if settings.repetition_penalty != 1.0 else None,
                         logits_processor=[_row_caps_processor(caps, settings.num_beams, input_ids.shape[1], end_id)],

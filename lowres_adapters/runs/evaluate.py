@@ -23,7 +23,12 @@ from lowres_adapters.configs import config_from_dict
 from lowres_adapters.data.languages import language_name
 from lowres_adapters.errors import LowresError
 from lowres_adapters.evaluation.card_metrics import metrics_for_card
-from lowres_adapters.evaluation.generation import GENERATION_FIELDS, GenerationSettings, generate_answers
+from lowres_adapters.evaluation.generation import (
+    GENERATION_FIELDS,
+    MIN_ANSWER_TOKENS,
+    GenerationSettings,
+    generate_answers,
+)
 from lowres_adapters.evaluation.language_modeling import score_texts
 from lowres_adapters.evaluation.output_checks import repeated_ngram_rate, target_language_share
 from lowres_adapters.evaluation.report import write_report
@@ -222,7 +227,7 @@ def evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: 
                 progress=f"{label}: translating" if progress else None, pool=pool)}
 
         parts = {"settings": settings.to_dict(), "budgets": inputs.budgets, "stop_at_newline": True,
-                 "add_special_tokens": inputs.add_special_tokens}
+                 "add_special_tokens": inputs.add_special_tokens, "min_answer_tokens": MIN_ANSWER_TOKENS}
         phases.append(lambda: list(remember("translations", parts, list(inputs.prompts), generate)["hypotheses"]))
     results = run_side_by_side(pool, *phases)
 
