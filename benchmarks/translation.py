@@ -14,7 +14,8 @@ For each configuration (``--run LABEL=RUN_DIR``, repeated once per seed) and dec
 stage is scored on the run's held-out data: bits/char on the held-out texts; chrF, chrF++ and BLEU
 (sacrebleu, signatures kept) on the first ``--pairs`` held-out pairs; the share of outputs in the
 target language and the repeated-n-gram rate. The base model is asked in its chat template
-(``auto``), CPT and SFT in the run's own prompt format. Writes ``results/<name>.json`` (every
+(``auto``), each stage as ``lowres evaluate STAGE_DIR`` asks it: the CPT stage (no instruction
+training) with the plain completion prompt, the SFT stage in the format it was trained in. Writes ``results/<name>.json`` (every
 figure, per seed, five samples per stage, timings, machine load) and ``results/<name>.md``
 (mean ± std over seeds).
 """
@@ -87,13 +88,18 @@ def score_run(run_dir: Path, decodings: dict[str, dict[str, Any]], pairs: int,
         else:
             loaded = load_run(folder)
             model, tokenizer = loaded.model, loaded.tokenizer
+        # each stage is asked as `lowres evaluate STAGE_DIR` asks it: in its own run's prompt format (a CPT
+        # stage has none: the plain completion prompt; the SFT stage: the one it was trained in)
+        asked = dict(recipe_options if folder is None else read_json(folder / RUN_CONFIG_FILE).get("recipe_options", {}))
+        if prompt_format:
+            asked["prompt_format"] = prompt_format
         figures: dict[str, Any] = {}
         first_label = next(iter(decodings))
         for number, (label, settings) in enumerate(decodings.items()):
             options = {"score_text": number == 0, "batch_size": 8, "max_length": 512, "generation_batch_size": 16,
                        "generation": {"num_beams": 4, "max_new_tokens": 256, **settings},
-                       "prompt": recipe_options.get("prompt"),
-                       "prompt_format": recipe_options.get("prompt_format", "plain"),
+                       "prompt": asked.get("prompt"),
+                       "prompt_format": asked.get("prompt_format", "plain"),
                        "base_prompt": "auto", "progress": True}
             role = "base" if folder is None else "adapted"
             scored, extras = evaluate_model(model, tokenizer, held_out, objective=metadata.objective,
