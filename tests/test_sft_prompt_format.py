@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lowres_adapters.configs import config_to_dict
 from lowres_adapters.runs.evaluate import generation_settings
 from lowres_adapters.evaluation.translation import CHAT_INSTRUCTION, DEFAULT_PROMPT, make_prompt
 from lowres_adapters.testing.tiny import tiny_tokenizer
@@ -56,5 +57,8 @@ def test_the_runs_decoding_options_are_evaluations_defaults_and_the_command_line
     recorded = {"num_beams": 1, "no_repeat_ngram_size": 3, "repetition_penalty": None, "prompt": None}
     settings = generation_settings(recorded)
     assert (settings.num_beams, settings.no_repeat_ngram_size, settings.repetition_penalty) == (1, 3, 1.0)
+    recorded_by_default = config_to_dict(CptSftOptions())  # what a cpt_sft run with its defaults records
+    assert (generation_settings(recorded_by_default).num_beams, generation_settings(recorded_by_default)
+            .no_repeat_ngram_size) == (CptSftOptions.num_beams, CptSftOptions.no_repeat_ngram_size)
     overridden = generation_settings(recorded, num_beams=4, repetition_penalty=1.2, max_new_tokens=None)
     assert (overridden.num_beams, overridden.repetition_penalty, overridden.max_new_tokens) == (4, 1.2, 256)

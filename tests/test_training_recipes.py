@@ -62,8 +62,12 @@ def test_sft_trains_on_answers_and_scores_held_out_answers(files):
     assert base["answer_examples"] == adapted["answer_examples"] == 9  # the 9 held-out pairs, into Chichewa
     assert adapted["answer_bits_per_char"] < base["answer_bits_per_char"]
     start = json.loads((files["tmp"] / "sft" / "train_log.jsonl").read_text().splitlines()[0])
+    # 9 pairs into Chichewa (the default direction) + ceil(0.2 / 0.8 x 9) = 3 plain English texts
+    assert start["train_examples"] == 12
+    both = adapt("nya", recipe="sft", max_steps=1, output=str(files["tmp"] / "sft-both"),
+                 recipe_options={"directions": "both"}, **common(files))
     # 9 pairs x 2 directions = 18 instructions + ceil(0.2 / 0.8 x 18) = 5 plain English texts
-    assert start["train_examples"] == 23
+    assert json.loads((both.run_dir / "train_log.jsonl").read_text().splitlines()[0])["train_examples"] == 23
     loop = json.loads((files["tmp"] / "sft" / "run_config.json").read_text())["loop"]
     assert loop["packing"] and loop["masked_only_logits"] and not loop["vocab_trim"]  # full softmax for SFT
     assert read_metadata(files["tmp"] / "sft").recipe == "sft"
