@@ -118,6 +118,14 @@ def score_run(run_dir: Path, decodings: dict[str, dict[str, Any]], pairs: int,
     return result
 
 
+def signatures() -> dict[str, str]:
+    """Return the sacrebleu signatures of the scores (they name the metric settings, not the data)."""
+    from lowres_adapters.evaluation.translation import score_translations
+
+    scores = score_translations(["a"], ["a"])
+    return {"bleu": scores.bleu_signature, "chrf": scores.chrf_signature, "chrf_pp": scores.chrf_pp_signature}
+
+
 def summarise(runs: dict[str, list[dict[str, Any]]], decodings: list[str]) -> dict[str, Any]:
     """Return mean ± std over seeds of every figure, by configuration, decoding and stage."""
     from lowres_adapters.evaluation.stats import mean_std
@@ -141,6 +149,7 @@ def markdown(summary: dict[str, Any], result: dict[str, Any]) -> str:
              f"Held-out: {result['pairs']} {result['direction']} pairs, {result['texts']} texts; "
              f"load average before {result['load_before']}, after {result['load_after']}; "
              f"{result['seconds']:.0f} s in all.", "",
+             "sacrebleu: " + "; ".join(f"{name} `{value}`" for name, value in result.get("signatures", {}).items()), "",
              "| config | decoding | stage | chrF++ | chrF | BLEU | bits/char | in target language | "
              "repeated 3-grams | seeds |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for config, decodings in summary.items():
@@ -200,7 +209,8 @@ def main(arguments: list[str]) -> int:
               "threads": os.environ.get("OMP_NUM_THREADS", "default"), "direction": first["direction"],
               "pairs": first["pairs"], "texts": first["texts"], "decodings": decodings,
               "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
-              "seconds": time.time() - started, "runs": runs, "summary": summarise(runs, list(decodings))}
+              "seconds": time.time() - started, "signatures": signatures(), "runs": runs,
+              "summary": summarise(runs, list(decodings))}
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     (results / f"{options.name}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", "utf-8")
