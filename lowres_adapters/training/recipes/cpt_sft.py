@@ -414,9 +414,7 @@ class CptSftRecipe(Recipe):
 
     adapter_defaults = LanguageRecipe.adapter_defaults  # the decoder text recipes' LoRA defaults
 
-    def base_score_options(self, context: RecipeContext) -> dict[str, Any]:
-        """Return what the base model's figures depend on: those of the SFT stage's scoring."""
-        return answer_score_options(context)
+    base_score_options = SftRecipe.base_score_options  # the base is scored as the SFT stage scores it
 
     def check_data(self, context: RecipeContext) -> None:
         """Require text, pairs, held-out text and a causal model."""
