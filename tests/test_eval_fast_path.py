@@ -182,3 +182,23 @@ def test_evaluate_records_decoding_settings_and_output_checks_in_metrics(tmp_pat
         assert 0.0 <= recorded[role]["target_language_share"] <= 1.0
         assert math.isfinite(recorded[role]["repeated_ngram_rate"])
         assert recorded[role]["bits_per_char"] == printed[role]["bits_per_char"]
+
+
+def test_held_out_pairs_keep_one_direction_when_the_pack_mixes_source_languages(monkeypatch):
+    """dzo's test pairs mix Chinese and English sources: the prompt names one source language, so only
+    pairs in that direction may be asked (else English sources are asked as "Chinese")."""
+    import lowres_adapters.runs.evaluate as evaluate
+    from lowres_adapters.artifact import ArtifactMetadata
+    from lowres_adapters.data.examples import PackData, PairExample, TextExample
+
+    pairs = [PairExample(f"zh{i}", f"dz{i}", "zho", "dzo", f"z{i}") if i % 3 else
+             PairExample(f"en{i}", f"dz{i}", "eng", "dzo", f"e{i}") for i in range(1, 13)]
+    data = PackData(text={"test": [TextExample(text=f"t{i}", id=str(i), lang="dzo") for i in range(5)]},
+                    pairs={"test": pairs})
+    monkeypatch.setattr(evaluate, "load_run_data", lambda language, settings: (data, None))
+    metadata = ArtifactMetadata(adapter_type="lora", adapter_name="dzo", adapter_config={}, plugin=None,
+                                base_model="x", objective="clm", language="dzo", script="Tibt", recipe="sft")
+    held_out = evaluate.held_out_data(metadata, {}, max_examples=None, translation_examples=32)
+    assert (held_out.source_lang, held_out.target_lang) == ("zho", "dzo")
+    assert held_out.sources == [f"zh{i}" for i in range(1, 13) if i % 3]
+    assert held_out.references == [f"dz{i}" for i in range(1, 13) if i % 3]
