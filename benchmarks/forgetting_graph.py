@@ -16,9 +16,15 @@ pack's eng-dzo LibreOffice help pairs (test split; texts of >= 20 characters, fi
 Writes ``results/forgetting.{json,md}`` after every run.
 
 ``graph``: ``lowres adapt zho --recipe graph`` on ``cldr_annotations`` (locale ``zh``) verbalised with
-the Chinese templates shipped in ``lowres-kg-cldr``; free text = the Chinese side of the dzo pack's
-zho-dzo test pairs (written to a file for ``--eval-text``). Graph-text bits/char is the recipe's
-``graph_bits_per_char`` on its 10% test split. Writes ``results/graph.{json,md}``.
+the Chinese templates shipped in ``lowres-kg-cldr``, for every ``--shares`` value of
+``recipe_options.text_share`` and seed. Evaluation free text = the Chinese side of the dzo pack's
+zho-dzo **test** pairs (first ``--eval-examples``, a file for ``--eval-text``); the free text mixed
+into training = the Chinese side of its **train** pairs minus any text identical to a test-split
+text (a file for ``--text``; share 0 passes no ``--text``). Graph-text bits/char is the recipe's
+``graph_bits_per_char`` on its 10% test split. Writes ``results/graph_mix.{json,md}`` after every
+run, with the graph-only result of ``--before`` as the "before" row::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/forgetting_graph.py graph --shares 0.5,0.25 --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -140,7 +146,9 @@ def header_lines(result: dict[str, Any], title: str, *runs: str) -> list[str]:
     return [f"# {title}", "",
             f"Machine: {machine['machine']}; OMP_NUM_THREADS={machine['OMP_NUM_THREADS']}; "
             f"load average at the end {machine['load_average']}.",
-            *runs, f"Benchmark command: `{result['command']}`; {result['seconds']:.0f} s in all.", ""]
+            *runs, "Benchmark command" + ("s" if len(result.get("commands", [])) > 1 else "") + ": "
+            + "; ".join(f"`{command}`" for command in result.get("commands", [result["command"]]))
+            + f"; {result['seconds']:.0f} s in all.", ""]
 
 
 def forgetting_markdown(result: dict[str, Any]) -> str:
@@ -210,76 +218,152 @@ def forgetting(options: argparse.Namespace, arguments: list[str]) -> None:
 # --- graph -----------------------------------------------------------------------------------
 
 
+def share_key(share: float) -> str:
+    return f"{share:g}"
+
+
+def graph_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """Return base, per-share adapted figures (mean ± std over seeds) and the % changes."""
+    shares: dict[str, Any] = {}
+    base: dict[str, Any] = {}
+    for key, seeds in sorted(result["runs"].items(), key=lambda item: float(item[0])):
+        done = list(seeds.values())
+        if not done:
+            continue
+        base = base or {"graph": summary_of([done[0]["base"]["graph_bits_per_char"]]),
+                        "free": summary_of([done[0]["base"]["bits_per_char"]])}
+        row = {"graph": summary_of([run["adapted"]["graph_bits_per_char"] for run in done]),
+               "free": summary_of([run["adapted"]["bits_per_char"] for run in done]),
+               "seconds": summary_of([run["seconds"] for run in done if run["seconds"]] or [0.0]),
+               "mixed_share": summary_of([run["adapted"].get("graph_free_text", {}).get("share", 0.0) for run in done])}
+        row["change"] = {name: 100 * (row[name]["mean"] / base[name]["mean"] - 1) for name in ("graph", "free")}
+        row["free_change_per_seed"] = [100 * (run["adapted"]["bits_per_char"] / run["base"]["bits_per_char"] - 1)
+                                       for run in done]
+        shares[key] = row
+    return {"base": base, "shares": shares}
+
+
 def graph_markdown(result: dict[str, Any]) -> str:
     rows = result["summary"]
-    lines = [*header_lines(result, f"Graph adapter: {result['source']} ({result['locales']}) -> {result['language']}",
-                           f"Each run: `{result['command_template']}`.",
-                           f"Graph sentences: {result.get('graph_sentences', '?')}; free text: {result['free_text']}."),
-             "| | graph-text bits/char (held-out 10%) | free-text bits/char | seeds | wall s per run |",
-             "|---|---:|---:|---:|---:|",
-             f"| base | {cell(rows['base']['graph'])} | {cell(rows['base']['free'])} | – | – |",
-             f"| graph adapter | {cell(rows['adapted']['graph'])} | {cell(rows['adapted']['free'])} | "
-             f"{rows['adapted']['free']['n']} | {rows['adapted']['seconds']['mean']:.0f} |", "",
-             f"Change: graph text {rows['change']['graph']:+.1f}%, free text {rows['change']['free']:+.1f}% "
-             f"(goal: free text no worse than +2%).", "",
-             "| seed | graph text after | free text after | final training loss | wall s |", "|---:|---:|---:|---:|---:|"]
-    for seed, run in result["runs"].items():
-        lines.append(f"| {seed} | {run['adapted']['graph_bits_per_char']:.3f} | {run['adapted']['bits_per_char']:.3f} | "
-                     f"{run.get('final_loss', float('nan')):.2f} | {run['seconds'] or float('nan'):.0f} |")
+    train = result.get("train_text")
+    lines = [*header_lines(result, f"Graph adapter: {result['source']} ({result['locales']}) -> {result['language']}, "
+                                   "free text mixed in",
+                           f"Each run: `{result['command_template']}` (text share 0: no `--text`).",
+                           f"Graph sentences: {result.get('graph_sentences', '?')}; evaluation free text: "
+                           f"{result['free_text']}.",
+                           *([f"Free text mixed in: {train['description']}."] if train else [])),
+             "| text share | graph-text bits/char (held-out 10%) | change | free-text bits/char | change | "
+             "share of training chars mixed | seeds | wall s per run |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    base = rows["base"]
+    if base:
+        lines.append(f"| base model | {cell(base['graph'])} | – | {cell(base['free'])} | – | – | – | – |")
+    before = result.get("before")
+    if before:
+        lines.append(f"| 0 (graph only, before; {before['file']}) | {cell(before['adapted']['graph'])} | "
+                     f"{before['change']['graph']:+.1f}% | {cell(before['adapted']['free'])} | "
+                     f"{before['change']['free']:+.1f}% | 0 | {before['adapted']['free']['n']} | "
+                     f"{before['adapted']['seconds']['mean']:.0f} |")
+    for key, row in rows["shares"].items():
+        lines.append(f"| {key} | {cell(row['graph'])} | {row['change']['graph']:+.1f}% | {cell(row['free'])} | "
+                     f"{row['change']['free']:+.1f}% | {row['mixed_share']['mean']:.3f} | {row['free']['n']} | "
+                     f"{row['seconds']['mean']:.0f} |")
+    lines += ["", "Goal: free text no worse than +2% against the base model.", "",
+              "| text share | seed | graph text after | free text after | free-text change | final training loss | "
+              "training examples | wall s |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, seeds in result["runs"].items():
+        for seed, run in seeds.items():
+            change = 100 * (run["adapted"]["bits_per_char"] / run["base"]["bits_per_char"] - 1)
+            lines.append(f"| {key} | {seed} | {run['adapted']['graph_bits_per_char']:.3f} | "
+                         f"{run['adapted']['bits_per_char']:.3f} | {change:+.1f}% | "
+                         f"{run.get('final_loss', float('nan')):.2f} | {run.get('train_examples', '?')} | "
+                         f"{run['seconds'] or float('nan'):.0f} |")
     return "\n".join(lines) + "\n"
 
 
-def graph(options: argparse.Namespace, arguments: list[str]) -> None:
+def free_text_files(runs: Path, limit: int) -> tuple[Path, Path, dict[str, Any]]:
+    """Write the evaluation texts (Chinese side of the dzo pack's zho-dzo **test** pairs, first ``limit``)
+    and the training free text (the Chinese side of its **train** pairs, minus any text identical to a
+    test-split text); return both files and a description of the training file."""
+    from lowres_adapters.data.files import normalize_text
     from lowres_adapters.training.run_data import load_run_data
     from lowres_adapters.training.settings import DataSettings
 
-    started = time.time()
     dzo, _ = load_run_data("dzo", DataSettings())
-    free = [pair.source for pair in dzo.pairs["test"] if pair.source_lang == "zho"][: options.eval_examples]
-    runs = Path(options.runs)
-    runs.mkdir(parents=True, exist_ok=True)
+    test_side = [pair.source for pair in dzo.pairs["test"] if pair.source_lang == "zho"]
+    free = test_side[:limit]
     eval_file = runs / "zho-libreoffice-help-test.txt"
     eval_file.write_text("".join(text.replace("\n", " ") + "\n" for text in free), "utf-8")
+    # identical after the text reader's normalisation (NFC, whitespace collapsed) counts as identical
+    held_out = {normalize_text(text) for text in test_side}
+    train_side = [pair.source for pair in dzo.pairs["train"] if pair.source_lang == "zho"]
+    kept = [text for text in dict.fromkeys(train_side) if normalize_text(text) not in held_out]  # distinct, in order
+    train_file = runs / "zho-libreoffice-help-train.txt"
+    train_file.write_text("".join(text.replace("\n", " ") + "\n" for text in kept), "utf-8")
+    dropped = len(set(train_side)) - len(kept)
+    description = (f"the Chinese side of the dzo pack's zho-dzo **train** pairs (LibreOffice help), {len(kept):,} "
+                   f"distinct texts ({sum(map(len, kept)):,} characters) in {train_file.name}, passed with `--text`; "
+                   f"{dropped} dropped as identical to a text of the test split (which holds the {limit} evaluation "
+                   "texts); the recipe takes its share evenly across the file")
+    return eval_file, train_file, {"file": train_file.name, "texts": len(kept), "chars": sum(map(len, kept)),
+                                   "dropped_identical_to_test": dropped, "description": description}
+
+
+def graph(options: argparse.Namespace, arguments: list[str]) -> None:
+    started = time.time()
+    runs = Path(options.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    eval_file, train_file, train_text = free_text_files(runs, options.eval_examples)
     source_config = f"{{locales={json.dumps(options.locales.split(','))}}}"
-    template = (f"lowres adapt zho --recipe graph --eval-text {eval_file.name} --set recipe_options.source={options.source} "
+    template = (f"lowres adapt zho --recipe graph --eval-text {eval_file.name} --text {train_file.name} "
+                f"--set recipe_options.text_share=SHARE --set recipe_options.source={options.source} "
                 f"--set 'recipe_options.source_config={source_config}' "
                 f"--set recipe_options.templates={options.templates} --seed SEED -o RUN_DIR")
+    output = RESULTS / f"{options.name}.json"
+    earlier = json.loads(output.read_text("utf-8")) if output.exists() else {}
     result: dict[str, Any] = {"command": "benchmarks/forgetting_graph.py " + shlex.join(arguments),
                               "command_template": template, "language": "zho", "source": options.source,
                               "locales": options.locales, "templates": options.templates,
-                              "free_text": f"{len(free)} Chinese texts of the dzo pack's zho-dzo test pairs "
-                                           "(LibreOffice help)", "runs": {}}
-    output = RESULTS / f"{options.name}.json"
-    earlier = json.loads(output.read_text("utf-8")).get("runs", {}) if output.exists() else {}
+                              "free_text": f"{options.eval_examples} Chinese texts of the dzo pack's zho-dzo test "
+                                           "pairs (LibreOffice help)", "train_text": train_text,
+                              "commands": (earlier.get("commands", []) if options.resume else [])
+                              + ["benchmarks/forgetting_graph.py " + shlex.join(arguments)],
+                              "runs": earlier.get("runs", {}) if options.resume else {},
+                              "seconds": earlier.get("seconds", 0.0) if options.resume else 0.0}
+    if options.before and Path(options.before).exists():
+        before = json.loads(Path(options.before).read_text("utf-8"))
+        result["before"] = {"file": Path(options.before).name, "command": before["command"], **before["summary"]}
     for seed in options.seeds:
-        run_dir = runs / f"zho-graph-{options.source}-s{seed}"
-        command = [LOWRES, "adapt", "zho", "--recipe", "graph", "--eval-text", str(eval_file),
-                   "--set", f"recipe_options.source={options.source}",
-                   "--set", f"recipe_options.source_config={source_config}",
-                   "--set", f"recipe_options.templates={options.templates}", "--seed", str(seed),
-                   "--quiet", "-o", str(run_dir)] + options.extra
-        print(f"seed {seed}: {shlex.join(command)}", flush=True)
-        seconds = earlier.get(str(seed), {}).get("seconds")  # a run reused from an earlier result keeps its time
-        if not (run_dir / "metrics.json").exists():
-            seconds = round(run_command(command, runs / f"{run_dir.name}.log"), 1)
-        metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
-        losses = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text("utf-8").splitlines()]
-        result["runs"][str(seed)] = {"command": shlex.join(command[1:]), "seconds": seconds,
-                                     "final_loss": [entry for entry in losses if entry["event"] == "train"][-1]["loss"],
-                                     "base": metrics["base"], "adapted": metrics["adapted"],
-                                     "training": metrics.get("training", {})}
-        result["graph_sentences"] = metrics["adapted"].get("graph_sentences")
-    done = list(result["runs"].values())
-    base = {"graph": summary_of([done[0]["base"]["graph_bits_per_char"]]),
-            "free": summary_of([done[0]["base"]["bits_per_char"]])}
-    adapted = {"graph": summary_of([run["adapted"]["graph_bits_per_char"] for run in done]),
-               "free": summary_of([run["adapted"]["bits_per_char"] for run in done]),
-               "seconds": summary_of([run["seconds"] for run in done if run["seconds"]] or [0.0])}
-    result["summary"] = {"base": base, "adapted": adapted, "change": {
-        key: 100 * (adapted[key]["mean"] / base[key]["mean"] - 1) for key in ("graph", "free")}}
-    result["seconds"] = time.time() - started
-    result["machine"] = machine()
-    write(options.name, result, graph_markdown)
+        for share in options.shares:
+            key = share_key(share)
+            run_dir = runs / f"zho-graph-{options.source}-mix{key}-s{seed}"
+            mix = ["--text", str(train_file)] if share > 0 else []
+            command = [LOWRES, "adapt", "zho", "--recipe", "graph", "--eval-text", str(eval_file), *mix,
+                       "--set", f"recipe_options.text_share={share}",
+                       "--set", f"recipe_options.source={options.source}",
+                       "--set", f"recipe_options.source_config={source_config}",
+                       "--set", f"recipe_options.templates={options.templates}", "--seed", str(seed),
+                       "--quiet", "-o", str(run_dir)] + options.extra
+            print(f"share {key} seed {seed}: {shlex.join(command)}", flush=True)
+            seconds = result["runs"].get(key, {}).get(str(seed), {}).get("seconds")  # reused run keeps its time
+            if not (run_dir / "metrics.json").exists():
+                run_started = time.time()
+                seconds = round(run_command(command, runs / f"{run_dir.name}.log"), 1)
+                result["seconds"] += time.time() - run_started
+            metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
+            log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text("utf-8").splitlines()]
+            train_examples = next((entry.get("train_examples") for entry in log if "train_examples" in entry), None)
+            result["runs"].setdefault(key, {})[str(seed)] = {
+                "command": shlex.join(command[1:]), "seconds": seconds, "train_examples": train_examples,
+                "final_loss": [entry for entry in log if entry["event"] == "train"][-1]["loss"],
+                "base": metrics["base"], "adapted": metrics["adapted"], "training": metrics.get("training", {})}
+            result["graph_sentences"] = metrics["adapted"].get("graph_sentences")
+            result["summary"] = graph_summary(result)
+            result["machine"] = machine()
+            write(options.name, result, graph_markdown)
+            print(json.dumps({"share": key, "seed": seed, "graph": metrics["adapted"]["graph_bits_per_char"],
+                              "free": metrics["adapted"]["bits_per_char"],
+                              "mix": metrics["adapted"].get("graph_free_text")}), flush=True)
     print(graph_markdown(result), flush=True)
 
 
@@ -293,7 +377,12 @@ def main(arguments: list[str]) -> int:
     graph_parser.add_argument("--source", default="cldr_annotations")
     graph_parser.add_argument("--locales", default="zh")
     graph_parser.add_argument("--templates", default="lowres_kg_cldr:templates/zho.json")
-    graph_parser.add_argument("--name", default="graph", help="result file name under results/")
+    graph_parser.add_argument("--name", default="graph_mix", help="result file name under results/")
+    graph_parser.add_argument("--shares", default="0.5", help="recipe_options.text_share values, comma-separated "
+                              "(0: graph sentences only, no --text)")
+    graph_parser.add_argument("--before", default=str(RESULTS / "graph_lr3e-3.json"),
+                              help="an earlier graph-only result shown as the 'before' row")
+    graph_parser.add_argument("--resume", action="store_true", help="keep the runs of an earlier result file")
     for each in (forget, graph_parser):
         each.add_argument("--seeds", default="0,1,2")
         each.add_argument("--eval-examples", type=int, default=100)
@@ -302,8 +391,8 @@ def main(arguments: list[str]) -> int:
         each.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `lowres adapt` arguments")
     options = parser.parse_args(arguments)
     options.seeds = [int(seed) for seed in options.seeds.split(",")]
+    options.shares = [float(share) for share in options.shares.split(",")]
     if options.what == "forgetting":
-        options.shares = [float(share) for share in options.shares.split(",")]
         forgetting(options, arguments)
     else:
         graph(options, arguments)

@@ -134,8 +134,8 @@ def test_graph_recipe_trains_on_target_language_sentences(files):
 
     get_registry().add_plugin(TinyGraphPlugin(), name="tiny_graph_plugin")
     output = files["tmp"] / "graph"
-    result = adapt("nya", recipe="graph", max_steps=3, output=str(output),
-                   recipe_options={"source": "tiny_graph"}, **common(files))
+    result = adapt("nya", recipe="graph", max_steps=3, output=str(output),  # graph only (mix: test_graph_mix.py)
+                   recipe_options={"source": "tiny_graph", "text_share": 0.0}, **common(files))
     assert read_metadata(output).datasets == ["tiny_graph"]
     start = json.loads((output / "train_log.jsonl").read_text().splitlines()[0])
     # only the 20 edges starting in Chichewa; about 80% of them in the training split

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from lowres_adapters.configs import config_from_dict
 from lowres_adapters.data.examples import PackData, PairExample, Provenance, TextExample
@@ -54,10 +54,20 @@ def _other_sides(pairs: Sequence[PairExample], language: str, only: str) -> list
     return texts
 
 
-def _evenly(examples: Sequence[TextExample], wanted_chars: int) -> list[TextExample]:
-    """Return texts taken evenly across ``examples`` until they hold ``wanted_chars`` (or all of them)."""
-    total = sum(len(example.text) for example in examples)
-    if not examples or total <= wanted_chars:
+def evenly(examples: Iterable[TextExample], wanted_chars: int, total: int | None = None) -> list[TextExample]:
+    """Return texts taken evenly across ``examples`` until they hold ``wanted_chars`` (or all of them).
+
+    Args:
+        examples: The texts, in order (a list, or a stream read once when ``total`` is given).
+        wanted_chars: Characters wanted.
+        total: Characters of all ``examples`` (counted from a list when None).
+    """
+    if wanted_chars <= 0:
+        return []
+    if total is None:
+        examples = list(examples)
+        total = sum(len(example.text) for example in examples)
+    if total <= wanted_chars:
         return list(examples)
     stride = total / wanted_chars  # keep about one character in ``stride``
     chosen, budget = [], 0.0
@@ -80,21 +90,45 @@ def _first(examples: Iterable[TextExample], wanted_chars: int) -> list[TextExamp
     return chosen
 
 
-def _source_examples(source: str, config: Mapping[str, Any]) -> tuple[str, Iterator[TextExample]]:
+def open_source(source: str, config: Mapping[str, Any], option: str = "replay_source", lang: str = "und",
+                expected: str = "'pairs', 'pairs:LANG', ") -> tuple[str, Callable[[], Iterator[TextExample]]]:
+    """Check a registered text source or a text file/folder and return ``(name, open)``: ``open()``
+    streams its texts (again on every call).
+
+    Args:
+        source: A registered data source yielding text, or a file/folder path.
+        config: Settings of that data source (for a path: of the ``text`` source).
+        option: The option naming ``source`` (for the one-line errors).
+        lang: Language of a file's texts unless ``config`` sets ``lang``.
+        expected: What else ``option`` accepts, named first in the error on an unknown name.
+
+    Raises:
+        LowresError: One line, when the source is unknown, does not yield text or its settings are bad.
+    """
     registry = get_registry()
     if source in registry.names("data_sources"):
         spec = registry.data_source(source)
         if spec.yields != "text":
-            raise LowresError(f"replay_source {source!r} yields {spec.yields}; replay needs a source yielding text")
-        settings = config_from_dict(spec.config_class, dict(config), where=f"recipe_options.replay_config for {source}")
-        return source, spec.open(settings)
+            raise LowresError(f"{option} {source!r} yields {spec.yields}; {option.split('_')[0]} needs a source "
+                              "yielding text")
+        settings = config_from_dict(spec.config_class, dict(config), where=f"recipe_options.{option.split('_')[0]}"
+                                                                           f"_config for {source}")
+        return source, lambda: iter(spec.open(settings))
     path = Path(source).expanduser()
     if not path.exists():
-        raise LowresError(f"replay_source {source!r}: expected 'pairs', 'pairs:LANG', a registered text source "
+        raise LowresError(f"{option} {source!r}: expected {expected}a registered text source "
                           f"('lowres list sources') or an existing text file or folder")
-    settings = config_from_dict(TextSourceConfig, {"lang": "und", **dict(config), "path": str(path)},
-                                where="recipe_options.replay_config for the text source")
-    return path.name, open_text(settings)
+    settings = config_from_dict(TextSourceConfig, {"lang": lang, **dict(config), "path": str(path)},
+                                where=f"recipe_options.{option.split('_')[0]}_config for the text source")
+    return path.name, lambda: open_text(settings)
+
+
+def named(examples: Sequence[TextExample], name: str) -> list[TextExample]:
+    """Return ``examples`` with ``name`` as the provenance of those that have none."""
+    return [example if example.provenance.source not in ("", "unknown") else
+            TextExample(text=example.text, id=example.id, lang=example.lang,
+                        provenance=Provenance(name, example.provenance.licence))
+            for example in examples]
 
 
 def replay_texts(source: str, config: Mapping[str, Any], data: PackData, language: str,
@@ -119,15 +153,12 @@ def replay_texts(source: str, config: Mapping[str, Any], data: PackData, languag
         if not examples:
             raise LowresError(f"replay_source {source!r}: the run has no training pairs with another side"
                               f"{' in ' + only if only else ''} (pass --pairs FILE or choose another replay_source)")
-        return _evenly(examples, wanted_chars)
-    name, stream = _source_examples(source, config)
-    chosen = _first(stream, wanted_chars)
+        return evenly(examples, wanted_chars)
+    name, stream = open_source(source, config)
+    chosen = _first(stream(), wanted_chars)
     if not chosen:
         raise LowresError(f"replay_source {source!r} yielded no text")
-    return [example if example.provenance.source not in ("", "unknown") else
-            TextExample(text=example.text, id=example.id, lang=example.lang,
-                        provenance=Provenance(name, example.provenance.licence))
-            for example in chosen]
+    return named(chosen, name)
 
 
 def interleave(texts: Sequence[TextExample], replayed: Sequence[TextExample]) -> list[TextExample]:
