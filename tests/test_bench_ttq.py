@@ -156,3 +156,35 @@ def test_adapter_labels_are_short():
     label = describe_adapter("lora", {"r": 16, "attn_matrices": ["q", "k", "v"], "output_lora": True,
                                       "intermediate_lora": False})
     assert label == "lora r=16 attn_matrices=qkv +output_lora"
+
+
+def test_a_lowres_variant_runs_the_default_path_with_its_loop_switch(monkeypatch):
+    """`--workload ttq --setup lowres:fp32` must train the default path with bf16 off (not plain lowres)."""
+    import lowres_adapters.bench.ttq_setups as ttq_setups
+    from lowres_adapters.bench.ttq import TtqConfig
+
+    seen = {}
+
+    def fake_lowres(config, data):
+        seen["loop"] = dict(config.loop)
+        return "lora r=16 (lowres)", []
+
+    monkeypatch.setattr(ttq_setups, "_lowres", fake_lowres)
+    monkeypatch.setattr(ttq_setups, "TtqData", lambda config: None)
+    config = TtqConfig(setup="lowres:fp32", budgets=(1.0,), token_marks=(), language="nya", heldout_examples=1,
+                       seed=0, adapter="", adapter_config={}, loop={"lr": 1e-3}, score_base=False, model="tiny")
+    result = ttq_setups.run_ttq_setup(config)
+    assert seen["loop"] == {"bf16": False, "lr": 1e-3}
+    assert result["setup"] == "lowres:fp32" and result["adapter"].endswith("(lowres:fp32)")
+
+
+def test_bench_refuses_an_unknown_ttq_setup_in_one_line(capsys):
+    import pytest
+
+    from lowres_adapters.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["bench", "--workload", "ttq", "--quick", "--setup", "lowres:fast"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and len(err.splitlines()) == 1
+    assert "'lowres:fast' is not a ttq setup" in err and "lowres:fp32" in err

@@ -42,7 +42,7 @@ class TtqConfig:
     """One child run of the time-to-quality workload.
 
     Attributes:
-        setup: One of :data:`TTQ_SETUPS`.
+        setup: One of :data:`TTQ_SETUPS` or a ``lowres:`` variant (:data:`~lowres_adapters.bench.setups.LOWRES_VARIANTS`).
         budgets: Training seconds at which the adapter is scored (ascending).
         token_marks: Real training tokens at which it is scored too (the baseline's, at each budget).
         language: Pack whose ``train`` verses train and whose first ``test`` verses are scored.

@@ -7,12 +7,13 @@ optimiser), run open-ended and stopped by a :class:`~lowres_adapters.bench.ttq.B
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from typing import Any, Callable
 
 import torch
 
-from lowres_adapters.bench.setups import adapter_for
+from lowres_adapters.bench.setups import LOWRES_VARIANTS, adapter_for
 from lowres_adapters.bench.ttq import BASELINE_LR, BudgetClock, BudgetSpent, TtqConfig
 from lowres_adapters.errors import LowresError
 
@@ -67,14 +68,24 @@ class TtqData:
         return score
 
 
+def ttq_setup_names() -> tuple[str, ...]:
+    """Return the setups the ttq workload runs: the two baselines, ``lowres`` and its variants."""
+    return ("adapters+trainer", "peft+loop", *LOWRES_VARIANTS)
+
+
 def run_ttq_setup(config: TtqConfig) -> dict[str, Any]:
     """Train ``config.setup`` until its last budget and return its scored points."""
     data = TtqData(config)
     base = data.scorer(data.model)() if config.score_base else None
     runners = {"adapters+trainer": _adapters_trainer, "peft+loop": _peft_loop, "lowres": _lowres}
-    if config.setup not in runners:
-        raise LowresError(f"unknown ttq setup {config.setup!r}; choose from {', '.join(runners)}")
-    adapter, points = runners[config.setup](config, data)
+    if config.setup in LOWRES_VARIANTS:  # lowres:fp32 etc.: the default path with one loop switch changed
+        variant = dataclasses.replace(config, loop={**LOWRES_VARIANTS[config.setup], **config.loop})
+        adapter, points = _lowres(variant, data)
+        adapter = adapter.replace("(lowres)", f"({config.setup})")
+    elif config.setup in runners:
+        adapter, points = runners[config.setup](config, data)
+    else:
+        raise LowresError(f"unknown ttq setup {config.setup!r}; choose from {', '.join(ttq_setup_names())}")
     return {"setup": config.setup, "adapter": adapter, "points": points, "base_bits_per_char": base}
 
 

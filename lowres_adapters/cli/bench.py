@@ -27,7 +27,7 @@ from lowres_adapters.io import atomic_write_text
 @click.option("--setup", "setups", multiple=True,
               help="Setup to run besides the baseline (repeatable; default adapters+trainer, peft+loop, lowres). "
                    "Variants: lowres:no-packing, lowres:no-trim, lowres:full-logits, lowres:no-negatives, "
-                   "lowres:fp32, lowres:compile, lowres:checkpointing.")
+                   "lowres:fp32, lowres:compile, lowres:checkpointing (ttq too: e.g. --setup lowres --setup lowres:fp32).")
 @click.option("--ablation", is_flag=True, help="Also run every lowres variant.")
 @click.option("--steps", type=int, default=None, help="Optimiser steps per setup.")
 @click.option("--repeats", type=int, default=None, help="Runs of each setup.")
@@ -49,7 +49,7 @@ def bench(quick: bool, as_json: bool, workloads: tuple[str, ...], language: str,
     if "ttq" in workloads:
         if len(set(workloads)) > 1:
             raise LowresError("--workload ttq runs on its own; run mlm/clm in another call")
-        _time_to_quality(quick, as_json, language, budgets, plot_path, threads, output)
+        _time_to_quality(quick, as_json, language, budgets, plot_path, threads, output, setups)
         return
     # lazy: bench.harness and bench.setups import torch
     from lowres_adapters.bench.harness import MAIN_SETUPS, BenchPlan, run_bench
@@ -96,12 +96,18 @@ def _write(result: dict, output: Path | None) -> None:
 
 
 def _time_to_quality(quick: bool, as_json: bool, language: str, budgets: tuple[float, ...], plot_path: Path | None,
-                     threads: int, output: Path | None) -> None:
+                     threads: int, output: Path | None, setups: tuple[str, ...] = ()) -> None:
     """Run the ttq workload and print its table (or JSON) and the plot's path."""
     # lazy: bench.ttq imports torch
     from lowres_adapters.bench.ttq import TtqPlan, markdown, plot, run_ttq
+    from lowres_adapters.bench.ttq_setups import ttq_setup_names
 
     overrides: dict = {"language": language, "threads": threads}
+    unknown = [name for name in setups if name not in ttq_setup_names()]
+    if unknown:
+        raise LowresError(f"--setup {unknown[0]!r} is not a ttq setup; choose from {', '.join(ttq_setup_names())}")
+    if setups:  # the baseline always runs first: every ratio is to it
+        overrides["setups"] = tuple(dict.fromkeys(("adapters+trainer", *setups)))
     if budgets:
         overrides["budgets"] = tuple(sorted(budgets))
     plan = TtqPlan.quick(**overrides) if quick else TtqPlan(**overrides)
