@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-FIGURES = ("chrf_pp", "chrf", "bleu", "bits_per_char", "target_language_share", "repeated_ngram_rate")
+FIGURES = ("chrf_pp", "chrf", "bleu", "bits_per_char", "target_language_share", "repeated_ngram_rate",
+           "distinct_output_share")
 STAGES = ("base", "cpt", "sft")
 
 
@@ -151,7 +152,7 @@ def markdown(summary: dict[str, Any], result: dict[str, Any]) -> str:
              f"{result['seconds']:.0f} s in all.", "",
              "sacrebleu: " + "; ".join(f"{name} `{value}`" for name, value in result.get("signatures", {}).items()), "",
              "| config | decoding | stage | chrF++ | chrF | BLEU | bits/char | in target language | "
-             "repeated 3-grams | seeds |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "repeated 3-grams | distinct outputs | seeds |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for config, decodings in summary.items():
         for decoding, stages in decodings.items():
             for stage, figures in stages.items():
@@ -162,6 +163,7 @@ def markdown(summary: dict[str, Any], result: dict[str, Any]) -> str:
                 lines.append(f"| {config} | {decoding} | {stage} | {cell('chrf_pp')} | {cell('chrf')} | "
                              f"{cell('bleu')} | {cell('bits_per_char', digits=3)} | "
                              f"{cell('target_language_share', 100, 0)}% | {cell('repeated_ngram_rate', 100, 0)}% | "
+                             f"{cell('distinct_output_share', 100, 0)}% | "
                              f"{figures['chrf_pp']['n'] if 'chrf_pp' in figures else '–'} |")
     return "\n".join(lines) + "\n"
 

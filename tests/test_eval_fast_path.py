@@ -12,7 +12,7 @@ import torch
 
 from lowres_adapters.evaluation.generation import GenerationSettings, stop_token_ids
 from lowres_adapters.evaluation.language_modeling import score_texts, score_token_rows
-from lowres_adapters.evaluation.output_checks import repeated_ngram_rate, target_language_share
+from lowres_adapters.evaluation.output_checks import distinct_output_share, repeated_ngram_rate, target_language_share
 from lowres_adapters.evaluation.translation import ChatPrompt, generate_translations, make_prompt, plain_prompt
 from lowres_adapters.testing.tiny import TINY_CORPUS, tiny_model, tiny_tokenizer
 
@@ -138,6 +138,13 @@ def test_chat_prompt_uses_the_tokenizers_template_and_plain_needs_none(llama):
         make_prompt(tokenizer, "English", "Chichewa", prompt_format="markdown")
 
 
+def test_distinct_output_share_sees_a_model_that_answers_everything_alike():
+    collapsed = ["གནས་སེལ།", "གནས་སེལ། ", "གནས་སེལ།", "སྒྲམ་དང།"]  # dzo SFT seed 0: one phrase for most sources
+    assert distinct_output_share(collapsed) == pytest.approx(2 / 4)
+    assert distinct_output_share(["Mulungu", "dziko", "kuwala"]) == 1.0
+    assert distinct_output_share([]) == 0.0
+
+
 def test_repeated_ngram_rate_sees_loops_and_not_plain_text():
     assert repeated_ngram_rate(["Pachiyambi Mulungu adalenga kumwamba ndi dziko lapansi."]) == 0.0
     assert repeated_ngram_rate(["ndipo ndipo ndipo ndipo ndipo ndipo"]) == pytest.approx(3 / 4)
@@ -181,6 +188,7 @@ def test_evaluate_records_decoding_settings_and_output_checks_in_metrics(tmp_pat
     for role in ("base", "adapted"):
         assert 0.0 <= recorded[role]["target_language_share"] <= 1.0
         assert math.isfinite(recorded[role]["repeated_ngram_rate"])
+        assert 0.0 < recorded[role]["distinct_output_share"] <= 1.0
         assert recorded[role]["bits_per_char"] == printed[role]["bits_per_char"]
 
 

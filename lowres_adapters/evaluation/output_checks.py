@@ -6,6 +6,8 @@
 - :func:`repeated_ngram_rate`: the share of an output's n-grams that repeat an earlier n-gram of
   the same output (0 for text that never repeats itself; a loop like "ndipo ndipo ndipo" drives it
   towards 1). Words for spaced scripts, characters for scripts without spaces.
+- :func:`distinct_output_share`: distinct outputs / outputs (1 when every source gets its own
+  answer; a model that answers every source with the same phrase drives it towards 1/N).
 """
 
 from __future__ import annotations
@@ -75,3 +77,14 @@ def repeated_ngram_rate(outputs: Sequence[str], n: int | None = None) -> float:
         total += len(grams)
         repeated += len(grams) - len(set(grams))
     return repeated / total if total else 0.0
+
+
+def distinct_output_share(outputs: Sequence[str]) -> float:
+    """Return the number of distinct outputs (stripped) over the number of outputs (0.0 for none).
+
+    A collapsed model answers different sources with the same few phrases: chrF can still be above
+    the base (the phrases are in the right script) while the answers ignore the source.
+    """
+    if not outputs:
+        return 0.0
+    return len({text.strip() for text in outputs}) / len(outputs)

@@ -26,7 +26,8 @@ LM_METRICS = ("bits_per_char", "bits_per_byte", "perplexity", "pseudo_perplexity
 TRANSLATION_METRICS = ("chrf", "chrf_pp", "bleu")
 TASK_METRICS = ("accuracy", "macro_f1", "entity_f1", "exact_match", "f1")
 OUTPUT_METRICS = {"target_language_share": ("outputs in target language", False),
-                  "repeated_ngram_rate": ("repeated n-gram rate", True)}
+                  "repeated_ngram_rate": ("repeated n-gram rate", True),
+                  "distinct_output_share": ("distinct outputs", False)}
 """Checks of the generated translations: label and whether lower is better."""
 LOG_FILE = "train_log.jsonl"
 

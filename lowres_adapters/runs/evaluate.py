@@ -30,7 +30,7 @@ from lowres_adapters.evaluation.generation import (
     generate_answers,
 )
 from lowres_adapters.evaluation.language_modeling import score_texts
-from lowres_adapters.evaluation.output_checks import repeated_ngram_rate, target_language_share
+from lowres_adapters.evaluation.output_checks import distinct_output_share, repeated_ngram_rate, target_language_share
 from lowres_adapters.evaluation.report import write_report
 from lowres_adapters.evaluation.translation import (
     length_ratio_of,
@@ -60,7 +60,7 @@ UNSPACED_SCRIPTS = frozenset({"Tibt", "Thai", "Laoo", "Khmr", "Mymr", "Hani", "H
 LM_FIGURES = ("bits_per_char", "bits_per_byte", "perplexity", "pseudo_perplexity", "loss_per_token", "tokens",
               "chars")
 TRANSLATION_FIGURES = ("bleu", "chrf", "chrf_pp")
-OUTPUT_FIGURES = ("target_language_share", "repeated_ngram_rate")
+OUTPUT_FIGURES = ("target_language_share", "repeated_ngram_rate", "distinct_output_share")
 SAMPLES = 5
 BASE_PROMPTS = ("auto", "run", "plain", "chat")
 """How the base model is asked: ``auto`` uses its chat template when it has one (an instruction-tuned
@@ -245,14 +245,15 @@ def evaluate_model(model: Any, tokenizer: Any, held_out: HeldOut, *, objective: 
                                          bleu_tokenize="char" if script in UNSPACED_SCRIPTS else None)
         figures.update({key: getattr(translation, key) for key in TRANSLATION_FIGURES})
         figures.update(target_language_share=target_language_share(hypotheses, held_out.texts, held_out.sources),
-                       repeated_ngram_rate=repeated_ngram_rate(hypotheses))
+                       repeated_ngram_rate=repeated_ngram_rate(hypotheses),
+                       distinct_output_share=distinct_output_share(hypotheses))
         extras = {"signatures": {"bleu": translation.bleu_signature, "chrf": translation.chrf_signature,
                                  "chrf_pp": translation.chrf_pp_signature},
                   "hypotheses": hypotheses, "prompt_format": prompt_format, "generation": settings.to_dict()}
         say(f"{label}: chrF {translation.chrf:.2f}, chrF++ {translation.chrf_pp:.2f}, BLEU {translation.bleu:.2f} "
             f"on {len(held_out.sources)} {held_out.direction} pairs ({prompt_format} prompt); "
             f"{figures['target_language_share']:.0%} in {held_out.target_lang}, "
-            f"repeated n-grams {figures['repeated_ngram_rate']:.0%}")
+            f"repeated n-grams {figures['repeated_ngram_rate']:.0%}, distinct outputs {figures['distinct_output_share']:.0%}")
     return figures, extras
 
 
