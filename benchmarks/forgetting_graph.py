@@ -239,6 +239,10 @@ def graph_summary(result: dict[str, Any]) -> dict[str, Any]:
         row["change"] = {name: 100 * (row[name]["mean"] / base[name]["mean"] - 1) for name in ("graph", "free")}
         row["free_change_per_seed"] = [100 * (run["adapted"]["bits_per_char"] / run["base"]["bits_per_char"] - 1)
                                        for run in done]
+        probed = [run["probe"]["udhr_zho"] for run in done if "probe" in run]
+        if probed and result.get("probe_base"):
+            row["probe"] = summary_of(probed)
+            row["probe"]["change"] = 100 * (row["probe"]["mean"] / result["probe_base"]["udhr_zho"] - 1)
         shares[key] = row
     return {"base": base, "shares": shares}
 
@@ -268,11 +272,17 @@ def graph_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {key} | {cell(row['graph'])} | {row['change']['graph']:+.1f}% | {cell(row['free'])} | "
                      f"{row['change']['free']:+.1f}% | {row['mixed_share']['mean']:.3f} | {row['free']['n']} | "
                      f"{row['seconds']['mean']:.0f} |")
+    probed = {key: row["probe"] for key, row in rows["shares"].items() if "probe" in row}
+    if probed:
+        lines += ["", f"Out-of-domain probe, never trained on: {result['probe_texts']}; bits/char (`score_texts`, "
+                  "batch 8, 512 tokens).", "", "| text share | Chinese UDHR bits/char | change | seeds |",
+                  "|---|---:|---:|---:|", f"| base model | {result['probe_base']['udhr_zho']:.3f} | – | – |"]
+        lines += [f"| {key} | {cell(row)} | {row['change']:+.1f}% | {row['n']} |" for key, row in probed.items()]
     lines += ["", "Goal: free text no worse than +2% against the base model.", "",
               "| text share | seed | graph text after | free text after | free-text change | final training loss | "
               "training examples | wall s |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for key, seeds in result["runs"].items():
-        for seed, run in seeds.items():
+    for key, seeds in sorted(result["runs"].items(), key=lambda item: float(item[0])):
+        for seed, run in sorted(seeds.items(), key=lambda item: int(item[0])):
             change = 100 * (run["adapted"]["bits_per_char"] / run["base"]["bits_per_char"] - 1)
             lines.append(f"| {key} | {seed} | {run['adapted']['graph_bits_per_char']:.3f} | "
                          f"{run['adapted']['bits_per_char']:.3f} | {change:+.1f}% | "
@@ -309,6 +319,15 @@ def free_text_files(runs: Path, limit: int) -> tuple[Path, Path, dict[str, Any]]
                                    "dropped_identical_to_test": dropped, "description": description}
 
 
+def udhr_chinese() -> list[str]:
+    """Return the out-of-domain Chinese probe: the Chinese side of the bod pack's UDHR test pairs."""
+    from lowres_adapters.training.run_data import load_run_data
+    from lowres_adapters.training.settings import DataSettings
+
+    bod, _ = load_run_data("bod", DataSettings())
+    return [pair.source for pair in bod.pairs["test"] if pair.source_lang in ("cmn", "zho")]
+
+
 def graph(options: argparse.Namespace, arguments: list[str]) -> None:
     started = time.time()
     runs = Path(options.runs)
@@ -333,10 +352,17 @@ def graph(options: argparse.Namespace, arguments: list[str]) -> None:
     if options.before and Path(options.before).exists():
         before = json.loads(Path(options.before).read_text("utf-8"))
         result["before"] = {"file": Path(options.before).name, "command": before["command"], **before["summary"]}
+    probe = {"udhr_zho": udhr_chinese()} if options.probe else {}
+    if probe:
+        result["probe_texts"] = f"{len(probe['udhr_zho'])} Chinese UDHR articles (the bod pack's test pairs)"
+        if "probe_base" not in result:
+            result["probe_base"] = score_folder(None, options.model, probe)
     for seed in options.seeds:
         for share in options.shares:
             key = share_key(share)
             run_dir = runs / f"zho-graph-{options.source}-mix{key}-s{seed}"
+            if options.no_train and not (run_dir / "metrics.json").exists():
+                continue
             mix = ["--text", str(train_file)] if share > 0 else []
             command = [LOWRES, "adapt", "zho", "--recipe", "graph", "--eval-text", str(eval_file), *mix,
                        "--set", f"recipe_options.text_share={share}",
@@ -353,7 +379,11 @@ def graph(options: argparse.Namespace, arguments: list[str]) -> None:
             metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
             log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text("utf-8").splitlines()]
             train_examples = next((entry.get("train_examples") for entry in log if "train_examples" in entry), None)
+            earlier_run = result["runs"].get(key, {}).get(str(seed), {})
+            if probe and "probe" not in earlier_run:
+                earlier_run["probe"] = score_folder(run_dir, options.model, probe)
             result["runs"].setdefault(key, {})[str(seed)] = {
+                **({"probe": earlier_run["probe"]} if "probe" in earlier_run else {}),
                 "command": shlex.join(command[1:]), "seconds": seconds, "train_examples": train_examples,
                 "final_loss": [entry for entry in log if entry["event"] == "train"][-1]["loss"],
                 "base": metrics["base"], "adapted": metrics["adapted"], "training": metrics.get("training", {})}
@@ -383,6 +413,9 @@ def main(arguments: list[str]) -> int:
     graph_parser.add_argument("--before", default=str(RESULTS / "graph_lr3e-3.json"),
                               help="an earlier graph-only result shown as the 'before' row")
     graph_parser.add_argument("--resume", action="store_true", help="keep the runs of an earlier result file")
+    graph_parser.add_argument("--probe", action="store_true",
+                              help="also score the base and every run on the Chinese UDHR (out-of-domain free text)")
+    graph_parser.add_argument("--no-train", action="store_true", help="only collect runs already finished")
     for each in (forget, graph_parser):
         each.add_argument("--seeds", default="0,1,2")
         each.add_argument("--eval-examples", type=int, default=100)

@@ -12,6 +12,9 @@ training text (counted in characters) is replayed text in the model's original l
 
 Replayed texts are spread evenly through the target-language texts (deterministic), so every packed
 row of a run mixes both whatever part of the corpus the run reaches.
+
+The ``graph`` recipe mixes the target language's own free text into its graph sentences with the
+same helpers (:func:`evenly`, :func:`interleave`, :func:`open_source`).
 """
 
 from __future__ import annotations
