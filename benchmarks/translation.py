@@ -119,11 +119,15 @@ def score_run(run_dir: Path, decodings: dict[str, dict[str, Any]], pairs: int,
     return result
 
 
-def signatures() -> dict[str, str]:
-    """Return the sacrebleu signatures of the scores (they name the metric settings, not the data)."""
+def signatures(run_dir: Path) -> dict[str, str]:
+    """Return the sacrebleu signatures of the scores (they name the metric settings, not the data): BLEU
+    tokenises characters for a target script without spaces, as ``lowres evaluate`` does."""
+    from lowres_adapters.artifact import read_metadata
     from lowres_adapters.evaluation.translation import score_translations
+    from lowres_adapters.runs.evaluate import UNSPACED_SCRIPTS
 
-    scores = score_translations(["a"], ["a"])
+    script = read_metadata(run_dir).script
+    scores = score_translations(["a"], ["a"], bleu_tokenize="char" if script in UNSPACED_SCRIPTS else None)
     return {"bleu": scores.bleu_signature, "chrf": scores.chrf_signature, "chrf_pp": scores.chrf_pp_signature}
 
 
@@ -211,7 +215,7 @@ def main(arguments: list[str]) -> int:
               "threads": os.environ.get("OMP_NUM_THREADS", "default"), "direction": first["direction"],
               "pairs": first["pairs"], "texts": first["texts"], "decodings": decodings,
               "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
-              "seconds": time.time() - started, "signatures": signatures(), "runs": runs,
+              "seconds": time.time() - started, "signatures": signatures(Path(first["run_dir"])), "runs": runs,
               "summary": summarise(runs, list(decodings))}
     results = HERE / "results"
     results.mkdir(exist_ok=True)
