@@ -122,7 +122,7 @@ def held_out_data(metadata: ArtifactMetadata, run_config: Mapping[str, Any], *, 
               if pair.source_lang == language]
     chosen = [(pair.source, pair.target, pair.source_lang, pair.target_lang) for pair in into] or out_of
     # One direction only: the prompt names the first pair's languages (dzo's test pairs mix zho and eng sources).
-    chosen = [item for item in chosen if item[2:] == chosen[0][2:]] if chosen else chosen
+    chosen = [item for item in chosen if item[2:] == chosen[0][2:]]
     count = min(translation_examples, limit) if limit is not None else translation_examples
     chosen = chosen[:count]
     return HeldOut(texts=texts, sources=[source for source, *_ in chosen],
